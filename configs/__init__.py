@@ -1,0 +1,87 @@
+"""Typed configuration shared by the optimize engine and the generator trainer.
+
+Precedence: command line > preset/TOML file > dataclass default. Preset files
+live beside this module as ``NAME.toml``; their keys equal the field names
+(``octave_weights``), which equal the CLI flags in kebab-case
+(``--octave-weights``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.errors import UserError
+
+PRESET_DIR = Path(__file__).parent
+
+
+@dataclass
+class LossConfig:
+    """The texture objective (DESIGN.md "The objective"). Defaults: snelgrove2017."""
+
+    backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto (best local)
+    weights: str | None = None  # local weights file for vgg19 (torchvision or Gatys vgg_conv layout)
+    pooling: str = "avg"  # avg | max (Gatys and Snelgrove use avg)
+    padding: str = "valid"  # zeros | reflect | valid | circular (convolutions of the backbone)
+    layers: list[str] = field(default_factory=lambda: ["pool1", "conv3_2"])
+    layer_weights: list[float] | None = None  # one per layer; None = all 1
+    octaves: int = 5  # Gaussian pyramid octaves matched jointly (1 = plain Gatys)
+    octave_weights: list[float] | None = None  # one per octave; None = all 1
+    spectrum_weight: float = 0.0  # beta of the Liu 2016 spectrum term (0 = off)
+    tv_weight: float = 0.0  # lambda of the total-variation term (0 = off)
+    activation_norm: bool = True  # rescale filters to mean activation 1 on the exemplar (Gatys)
+    seed: int = 0  # seeds noise and random-backbone weights
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class SynthConfig(LossConfig):
+    """Everything ``synth.py`` needs; fields not used by a mode are ignored there."""
+
+    size: str | None = None  # WxH of the output; None = the exemplar's size
+    iterations: int = 300  # L-BFGS iterations (per pyramid level with levels > 1)
+    levels: int = 1  # coarse-to-fine levels: synthesize at size/2^(L-1), upsample, repeat
+    optimizer: str = "lbfgsb"  # lbfgsb (box bounds) | lbfgs-clamp | lbfgs-sigmoid
+    history: int = 10  # L-BFGS history size (memory ~ 2 x history x image)
+    tile: bool = False  # seamless (periodic) output: circular padding everywhere
+    variations: int = 1  # number of outputs, seeds seed, seed+1, ...
+    save_every: int = 0  # write a snapshot every K iterations (0 = never)
+    bits: int = 8  # PNG bit depth of the output: 8 or 16
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def read_config_file(name_or_path: str) -> dict:
+    """Read a preset name (``gatys2015``) or a TOML file path into a flat dict."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise UserError(
+                f"unknown preset '{name_or_path}'; choose one of: {', '.join(preset_names())}"
+                " or give a .toml file"
+            )
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def build_config(cls, file_values: dict, cli_values: dict):
+    """Merge dataclass defaults < file values < CLI values (those not None)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(file_values) - names)
+    if unknown:
+        raise UserError(f"unknown config key(s): {', '.join(unknown)}")
+    merged = dict(file_values)
+    merged.update({k: v for k, v in cli_values.items() if v is not None and k in names})
+    return cls(**merged)

@@ -1,0 +1,1 @@
+"""Image IO: reading exemplars, writing results with their JSON sidecars, parsing sizes."""

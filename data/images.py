@@ -1,0 +1,341 @@
+"""Reading exemplars as float RGB tensors and writing results as PNG files.
+
+Convention: images in memory are ``(3, H, W)`` float32 RGB in ``[0, 1]``. Every conversion
+on the way in (alpha, grey, palette, CMYK, bit depth, EXIF orientation, animation) is done
+explicitly and reported in one human line, so a user sees what the model was given.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from data.errors import UserError
+from data.sidecar import library_versions, write_bytes_atomic, write_json_atomic
+
+MAX_SIDE = 40000
+MAX_PIXELS = 400_000_000
+# Pillow warns above its limit and refuses above twice it; lifting it to ours lets the size
+# check in load_image decide, with a message that says what to do.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+FORMATS = "PNG, JPEG, WebP, TIFF, BMP"
+
+# Pillow has no 16-bit colour mode: it keeps only one byte of each sample, chosen by the
+# decoder's raw mode. Decoding a second time with the opposite byte order yields the other
+# byte. Both raw modes have the same bits per pixel, so PNG filtering and TIFF strips decode
+# identically. Maps the raw mode Pillow picked -> the one that yields the low bytes.
+_LOW_BYTE_RAWMODE = {
+    "RGB;16B": "RGB;16L",
+    "RGB;16L": "RGB;16B",
+    "RGB;16N": "RGB;16B" if struct.pack("=H", 1) == b"\x01\x00" else "RGB;16L",
+    "RGBA;16B": "RGBA;16L",
+    "RGBA;16L": "RGBA;16B",
+}
+# 16-bit grey+alpha PNGs open as RGBA via "LA;16B", which has no opposite: raw "RGBA" has the
+# same 32 bits per pixel and yields all four bytes (L high, L low, A high, A low) at once.
+_GREY_ALPHA_16 = "LA;16B"
+
+_GREY = "grey expanded to RGB"
+_ALPHA = "alpha composited over white"
+
+
+def load_image(path: str | Path) -> tuple[torch.Tensor, str]:
+    """Read an exemplar image file.
+
+    Reads PNG, JPEG, WebP, TIFF and BMP (and anything else Pillow opens) in modes 1, L, LA,
+    P (with or without transparency), RGB, RGBA, CMYK, I;16, I and F, at 8 or 16 bits.
+
+    Convention:
+        - alpha is composited over white (straight alpha: ``rgb * a + (1 - a)``), the page a
+          cut-out texture is usually shown on;
+        - grey is repeated into three channels; palettes and CMYK are converted by Pillow
+          (CMYK naively: ICC profiles are ignored);
+        - 8-bit samples are scaled by 1/255 and 16-bit ones by 1/65535 (16-bit colour PNGs
+          keep their full precision); 32-bit integer grey within 0..65535 is read as 16-bit,
+          and integer or float grey outside ``[0, 1]`` after that is rescaled min-to-max;
+        - the EXIF orientation is applied (``ImageOps.exif_transpose``);
+        - of an animation or multi-page file, the first frame is used.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        ``(img, note)``: img ``(3, H, W)`` float32 RGB in ``[0, 1]``; note one line such as
+        ``"logo.png: 256x256 RGBA 8-bit, alpha composited over white"``.
+
+    Raises:
+        UserError: missing, directory, unreadable, empty, not an image, truncated or corrupt,
+            zero-sized, or larger than ``MAX_SIDE`` a side or ``MAX_PIXELS`` in all.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give an image file")
+    try:
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: empty file (0 bytes); give an image file ({FORMATS})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return _decode(im, path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied; make the file readable") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image file Pillow can read ({FORMATS})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UserError(f"{path}: too large ({_one_line(e)}); downscale it first") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+        raise UserError(
+            f"{path}: cannot decode the image ({_one_line(e)}); the file is truncated or corrupt"
+        ) from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _decode(im: Image.Image, path: Path) -> tuple[torch.Tensor, str]:
+    width, height = im.size
+    if width == 0 or height == 0:
+        raise UserError(f"{path}: the image is {width}x{height} pixels; it has no pixels")
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise UserError(
+            f"{path}: {width}x{height} is too large (at most {MAX_SIDE} pixels a side and "
+            f"{MAX_PIXELS // 1_000_000} megapixels); downscale it first"
+        )
+    frames = getattr(im, "n_frames", 1)
+    rawmodes = {_rawmode(tile) for tile in im.tile}  # load() empties im.tile
+    rawmode = rawmodes.pop() if len(rawmodes) == 1 else None
+    im.load()
+    orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    if rawmode in _LOW_BYTE_RAWMODE or rawmode == _GREY_ALPHA_16:
+        rgb, notes = _sixteen_bit_colour(im, path, rawmode)
+    else:
+        rgb, notes = _to_rgb(ImageOps.exif_transpose(im), path)
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
+    if frames > 1:
+        notes.append(f"first of {frames} frames")
+    img = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))
+    return img.clamp_(0, 1), f"{path.name}: {img.shape[2]}x{img.shape[1]} " + ", ".join(notes)
+
+
+def _rawmode(tile: tuple) -> str | None:
+    args = tile[3]  # a raw mode, or a tuple starting with one, depending on the decoder
+    if isinstance(args, tuple) and args:
+        args = args[0]
+    return args if isinstance(args, str) else None
+
+
+def _with_rawmode(tile, rawmode: str):
+    args = (rawmode, *tile.args[1:]) if isinstance(tile.args, tuple) else rawmode
+    return tile._replace(args=args)
+
+
+def _sixteen_bit_colour(im: Image.Image, path: Path, rawmode: str) -> tuple[np.ndarray, list]:
+    """Full-precision samples of a 16-bit colour or grey+alpha image, via a second decode."""
+    with Image.open(path) as again:
+        if rawmode == _GREY_ALPHA_16:
+            again.tile = [_with_rawmode(t, "RGBA") for t in again.tile]
+            b = np.asarray(ImageOps.exif_transpose(again)).astype(np.uint16)  # (H, W, 4) bytes
+            grey, alpha = (b[..., 0] << 8) | b[..., 1], (b[..., 2] << 8) | b[..., 3]
+            samples = np.stack([grey, grey, grey, alpha], axis=-1) / np.float32(65535)
+            return _over_white(samples), ["LA 16-bit", "scaled by 1/65535", _GREY, _ALPHA]
+        again.tile = [_with_rawmode(t, _LOW_BYTE_RAWMODE[rawmode]) for t in again.tile]
+        low = np.asarray(ImageOps.exif_transpose(again)).astype(np.uint16)
+    high = np.asarray(ImageOps.exif_transpose(im)).astype(np.uint16)
+    samples = ((high << 8) | low) / np.float32(65535)
+    if im.mode == "RGBA":
+        return _over_white(samples), ["RGBA 16-bit", "scaled by 1/65535", _ALPHA]
+    return samples, ["RGB 16-bit", "scaled by 1/65535"]
+
+
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) straight-alpha RGBA in [0, 1] -> (H, W, 3) RGB composited over white."""
+    alpha = rgba[..., 3:]
+    return rgba[..., :3] * alpha + (1 - alpha)
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def _unit(array: np.ndarray, scale: float) -> np.ndarray:
+    return array.astype(np.float32) / np.float32(scale)
+
+
+def _to_rgb(im: Image.Image, path: Path) -> tuple[np.ndarray, list]:
+    """(H, W, 3) float32 RGB in [0, 1] and the notes saying how it was obtained."""
+    mode = im.mode
+    if mode.startswith("I;16"):
+        grey = _unit(np.asarray(im), 65535)
+        return _grey_to_rgb(grey), [f"{mode} 16-bit grey", "scaled by 1/65535", _GREY]
+    if mode in ("I", "F"):
+        grey, note = _wide_grey(np.asarray(im), mode, path)
+        kind = "32-bit integer grey" if mode == "I" else "32-bit float grey"
+        return _grey_to_rgb(grey), [f"{mode} {kind}", note, _GREY]
+    if mode in ("1", "L"):
+        grey = _unit(np.asarray(im.convert("L")), 255)
+        return _grey_to_rgb(grey), [f"{mode} {'1-bit' if mode == '1' else '8-bit'} grey", _GREY]
+    if mode in ("LA", "La"):
+        la = _unit(np.asarray(im.convert("LA")), 255)
+        rgba = np.concatenate([_grey_to_rgb(la[..., 0]), la[..., 1:]], axis=-1)
+        return _over_white(rgba), [f"{mode} 8-bit grey with alpha", _GREY, _ALPHA]
+    if mode in ("P", "PA"):
+        if mode == "PA" or im.has_transparency_data:
+            rgba = _unit(np.asarray(im.convert("RGBA")), 255)
+            return _over_white(rgba), [
+                f"{mode} 8-bit palette with transparency",
+                "palette converted to RGB",
+                _ALPHA,
+            ]
+        rgb = _unit(np.asarray(im.convert("RGB")), 255)
+        return rgb, [f"{mode} 8-bit palette", "palette converted to RGB"]
+    if mode == "RGB":
+        return _unit(np.asarray(im), 255), ["RGB 8-bit"]
+    if mode in ("RGBA", "RGBa"):
+        return _over_white(_unit(np.asarray(im.convert("RGBA")), 255)), [f"{mode} 8-bit", _ALPHA]
+    if mode == "CMYK":
+        rgb = _unit(np.asarray(im.convert("RGB")), 255)
+        return rgb, ["CMYK 8-bit", "CMYK converted to RGB (naively, ICC profile ignored)"]
+    try:
+        rgb = _unit(np.asarray(im.convert("RGB")), 255)
+    except ValueError:
+        raise UserError(
+            f"{path}: unsupported image mode {mode}; convert it to an RGB PNG first"
+        ) from None
+    return rgb, [mode, "converted to RGB"]
+
+
+def _wide_grey(values: np.ndarray, mode: str, path: Path) -> tuple[np.ndarray, str]:
+    """Grey from 32-bit integer or float samples, whose range the file does not state."""
+    if not np.isfinite(values).all():
+        raise UserError(f"{path}: the {mode} image contains NaN or infinite values")
+    low, high = values.min(), values.max()
+    if mode == "I" and 0 <= low and high <= 65535:
+        return _unit(values, 65535), "values within 0..65535 scaled by 1/65535"
+    if mode == "F" and 0 <= low and high <= 1:
+        return values.astype(np.float32), "values within 0..1 used as they are"
+    span = float(high) - float(low)
+    grey = (values.astype(np.float64) - float(low)) / (span if span > 0 else 1.0)
+    return grey.astype(np.float32), f"values rescaled from [{low:g}, {high:g}] to [0, 1]"
+
+
+def check_output_path(path: str | Path, overwrite: bool) -> Path:
+    """Check, before a long computation, that an image can be written at ``path``.
+
+    Args:
+        path: where the PNG will go.
+        overwrite: whether an existing file there may be replaced.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        UserError: ``path`` is a directory, does not end in ``.png``, exists while
+            ``overwrite`` is false, or its parent directory is missing or not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name such as {path / 'out.png'}")
+    if path.suffix.lower() != ".png":
+        raise UserError(f"{path}: outputs are PNG files; use a name ending in .png")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: already exists; use --overwrite to replace it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserError(f"{parent}: is not an existing directory; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{parent}: output directory is not writable")
+    return path
+
+
+def save_image(
+    img: torch.Tensor,
+    path: str | Path,
+    *,
+    bits: int = 8,
+    overwrite: bool = False,
+    sidecar: dict | None = None,
+) -> Path:
+    """Write an image as an RGB PNG, and optionally its JSON sidecar, atomically.
+
+    Args:
+        img: ``(3, H, W)`` or ``(1, 3, H, W)`` float RGB, nominally in ``[0, 1]``: clamped to
+            it, then rounded to the nearest of 255 or 65535 levels.
+        path: the ``.png`` file to write.
+        bits: 8, or 16 for 16-bit RGB (written by this module: Pillow cannot).
+        overwrite: replace an existing file at ``path``; refused otherwise.
+        sidecar: if given, written as pretty JSON with sorted keys to
+            ``path.with_suffix(".json")``, with a ``"versions"`` entry
+            (:func:`data.sidecar.library_versions`) added unless present. The sidecar belongs
+            to the image, so an existing one is replaced along with it.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        UserError: as :func:`check_output_path`.
+        ValueError: wrong shape, non-finite values, or ``bits`` not 8 or 16.
+
+    Both files are written through temporary files and renamed into place; if the sidecar
+    cannot be written, the new image is removed, so no output lacks its provenance.
+    """
+    path = check_output_path(path, overwrite)
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    if img.ndim == 4 and img.shape[0] == 1:
+        img = img[0]
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) image, got {tuple(img.shape)}")
+    if not torch.isfinite(img).all():
+        raise ValueError("the image contains NaN or infinite values")
+    levels = 255 if bits == 8 else 65535
+    pixels = img.detach().to("cpu", torch.float32).clamp(0, 1).mul(levels).round()
+    hwc = pixels.permute(1, 2, 0).contiguous().numpy().astype(np.uint8 if bits == 8 else np.uint16)
+    data = _png_bytes(hwc)
+    if sidecar is not None:
+        sidecar = {"versions": library_versions(), **sidecar}
+    write_bytes_atomic(path, data)
+    if sidecar is not None:
+        try:
+            write_json_atomic(path.with_suffix(".json"), sidecar)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _png_bytes(hwc: np.ndarray) -> bytes:
+    """Encode (H, W, 3) uint8 with Pillow, or uint16 as a 16-bit RGB PNG (PNG spec, ISO 15948)."""
+    if hwc.dtype == np.uint8:
+        buffer = io.BytesIO()
+        Image.fromarray(hwc).save(buffer, format="PNG")
+        return buffer.getvalue()
+    height, width, _ = hwc.shape
+    rows = np.zeros((height, 1 + width * 6), np.uint8)  # column 0: filter type 0 (None)
+    rows[:, 1:] = hwc.astype(">u2").view(np.uint8).reshape(height, width * 6)
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # depth 16, colour type 2
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload)
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)

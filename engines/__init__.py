@@ -1,0 +1,1 @@
+"""Synthesis engines built on the shared objective: L-BFGS on pixels, and generators."""

@@ -1,0 +1,140 @@
+"""Generator checkpoints: one safetensors file with the resolved config in its metadata.
+
+Layout of a training run's output directory::
+
+    OUTDIR/checkpoint-{step}/model.safetensors   inference weights (BatchNorm folded)
+    OUTDIR/checkpoint-{step}/config.json         the resolved config, for people
+    OUTDIR/checkpoint-{step}/state/              accelerate state (model, Adam, schedule, RNG)
+    OUTDIR/final/, OUTDIR/best/                  model.safetensors + config.json only
+
+A checkpoint directory is written as ``checkpoint-{step}.tmp`` and renamed when complete, so
+a run killed mid-save leaves the previous checkpoint as the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+
+from data.errors import UserError
+from data.sidecar import write_bytes_atomic, write_json_atomic
+from models.generator import TextureGenerator
+
+FORMAT = "texsynth-generator-1"
+WEIGHTS = "model.safetensors"
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def save_generator(model: TextureGenerator, directory: Path, config: dict, info: dict) -> Path:
+    """Write ``directory/model.safetensors`` (and ``config.json``) atomically.
+
+    Args:
+        model: the folded (norm-free) generator.
+        config: the resolved training config (``dataclasses.asdict``).
+        info: JSON-able facts such as the step, the evaluation loss and the backbone.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format": FORMAT,
+        "arch": json.dumps(model.arch),
+        "config": json.dumps(config),
+        "info": json.dumps(info),
+    }
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(directory / WEIGHTS, safetensors.torch.save(state, metadata))
+    write_json_atomic(directory / "config.json", {"config": config, **info})
+    return directory / WEIGHTS
+
+
+def load_generator(path: str | Path) -> tuple[TextureGenerator, dict]:
+    """Load a generator for inference.
+
+    Args:
+        path: a ``model.safetensors`` file or a directory holding one (``OUTDIR/final``,
+            ``OUTDIR/best``, ``OUTDIR/checkpoint-N``).
+
+    Returns:
+        ``(model, meta)``: the eval-mode fp32 CPU generator and ``{"config", "info", "arch",
+        "path"}`` from the file's metadata.
+
+    Raises:
+        UserError: missing file, truncated or corrupt file, not a generator checkpoint, or
+            weights that do not match the architecture its metadata names.
+    """
+    path = Path(path)
+    file = path / WEIGHTS if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(
+            f"checkpoint not found: {file}; give OUTDIR/final, OUTDIR/checkpoint-N or a {WEIGHTS}"
+        )
+    try:
+        with safetensors.safe_open(str(file), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type, OSError or ValueError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{file}: cannot read the checkpoint ({first}); it is truncated or corrupt") from None
+    if metadata.get("format") != FORMAT:
+        raise UserError(f"{file}: not a texsynth generator checkpoint (no '{FORMAT}' metadata)")
+    try:
+        arch = json.loads(metadata["arch"])
+        model = TextureGenerator(**arch, norm=False)
+        model.load_state_dict(state)
+        meta = {k: json.loads(metadata[k]) for k in ("config", "info")}
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"{file}: weights do not match the generator its metadata names ({first})") from None
+    return model.eval(), {**meta, "arch": arch, "path": str(file)}
+
+
+def checkpoint_steps(output_dir: Path) -> list[int]:
+    """Steps of the complete ``checkpoint-{step}`` directories, ascending."""
+    if not output_dir.is_dir():
+        return []
+    steps = [int(m[1]) for p in output_dir.iterdir() if (m := _CHECKPOINT.fullmatch(p.name))]
+    return sorted(steps)
+
+
+def resume_dir(output_dir: Path, resume: str) -> Path | None:
+    """'latest' -> newest checkpoint in ``output_dir`` (None if there is none); else that dir."""
+    if resume == "latest":
+        steps = checkpoint_steps(output_dir)
+        return output_dir / f"checkpoint-{steps[-1]}" if steps else None
+    path = Path(resume)
+    if not (path / "state").is_dir():
+        raise UserError(f"--resume {resume}: not a checkpoint directory (no state/ inside)")
+    return path
+
+
+def step_of(checkpoint: Path) -> int:
+    match = _CHECKPOINT.fullmatch(checkpoint.name)
+    if match is None:
+        raise UserError(f"{checkpoint}: checkpoint directories are named checkpoint-STEP")
+    return int(match[1])
+
+
+def finish_checkpoint(tmp: Path, final: Path, output_dir: Path, keep: int) -> None:
+    """Rename a completed ``.tmp`` directory into place and keep only the newest ``keep``."""
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for step in checkpoint_steps(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(output_dir / f"checkpoint-{step}")
+
+
+def best_loss(directory: Path) -> float:
+    """The evaluation loss recorded in ``directory`` (``inf`` if there is no checkpoint)."""
+    try:
+        return float(json.loads((directory / "config.json").read_text())["eval_loss"])
+    except (OSError, KeyError, ValueError):
+        return float("inf")
+
+
+def stale_tmp_dirs(output_dir: Path) -> list[Path]:
+    return [p for p in output_dir.glob("checkpoint-*.tmp") if p.is_dir()] if output_dir.is_dir() else []
+

@@ -1,0 +1,77 @@
+"""Build the texture objective (backbone + targets) from a config, checking sizes."""
+
+from __future__ import annotations
+
+import torch
+
+from configs import LossConfig
+from data.errors import UserError
+from losses import TextureLoss
+from models.backbones import build_backbone, resolve_backbone
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; anything else must be usable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but CUDA is not available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+
+
+def _weights(values: list[float] | None, n: int, what: str) -> list[float]:
+    if values is None:
+        return [1.0] * n
+    if len(values) != n:
+        raise UserError(f"{what} has {len(values)} values but {n} are needed")
+    return [float(v) for v in values]
+
+
+def min_image_size(backbone, octaves: int) -> int:
+    """Smallest side whose coarsest octave still reaches the backbone's deepest layer."""
+    return (backbone.min_input_size() - 1) * 2 ** (octaves - 1) + 1
+
+
+def build_backbone_for(cfg: LossConfig, tile: bool, device: torch.device, log=print):
+    """The feature network named by ``cfg`` (announcing an 'auto' choice in one line)."""
+    name, message = resolve_backbone(cfg.backbone)
+    if cfg.backbone == "auto":
+        log(message)
+    padding = "circular" if tile else cfg.padding
+    if cfg.pooling not in ("avg", "max"):
+        raise UserError(f"unknown pooling '{cfg.pooling}'; use avg or max")
+    if cfg.octaves < 1:
+        raise UserError("octaves must be at least 1")
+    backbone = build_backbone(
+        name, cfg.layers, pooling=cfg.pooling, padding=padding, weights=cfg.weights, seed=cfg.seed
+    )
+    return backbone.to(device)
+
+
+def check_image_size(backbone, octaves: int, size: tuple[int, int], what: str) -> None:
+    need = min_image_size(backbone, octaves)
+    if min(size) < need:
+        raise UserError(
+            f"{what} is {size[1]}x{size[0]} but {octaves} octave(s) with layer "
+            f"{backbone.layers[-1]} need at least {need}x{need}; use fewer --octaves or a larger image"
+        )
+
+
+def build_objective(
+    cfg: LossConfig, exemplars: list[torch.Tensor], backbone, tile: bool
+) -> TextureLoss:
+    """TextureLoss for ``exemplars`` ((3, H, W) in [0, 1] on the backbone's device)."""
+    for i, u in enumerate(exemplars):
+        check_image_size(backbone, cfg.octaves, tuple(u.shape[-2:]), f"exemplar {i + 1}")
+    return TextureLoss(
+        exemplars,
+        backbone,
+        layer_weights=_weights(cfg.layer_weights, len(backbone.layers), "layer_weights"),
+        octave_weights=_weights(cfg.octave_weights, cfg.octaves, "octave_weights"),
+        spectrum_weight=cfg.spectrum_weight,
+        tv_weight=cfg.tv_weight,
+        circular=tile,
+    )

@@ -1,0 +1,148 @@
+"""L-BFGS on the pixels of one image, kept in [0, 1].
+
+Three ways to keep pixels in range (``method``):
+
+- ``lbfgsb``: SciPy's L-BFGS-B with box bounds [0, 1]: the bounds are part of the
+  quasi-Newton model, so nothing is thrown away. The default (see README for the
+  measurement).
+- ``lbfgs-clamp``: torch's L-BFGS with a strong-Wolfe line search, clamping to
+  [0, 1] after every chunk of 10 iterations (stays on the GPU).
+- ``lbfgs-sigmoid``: torch's L-BFGS on logits, ``x = sigmoid(z)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+import torch
+
+METHODS = ("lbfgsb", "lbfgs-clamp", "lbfgs-sigmoid")
+_CHUNK = 10
+
+
+@dataclass
+class OptimizeResult:
+    image: torch.Tensor  # (1, 3, H, W) in [0, 1]
+    terms: dict[str, float] = field(default_factory=dict)  # final value of every loss term
+    iterations: int = 0
+    evaluations: int = 0  # loss + gradient evaluations (line searches included)
+    seconds: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C; image is the last accepted iterate
+
+
+def _value_and_grad(loss_fn, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+    x = x.detach().requires_grad_(True)
+    total = loss_fn(x)["total"]
+    (grad,) = torch.autograd.grad(total, x)
+    return float(total.detach()), grad
+
+
+def optimize(
+    loss_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    x0: torch.Tensor,
+    iterations: int,
+    method: str = "lbfgsb",
+    history: int = 10,
+    on_iter: Callable[[int, torch.Tensor, float], None] | None = None,
+) -> OptimizeResult:
+    """Minimise ``loss_fn(x)["total"]`` over x starting at ``x0``.
+
+    Args:
+        loss_fn: maps (1, 3, H, W) to a dict of scalar terms with a ``total``.
+        x0: (1, 3, H, W) start in [0, 1].
+        iterations: L-BFGS iterations (each costs ~1-2 evaluations).
+        method: one of ``METHODS``.
+        history: number of L-BFGS correction pairs kept.
+        on_iter: called as ``on_iter(iteration, x, loss)`` after accepted iterations
+            (every iteration for lbfgsb, every 10 for the torch methods).
+
+    Ctrl-C stops the run and returns the last accepted iterate with ``interrupted``.
+    """
+    start = time.perf_counter()
+    run = {"lbfgsb": _run_lbfgsb, "lbfgs-clamp": _run_torch, "lbfgs-sigmoid": _run_torch}[method]
+    result = OptimizeResult(image=x0.detach().clone())
+    try:
+        run(loss_fn, x0, iterations, method, history, on_iter, result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    with torch.no_grad():
+        terms = loss_fn(result.image)
+    result.terms = {k: float(v) for k, v in terms.items()}
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run_lbfgsb(loss_fn, x0, iterations, method, history, on_iter, result):
+    shape, device = x0.shape, x0.device
+
+    def to_torch(z: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(z).view(shape).to(device, torch.float32)
+
+    def fun(z):
+        value, grad = _value_and_grad(loss_fn, to_torch(z))
+        result.evaluations += 1
+        return value, grad.double().cpu().numpy().ravel()
+
+    def callback(intermediate_result):
+        result.iterations += 1
+        result.image = to_torch(intermediate_result.x)
+        if on_iter is not None:
+            on_iter(result.iterations, result.image, float(intermediate_result.fun))
+
+    # ftol/gtol 0: run the requested iterations; the loss scale is arbitrary, so
+    # relative tolerances would stop at an arbitrary point.
+    scipy.optimize.minimize(
+        fun,
+        x0.detach().double().cpu().numpy().ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)],
+        callback=callback,
+        options={"maxiter": iterations, "maxcor": history, "ftol": 0.0, "gtol": 0.0,
+                 "maxfun": 20 * iterations + 20, "maxls": 20},
+    )
+
+
+def _run_torch(loss_fn, x0, iterations, method, history, on_iter, result):
+    sigmoid = method == "lbfgs-sigmoid"
+    eps = 1e-3
+    param = torch.logit(x0.clamp(eps, 1 - eps)) if sigmoid else x0.clone()
+    param = param.detach().requires_grad_(True)
+
+    def image() -> torch.Tensor:
+        return torch.sigmoid(param) if sigmoid else param
+
+    opt = torch.optim.LBFGS(
+        [param], lr=1, max_iter=_CHUNK, history_size=history, line_search_fn="strong_wolfe",
+        tolerance_grad=0.0, tolerance_change=0.0,
+    )
+    last = math.nan
+
+    def closure():
+        nonlocal last
+        opt.zero_grad()
+        total = loss_fn(image())["total"]
+        total.backward()
+        result.evaluations += 1
+        last = float(total)
+        return total
+
+    done = 0
+    while done < iterations:
+        opt.param_groups[0]["max_iter"] = min(_CHUNK, iterations - done)
+        opt.step(closure)
+        if opt.state[param].get("n_iter", 0) == done:
+            break  # zero gradient: L-BFGS cannot move
+        done = opt.state[param]["n_iter"]
+        with torch.no_grad():
+            if not sigmoid:
+                param.clamp_(0, 1)
+            result.image = image().detach().clone()
+        result.iterations = done
+        if on_iter is not None:
+            on_iter(done, result.image, last)

@@ -1,0 +1,182 @@
+"""The optimize engine as a Python API: load exemplars, synthesize, continue, save."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from configs import SynthConfig
+from data.errors import UserError
+from data.images import load_image, save_image
+from engines.objective import build_backbone_for, build_objective, check_image_size, resolve_device
+from engines.optimize import METHODS, OptimizeResult, optimize
+from losses import TextureLoss
+
+
+def initial_noise(exemplars: list[torch.Tensor], size: tuple[int, int], seed: int) -> torch.Tensor:
+    """(1, 3, H, W) start image: the exemplars' mean colour plus seeded Gaussian noise (sd 0.15).
+
+    Drawn on the CPU so that a seed gives the same start on every device.
+    """
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.stack([u.mean((1, 2)) for u in exemplars]).mean(0).cpu().view(1, 3, 1, 1)
+    noise = torch.randn((1, 3, *size), generator=g) * 0.15
+    return (mean + noise).clamp(0, 1).to(exemplars[0].device)
+
+
+def downscale(img: torch.Tensor, factor: int) -> torch.Tensor:
+    """(3, H, W) -> (3, ceil(H / factor), ceil(W / factor)), antialiased."""
+    if factor == 1:
+        return img
+    h, w = img.shape[-2:]
+    size = (math.ceil(h / factor), math.ceil(w / factor))
+    return F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+class TextureSynthesizer:
+    """Per-image texture synthesis by L-BFGS on the pixels.
+
+    Example::
+
+        synth = TextureSynthesizer("knit.jpg", SynthConfig(), octaves=3)
+        result = synth.synthesize(size=(512, 1024), seed=1)
+        result = synth.synthesize(init=result.image, iterations=100)  # continue
+        synth.save(result, "out.png", overwrite=True)
+
+    Args:
+        exemplars: a path, a (3, H, W) tensor in [0, 1], or a list of either.
+        config: a ``SynthConfig`` (default: its defaults, the snelgrove2017 objective).
+        log: where one-line messages go (``print`` by default).
+        **overrides: config fields to replace.
+    """
+
+    def __init__(self, exemplars, config: SynthConfig | None = None, log=print, **overrides):
+        self.config = dataclasses.replace(config or SynthConfig(), **overrides)
+        cfg = self.config
+        if cfg.optimizer not in METHODS:
+            raise UserError(f"unknown optimizer '{cfg.optimizer}'; use one of {', '.join(METHODS)}")
+        if cfg.levels < 1 or cfg.iterations < 0:
+            raise UserError("levels must be >= 1 and iterations >= 0")
+        self.device = resolve_device(cfg.device)
+        self.log = log
+        items = exemplars if isinstance(exemplars, (list, tuple)) else [exemplars]
+        if not items:
+            raise UserError("no exemplar given")
+        self.sources, images = [], []
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                images.append(item.detach().float().clamp(0, 1))
+                self.sources.append(f"tensor {tuple(item.shape)}")
+            else:
+                img, note = load_image(item)
+                log(note)
+                images.append(img)
+                self.sources.append(str(item))
+        self.exemplars = [u.to(self.device) for u in images]
+        self.backbone = build_backbone_for(cfg, cfg.tile, self.device, log)
+        if cfg.activation_norm:
+            # Rescale on the level the finest objective sees; coarse levels reuse it.
+            self.backbone.rescale_([u[None] for u in self.exemplars])
+        self._objectives: dict[int, TextureLoss] = {}
+        self.objective(1)  # checks the exemplars against octaves and layers before any work
+
+    def objective(self, factor: int = 1) -> TextureLoss:
+        """The objective with exemplars downscaled by ``factor`` (a coarse-to-fine level)."""
+        if factor not in self._objectives:
+            exemplars = [downscale(u, factor) for u in self.exemplars]
+            try:
+                self._objectives[factor] = build_objective(
+                    self.config, exemplars, self.backbone, self.config.tile
+                )
+            except UserError as e:
+                if factor == 1:
+                    raise
+                raise UserError(f"{e} (at coarse-to-fine level 1/{factor}; use fewer --levels)") from None
+        return self._objectives[factor]
+
+    def synthesize(
+        self,
+        size: tuple[int, int] | None = None,
+        seed: int | None = None,
+        iterations: int | None = None,
+        init: torch.Tensor | None = None,
+        on_iter=None,
+    ) -> OptimizeResult:
+        """Synthesize one texture.
+
+        Args:
+            size: (H, W) of the output; default the config's ``size`` or the first exemplar's.
+            seed: noise seed; default the config's.
+            iterations: L-BFGS iterations per level; default the config's.
+            init: (3, H, W) or (1, 3, H, W) image in [0, 1] to continue from; it fixes
+                the size and skips the coarse levels.
+            on_iter: ``on_iter(level, iteration, x, loss)`` progress callback.
+
+        Returns:
+            ``OptimizeResult`` whose ``image`` is (1, 3, H, W) in [0, 1]; its
+            ``iterations``/``evaluations``/``seconds`` add up every level.
+        """
+        cfg = self.config
+        seed = cfg.seed if seed is None else seed
+        iterations = cfg.iterations if iterations is None else iterations
+        if init is not None:
+            x = (init[None] if init.dim() == 3 else init).to(self.device).float().clamp(0, 1)
+            size, factors = tuple(x.shape[-2:]), [1]
+        else:
+            size = size or tuple(self.exemplars[0].shape[-2:])
+            factors = [2**k for k in reversed(range(cfg.levels))]
+            x = None
+        check_image_size(self.backbone, cfg.octaves, size, "output")
+        total = OptimizeResult(image=torch.empty(0))
+        for level, factor in enumerate(factors):
+            level_size = (math.ceil(size[0] / factor), math.ceil(size[1] / factor))
+            objective = self.objective(factor)
+            if x is None:
+                x = initial_noise(self.exemplars, level_size, seed)
+            elif tuple(x.shape[-2:]) != level_size:
+                x = F.interpolate(x, size=level_size, mode="bilinear", align_corners=False).clamp(0, 1)
+            callback = None
+            if on_iter is not None:
+                callback = lambda it, img, loss, level=level: on_iter(level, it, img, loss)  # noqa: E731
+            result = optimize(objective, x, iterations, cfg.optimizer, cfg.history, callback)
+            x = result.image
+            total.iterations += result.iterations
+            total.evaluations += result.evaluations
+            total.seconds += result.seconds
+            total.terms, total.image = result.terms, result.image
+            if result.interrupted:
+                total.interrupted = True
+                break
+        return total
+
+    def metadata(self, result: OptimizeResult, seed: int) -> dict:
+        """The JSON sidecar: resolved config, seed, backbone, losses, timings."""
+        return {
+            "mode": "optimize",
+            "config": dataclasses.asdict(self.config),
+            "seed": seed,
+            "exemplars": self.sources,
+            "size": {"height": result.image.shape[-2], "width": result.image.shape[-1]},
+            "backbone": {
+                "name": self.backbone.name,
+                "description": self.backbone.description,
+                "weights_sha256": self.backbone.weights_sha256,
+            },
+            "losses": result.terms,
+            "iterations": result.iterations,
+            "evaluations": result.evaluations,
+            "seconds": round(result.seconds, 3),
+            "interrupted": result.interrupted,
+            "device": str(self.device),
+        }
+
+    def save(self, result: OptimizeResult, path: str | Path, seed: int | None = None,
+             overwrite: bool = False) -> Path:
+        """Write the image as PNG (config's bit depth) with its JSON sidecar, atomically."""
+        seed = self.config.seed if seed is None else seed
+        return save_image(result.image[0], path, bits=self.config.bits, overwrite=overwrite,
+                          sidecar=self.metadata(result, seed))

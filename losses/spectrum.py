@@ -1,0 +1,128 @@
+"""Fourier spectrum constraint with one phase shared by the colour channels (Liu et al. 2016).
+
+Convention: the constraint set for an output of size (H, W) is
+``{y : Y_c(k) = T_c(k) * exp(i phi(k)) for some phase field phi}`` where ``Y = fft2(y)`` and
+``T`` is the exemplar's spectrum with its absolute phase removed (see
+:func:`spectrum_target`). The modulus of every channel is the exemplar's and the
+relative phase between channels (which carries colour correlations) is kept; only
+the phase common to all channels is free. The projection of ``x`` onto that set
+chooses ``phi = arg(sum_c X_c conj(T_c))`` (Liu et al. 2016, eq. 8; Gonthier et al.
+2022 use the same projection).
+
+Sizes: for an exemplar of (Hu, Wu) and an output of (H, W), ``T`` is resampled from
+the exemplar's frequency grid to the output's by linear interpolation in frequency
+(cycles per pixel, periodic), scaled by sqrt(H W / (Hu Wu)) so that the power per
+pixel is unchanged; the DC term (the mean colour) is scaled by H W / (Hu Wu). When
+the sizes are equal this is the identity, i.e. exactly Liu's projection.
+
+Before the transform, the exemplar is replaced by its periodic component (Moisan
+2011), which removes the cross of spurious energy that its non-periodic borders
+would add to the spectrum.
+"""
+
+import math
+
+import torch
+
+
+def periodic_component(u: torch.Tensor) -> torch.Tensor:
+    """Moisan's periodic + smooth decomposition: return the periodic part.
+
+    Args:
+        u: (C, H, W) real image.
+
+    Returns:
+        (C, H, W) image ``p = u - s`` where ``s`` is the smooth image whose Laplacian
+        equals the border discontinuities of ``u``; ``p`` has the same mean as ``u``.
+    """
+    _, h, w = u.shape
+    u = u.double()
+    v = torch.zeros_like(u)
+    jump_y = u[:, -1, :] - u[:, 0, :]
+    jump_x = u[:, :, -1] - u[:, :, 0]
+    v[:, 0, :] += jump_y
+    v[:, -1, :] -= jump_y
+    v[:, :, 0] += jump_x
+    v[:, :, -1] -= jump_x
+    q = torch.arange(h, dtype=torch.float64).view(h, 1)
+    r = torch.arange(w, dtype=torch.float64).view(1, w)
+    denom = 2 * torch.cos(2 * math.pi * q / h) + 2 * torch.cos(2 * math.pi * r / w) - 4
+    denom[0, 0] = 1.0
+    s_hat = torch.fft.fft2(v) / denom
+    s_hat[:, 0, 0] = 0
+    return (u - torch.fft.ifft2(s_hat).real).float()
+
+
+def _resample_periodic(z: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
+    """Linearly interpolate a spectrum along ``dim`` onto an ``n_out``-point frequency grid."""
+    n_in = z.shape[dim]
+    if n_in == n_out:
+        return z
+    pos = torch.fft.fftfreq(n_out, dtype=torch.float64) * n_in  # fractional input index
+    i0 = torch.floor(pos)
+    t = (pos - i0).to(z.real.dtype)
+    i0 = i0.long()
+    shape = [1] * z.dim()
+    shape[dim] = n_out
+    t = t.view(shape)
+    a = z.index_select(dim, i0 % n_in)
+    b = z.index_select(dim, (i0 + 1) % n_in)
+    return a * (1 - t) + b * t
+
+
+def spectrum_target(exemplars: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """Phase-free exemplar spectrum on the frequency grid of an output of ``size``.
+
+    Args:
+        exemplars: list of (3, Hu, Wu) images in [0, 1] (sizes may differ).
+        size: (H, W) of the output.
+
+    Returns:
+        (3, H, W) complex64 ``T``: per exemplar, ``fft2`` of its periodic component
+        multiplied by ``exp(-i arg(sum_c U_c))`` (removing the absolute phase, which
+        only encodes position), resampled to (H, W) as described in the module
+        docstring, then averaged over the exemplars.
+    """
+    h, w = size
+    total = None
+    for u in exemplars:
+        hu, wu = u.shape[-2:]
+        spec = torch.fft.fft2(periodic_component(u).double())
+        ref = spec.sum(0, keepdim=True)
+        phase = torch.where(ref.abs() > 0, ref / ref.abs(), torch.ones_like(ref))
+        t = spec * phase.conj()
+        # The DC term is a delta, not a density: keep it out of the interpolation.
+        dc = t[:, 0, 0].clone()
+        t[:, 0, 0] = 0
+        t = _resample_periodic(_resample_periodic(t, h, 1), w, 2)
+        t = t * math.sqrt(h * w / (hu * wu))
+        t[:, 0, 0] = dc * (h * w / (hu * wu))
+        total = t if total is None else total + t
+    return (total / len(exemplars)).to(torch.complex64)
+
+
+def spectrum_projection(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Project images onto the set of images with the target's spectrum (see module docstring).
+
+    Args:
+        x: (B, 3, H, W) real images.
+        target: (3, H, W) complex from :func:`spectrum_target` for size (H, W).
+
+    Returns:
+        (B, 3, H, W) fp32 projection. Idempotent; ``|fft2(out)_c| == |target_c|``.
+    """
+    spec = torch.fft.fft2(x.float())
+    inner = (spec * target.conj()).sum(1, keepdim=True)  # (B, 1, H, W)
+    mag = inner.abs()
+    phase = torch.where(mag > 0, inner / mag.clamp_min(1e-30), torch.ones_like(inner))
+    return torch.fft.ifft2(target * phase).real
+
+
+def spectrum_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``0.5 * mean((x - proj(x))^2)`` with the projection treated as a constant.
+
+    The mean (not Liu's sum) keeps the weight independent of the image size.
+    """
+    with torch.no_grad():
+        proj = spectrum_projection(x, target)
+    return 0.5 * (x.float() - proj).pow(2).mean()

@@ -1,0 +1,1 @@
+"""Feature networks (VGG backbones) for the texture losses; see ``models.backbones``."""

@@ -1,0 +1,124 @@
+"""Synthesize textures from one or more exemplar images.
+
+    python synth.py EXEMPLAR [EXEMPLAR ...] -o out.png [--config gatys2015] [--size 1024x512]
+
+Modes: ``optimize`` (L-BFGS on the pixels; no training). Every config field is an
+option; precedence is command line > --config preset/file > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from configs import SynthConfig, build_config, preset_names, read_config_file
+from data.errors import UserError
+from data.images import check_output_path
+from data.sizes import parse_size
+from engines.cli import numbered, parse_list, progress_bar, run_cli
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+class Mode(str, Enum):
+    optimize = "optimize"
+
+
+Opt = typer.Option
+
+
+@app.command(help=__doc__)
+def main(
+    exemplars: Annotated[list[Path], typer.Argument(help="Exemplar image(s); several are averaged.")],
+    output: Annotated[Path, Opt("--output", "-o", help="Output PNG path.")] = Path("out.png"),
+    mode: Annotated[Mode, Opt(help="Synthesis engine.")] = Mode.optimize,
+    config: Annotated[Optional[str], Opt(help=f"Preset ({', '.join(preset_names())}) or TOML file.")] = None,
+    size: Annotated[Optional[str], Opt(help="Output size WxH (default: the exemplar's).")] = None,
+    backbone: Annotated[Optional[str], Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")] = None,
+    weights: Annotated[Optional[str], Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")] = None,
+    layers: Annotated[Optional[str], Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
+    layer_weights: Annotated[Optional[str], Opt(help="Comma-separated weight per layer.")] = None,
+    octaves: Annotated[Optional[int], Opt(help="Gaussian pyramid octaves matched jointly.")] = None,
+    octave_weights: Annotated[Optional[str], Opt(help="Comma-separated weight per octave.")] = None,
+    spectrum_weight: Annotated[Optional[float], Opt(help="Weight of the Fourier spectrum term.")] = None,
+    tv_weight: Annotated[Optional[float], Opt(help="Weight of the total-variation term.")] = None,
+    pooling: Annotated[Optional[str], Opt(help="Backbone pooling: avg | max.")] = None,
+    padding: Annotated[Optional[str], Opt(help="Backbone padding: zeros | reflect | valid | circular.")] = None,
+    activation_norm: Annotated[Optional[bool], Opt("--activation-norm/--no-activation-norm", help="Rescale filters to mean activation 1 on the exemplar.")] = None,
+    iterations: Annotated[Optional[int], Opt(help="L-BFGS iterations (per level).")] = None,
+    levels: Annotated[Optional[int], Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
+    optimizer: Annotated[Optional[str], Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
+    history: Annotated[Optional[int], Opt(help="L-BFGS history size.")] = None,
+    tile: Annotated[Optional[bool], Opt("--tile/--no-tile", help="Seamless, periodic output.")] = None,
+    seed: Annotated[Optional[int], Opt(help="Random seed (variation i uses seed + i).")] = None,
+    variations: Annotated[Optional[int], Opt(help="Number of outputs (out_000.png, ...).")] = None,
+    save_every: Annotated[Optional[int], Opt(help="Write a snapshot every K iterations (0 = off).")] = None,
+    bits: Annotated[Optional[int], Opt(help="Output PNG bit depth: 8 or 16.")] = None,
+    device: Annotated[Optional[str], Opt(help="auto | cpu | cuda | cuda:N.")] = None,
+    overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
+    progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    cli = dict(locals())
+    run_cli(lambda: synthesize(cli))
+
+
+def synthesize(cli: dict) -> None:
+    from engines.synthesizer import TextureSynthesizer  # torch import after argument parsing
+
+    # 1. Resolve the config: CLI > --config file > dataclass defaults.
+    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
+        cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
+    file_values = read_config_file(cli["config"]) if cli["config"] else {}
+    cfg = build_config(SynthConfig, file_values, cli)
+    size = parse_size(cfg.size) if cfg.size else None
+    if cfg.bits not in (8, 16):
+        raise UserError("--bits must be 8 or 16")
+    if cfg.variations < 1:
+        raise UserError("--variations must be at least 1")
+
+    # 2. Check every output path before any long computation.
+    output = Path(cli["output"])
+    outputs = [numbered(output, i, cfg.variations) for i in range(cfg.variations)]
+    for path in outputs:
+        check_output_path(path, cli["overwrite"])
+
+    # 3. Load exemplars, build backbone and targets once.
+    for path in cli["exemplars"]:
+        if not Path(path).exists():
+            raise UserError(f"exemplar not found: {path}")
+    synth = TextureSynthesizer(cli["exemplars"], cfg)
+    print(f"backbone: {synth.backbone.description}")
+
+    # 4. Optimize each variation, with progress, snapshots and Ctrl-C saving.
+    for i, path in enumerate(outputs):
+        seed = cfg.seed + i
+        with progress_bar(cli["progress"]) as bar:
+            tasks = {}
+
+            def on_iter(level, it, x, loss, path=path, bar=bar, tasks=tasks):
+                if level not in tasks:
+                    name = f"{path.name} level {level + 1}/{cfg.levels}" if cfg.levels > 1 else path.name
+                    tasks[level] = bar.add_task(name, total=cfg.iterations, loss=float("nan"))
+                bar.update(tasks[level], completed=it, loss=loss)
+                if cfg.save_every and it % cfg.save_every == 0:
+                    snap = path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
+                    snap.parent.mkdir(exist_ok=True)
+                    from data.images import save_image
+
+                    save_image(x[0], snap, bits=cfg.bits, overwrite=True)
+
+            result = synth.synthesize(size=size, seed=seed, on_iter=on_iter)
+        synth.save(result, path, seed=seed, overwrite=cli["overwrite"])
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if "/" not in k)
+        print(f"wrote {path} ({result.iterations} iterations, {result.seconds:.1f} s; {terms})")
+        if result.interrupted:
+            print("interrupted: saved the image reached so far")
+            raise SystemExit(130)
+
+
+if __name__ == "__main__":
+    app()

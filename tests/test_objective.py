@@ -1,0 +1,56 @@
+"""The combined objective on a tiny random backbone."""
+
+import torch
+
+from configs import LossConfig
+from data.procedural import make
+from engines.objective import build_objective, min_image_size
+from models.backbones import build_backbone
+
+
+def tiny_backbone(padding="circular", layers=("conv1_1", "pool1", "conv2_1", "pool2")):
+    return build_backbone("random-tiny", list(layers), padding=padding, seed=0)
+
+
+def test_exemplar_tiled_2x2_has_the_exemplar_gram():
+    u = make("cells", 48, seed=1)  # periodic by construction
+    backbone = tiny_backbone()
+    loss = build_objective(LossConfig(octaves=2), [u], backbone, tile=True)
+    tiled = u.repeat(1, 2, 2)[None]
+    terms = loss(tiled)
+    assert terms["gram"] < 1e-10
+    assert loss(torch.rand(1, 3, 96, 96))["gram"] > 1e-3
+
+
+def test_exemplar_loss_is_near_zero_and_noise_is_large():
+    u = make("dots", 64, seed=2)
+    backbone = tiny_backbone(padding="zeros")
+    backbone.rescale_([u[None]])
+    cfg = LossConfig(octaves=3, spectrum_weight=1.0, tv_weight=0.1)
+    loss = build_objective(cfg, [u], backbone, tile=False)
+    own = loss(u[None])
+    noise = loss(torch.rand(1, 3, 64, 64))
+    assert own["gram"] < 1e-10 and own["spectrum"] < 1e-3
+    assert noise["gram"] > 1e4 * max(own["gram"].item(), 1e-12)
+    assert noise["spectrum"] > 10 * own["spectrum"]
+    assert set(own) >= {"total", "gram", "spectrum", "tv", "gram/octave0", "gram/octave2"}
+    expected = own["gram"] + own["spectrum"] + 0.1 * own["tv"]
+    assert torch.isclose(own["total"], expected)
+
+
+def test_rescaled_backbone_balances_layers():
+    u = make("stripes", 64)
+    backbone = tiny_backbone(padding="zeros")
+    backbone.rescale_([u[None]])
+    feats = backbone(u[None])
+    for name, f in feats.items():
+        if name.startswith("conv"):
+            means = f.mean((0, 2, 3))
+            live = means > 1e-6
+            assert torch.allclose(means[live], torch.ones_like(means[live]), atol=1e-3), name
+
+
+def test_min_image_size_matches_backbone():
+    backbone = tiny_backbone(padding="valid", layers=("pool1", "conv3_2"))
+    assert min_image_size(backbone, 1) == backbone.min_input_size()
+    assert min_image_size(backbone, 3) == (backbone.min_input_size() - 1) * 4 + 1

@@ -1,0 +1,153 @@
+"""End-to-end runs of ``synth.py --mode optimize`` on tiny images and a tiny backbone."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import synth
+from data.images import save_image
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--backbone", "random-tiny", "--octaves", "2", "--iterations", "15", "--no-progress"]
+
+
+def run(args):
+    """Run the CLI in-process; returns (exit code, combined output)."""
+    result = CliRunner().invoke(synth.app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255
+
+
+@pytest.mark.slow
+def test_end_to_end_writes_image_and_sidecar(exemplar_path, tmp_path):
+    out = tmp_path / "out.png"
+    code, output = run([exemplar_path, "-o", out, "--size", "96x80", *FAST])
+    assert code == 0, output
+    img = Image.open(out)
+    assert img.size == (96, 80) and img.mode == "RGB"
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"]["octaves"] == 2 and meta["seed"] == 0
+    assert meta["backbone"]["name"] == "random-tiny"
+    assert meta["iterations"] == 15 and meta["evaluations"] >= 15
+    assert {"gram", "total"} <= set(meta["losses"]) and meta["seconds"] > 0
+    assert "torch" in meta["versions"]
+
+
+@pytest.mark.slow
+def test_optimisation_lowers_the_loss(exemplar_path, tmp_path):
+    from engines.synthesizer import TextureSynthesizer
+
+    synth_ = TextureSynthesizer(exemplar_path, backbone="random-tiny", octaves=2, log=lambda m: None)
+    start = synth_.synthesize(iterations=0)
+    result = synth_.synthesize(iterations=40)
+    assert result.terms["total"] < 0.2 * start.terms["total"]
+    again = synth_.synthesize(init=result.image, iterations=10)  # continue optimising
+    assert again.terms["total"] <= result.terms["total"]
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+@pytest.mark.slow
+def test_same_seed_same_bytes_and_other_seed_differs(exemplar_path, tmp_path):
+    outs = []
+    for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
+        out = tmp_path / f"{name}.png"
+        code, output = run([exemplar_path, "-o", out, "--seed", seed, *FAST])
+        assert code == 0, output
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert outs[0] != outs[2]
+
+
+@pytest.mark.slow
+def test_tile_output_wraps_without_a_seam(tmp_path):
+    from data.procedural import make
+
+    exemplar = tmp_path / "stripes.png"
+    save_image(make("stripes", 64, seed=1), exemplar)
+    args = ["--size", "64x64", "--backbone", "random-tiny", "--octaves", "2", "--iterations", "40",
+            "--no-progress", "--layers", "conv1_1,pool1,conv2_1"]
+    tiled, plain = tmp_path / "tiled.png", tmp_path / "plain.png"
+    assert run([exemplar, "-o", tiled, "--tile", *args])[0] == 0
+    assert run([exemplar, "-o", plain, *args])[0] == 0
+
+    def seam_ratio(path):
+        x = pixels(path)
+        interior = np.mean([np.abs(x[:, i + 1] - x[:, i]).mean() for i in range(x.shape[1] - 1)])
+        wrap = np.abs(x[:, 0] - x[:, -1]).mean()
+        interior_v = np.mean([np.abs(x[i + 1] - x[i]).mean() for i in range(x.shape[0] - 1)])
+        wrap_v = np.abs(x[0] - x[-1]).mean()
+        return max(wrap / interior, wrap_v / interior_v)
+
+    assert seam_ratio(tiled) < 1.5
+    assert seam_ratio(plain) > seam_ratio(tiled)
+
+
+@pytest.mark.slow
+def test_variations_snapshots_and_overwrite(exemplar_path, tmp_path):
+    out = tmp_path / "v.png"
+    code, output = run([exemplar_path, "-o", out, "--variations", 2, "--save-every", 5, *FAST])
+    assert code == 0, output
+    assert (tmp_path / "v_000.png").exists() and (tmp_path / "v_001.png").exists()
+    seeds = [json.loads((tmp_path / f"v_00{i}.json").read_text())["seed"] for i in (0, 1)]
+    assert seeds == [0, 1]
+    assert len(list((tmp_path / "v_000_snapshots").glob("*.png"))) == 3
+    before = (tmp_path / "v_000.png").read_bytes()
+    code, output = run([exemplar_path, "-o", out, "--variations", 2, *FAST])
+    assert code == 2 and "--overwrite" in output
+    assert (tmp_path / "v_000.png").read_bytes() == before
+
+
+def test_every_preset_resolves(exemplar_path):
+    from configs import SynthConfig, build_config, preset_names, read_config_file
+
+    names = preset_names()
+    assert {"gatys2015", "snelgrove2017", "liu2016_spectrum", "coarse_to_fine"} <= set(names)
+    for name in names:
+        if name == "generator":
+            continue
+        cfg = build_config(SynthConfig, read_config_file(name), {"iterations": 3})
+        assert cfg.iterations == 3
+    snel = build_config(SynthConfig, read_config_file("snelgrove2017"), {})
+    assert snel.octaves == 5 and snel.padding == "valid"
+
+
+BAD_CASES = {
+    "missing exemplar": (["missing.png"], "not found"),
+    "directory exemplar": (["."], "directory"),
+    "text exemplar": (["notes.png"], "image"),
+    "too small for octaves": (["small.png", "--octaves", "5", "--padding", "valid"], "at least"),
+    "bad size": (["small.png", "--size", "12by3"], "size"),
+    "absurd size": (["small.png", "--size", "100000x100000"], "size"),
+    "unknown preset": (["small.png", "--config", "nope"], "preset"),
+    "unknown layer": (["small.png", "--layers", "conv9_9"], "conv9_9"),
+    "wrong layer weights": (["small.png", "--octaves", "1", "--layer-weights", "1,2,3"], "layer_weights"),
+    "bad output suffix": (["small.png", "-o", "out.jpg"], ".png"),
+    "unwritable output": (["small.png", "-o", "no/such/dir/out.png"], "no/such/dir"),
+    "missing weights file": (["small.png", "--backbone", "vgg19", "--weights", "nope.pth"], "nope.pth"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
+    args, needle = BAD_CASES[case]
+    save_image(torch.rand(3, 40, 40), tmp_path / "small.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    cmd = [sys.executable, str(ROOT / "synth.py"), *args, "--backbone", "random-tiny", "--iterations", "1"]
+    if case == "missing weights file":
+        cmd = cmd[:-4] + cmd[-2:]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert needle.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in proc.stderr
