@@ -1,17 +1,18 @@
 """Synthesize textures from one or more exemplar images.
 
     python synth.py EXEMPLAR [EXEMPLAR ...] -o out.png [--config gatys2015] [--size 1024x512]
+    python synth.py --mode generate --checkpoint runs/knit/final --size 4096x4096 -o big.png
 
-Modes: ``optimize`` (L-BFGS on the pixels; no training). Every config field is an
-option; precedence is command line > --config preset/file > defaults.
+Modes: ``optimize`` (L-BFGS on the pixels; no training) and ``generate`` (one pass of a
+generator trained by train.py; its settings come from the checkpoint). Every config field is
+an option; precedence is command line > --config preset/file > defaults.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,6 +27,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 
 class Mode(str, Enum):
     optimize = "optimize"
+    generate = "generate"
 
 
 Opt = typer.Option
@@ -33,32 +35,57 @@ Opt = typer.Option
 
 @app.command(help=__doc__)
 def main(
-    exemplars: Annotated[list[Path], typer.Argument(help="Exemplar image(s); several are averaged.")],
+    exemplars: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Exemplar image(s); several are averaged (optimize mode)."),
+    ] = None,
     output: Annotated[Path, Opt("--output", "-o", help="Output PNG path.")] = Path("out.png"),
     mode: Annotated[Mode, Opt(help="Synthesis engine.")] = Mode.optimize,
-    config: Annotated[Optional[str], Opt(help=f"Preset ({', '.join(preset_names())}) or TOML file.")] = None,
-    size: Annotated[Optional[str], Opt(help="Output size WxH (default: the exemplar's).")] = None,
-    backbone: Annotated[Optional[str], Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")] = None,
-    weights: Annotated[Optional[str], Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")] = None,
-    layers: Annotated[Optional[str], Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
-    layer_weights: Annotated[Optional[str], Opt(help="Comma-separated weight per layer.")] = None,
-    octaves: Annotated[Optional[int], Opt(help="Gaussian pyramid octaves matched jointly.")] = None,
-    octave_weights: Annotated[Optional[str], Opt(help="Comma-separated weight per octave.")] = None,
-    spectrum_weight: Annotated[Optional[float], Opt(help="Weight of the Fourier spectrum term.")] = None,
-    tv_weight: Annotated[Optional[float], Opt(help="Weight of the total-variation term.")] = None,
-    pooling: Annotated[Optional[str], Opt(help="Backbone pooling: avg | max.")] = None,
-    padding: Annotated[Optional[str], Opt(help="Backbone padding: zeros | reflect | valid | circular.")] = None,
-    activation_norm: Annotated[Optional[bool], Opt("--activation-norm/--no-activation-norm", help="Rescale filters to mean activation 1 on the exemplar.")] = None,
-    iterations: Annotated[Optional[int], Opt(help="L-BFGS iterations (per level).")] = None,
-    levels: Annotated[Optional[int], Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
-    optimizer: Annotated[Optional[str], Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
-    history: Annotated[Optional[int], Opt(help="L-BFGS history size.")] = None,
-    tile: Annotated[Optional[bool], Opt("--tile/--no-tile", help="Seamless, periodic output.")] = None,
-    seed: Annotated[Optional[int], Opt(help="Random seed (variation i uses seed + i).")] = None,
-    variations: Annotated[Optional[int], Opt(help="Number of outputs (out_000.png, ...).")] = None,
-    save_every: Annotated[Optional[int], Opt(help="Write a snapshot every K iterations (0 = off).")] = None,
-    bits: Annotated[Optional[int], Opt(help="Output PNG bit depth: 8 or 16.")] = None,
-    device: Annotated[Optional[str], Opt(help="auto | cpu | cuda | cuda:N.")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        Opt(help="Generator checkpoint (generate mode): OUTDIR/final or a .safetensors file."),
+    ] = None,
+    config: Annotated[
+        str | None, Opt(help=f"Preset ({', '.join(preset_names())}) or TOML file.")
+    ] = None,
+    size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
+    backbone: Annotated[
+        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")
+    ] = None,
+    weights: Annotated[
+        str | None, Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")
+    ] = None,
+    layers: Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
+    layer_weights: Annotated[str | None, Opt(help="Comma-separated weight per layer.")] = None,
+    octaves: Annotated[int | None, Opt(help="Gaussian pyramid octaves matched jointly.")] = None,
+    octave_weights: Annotated[str | None, Opt(help="Comma-separated weight per octave.")] = None,
+    spectrum_weight: Annotated[
+        float | None, Opt(help="Weight of the Fourier spectrum term.")
+    ] = None,
+    tv_weight: Annotated[float | None, Opt(help="Weight of the total-variation term.")] = None,
+    pooling: Annotated[str | None, Opt(help="Backbone pooling: avg | max.")] = None,
+    padding: Annotated[
+        str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")
+    ] = None,
+    activation_norm: Annotated[
+        bool | None,
+        Opt(
+            "--activation-norm/--no-activation-norm",
+            help="Rescale filters to mean activation 1 on the exemplar.",
+        ),
+    ] = None,
+    iterations: Annotated[int | None, Opt(help="L-BFGS iterations (per level).")] = None,
+    levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
+    optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
+    history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,
+    tile: Annotated[bool | None, Opt("--tile/--no-tile", help="Seamless, periodic output.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed (variation i uses seed + i).")] = None,
+    variations: Annotated[int | None, Opt(help="Number of outputs (out_000.png, ...).")] = None,
+    save_every: Annotated[
+        int | None, Opt(help="Write a snapshot every K iterations (0 = off).")
+    ] = None,
+    bits: Annotated[int | None, Opt(help="Output PNG bit depth: 8 or 16.")] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")] = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -67,7 +94,14 @@ def main(
 
 
 def synthesize(cli: dict) -> None:
+    if cli["mode"] == Mode.generate:
+        from engines.generate import run_generate
+
+        return run_generate(cli)
     from engines.synthesizer import TextureSynthesizer  # torch import after argument parsing
+
+    if not cli["exemplars"]:
+        raise UserError("give at least one exemplar image")
 
     # 1. Resolve the config: CLI > --config file > dataclass defaults.
     for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
@@ -90,7 +124,8 @@ def synthesize(cli: dict) -> None:
     for path in cli["exemplars"]:
         if not Path(path).exists():
             raise UserError(f"exemplar not found: {path}")
-    synth = TextureSynthesizer(cli["exemplars"], cfg)
+    synth = TextureSynthesizer(cli["exemplars"], cfg, fit_octaves=cli["octaves"] is None)
+    cfg = synth.config
     print(f"backbone: {synth.backbone.description}")
 
     # 4. Optimize each variation, with progress, snapshots and Ctrl-C saving.
@@ -101,11 +136,17 @@ def synthesize(cli: dict) -> None:
 
             def on_iter(level, it, x, loss, path=path, bar=bar, tasks=tasks):
                 if level not in tasks:
-                    name = f"{path.name} level {level + 1}/{cfg.levels}" if cfg.levels > 1 else path.name
+                    name = (
+                        f"{path.name} level {level + 1}/{cfg.levels}"
+                        if cfg.levels > 1
+                        else path.name
+                    )
                     tasks[level] = bar.add_task(name, total=cfg.iterations, loss=float("nan"))
                 bar.update(tasks[level], completed=it, loss=loss)
                 if cfg.save_every and it % cfg.save_every == 0:
-                    snap = path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
+                    snap = (
+                        path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
+                    )
                     snap.parent.mkdir(exist_ok=True)
                     from data.images import save_image
 

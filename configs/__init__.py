@@ -9,9 +9,10 @@ live beside this module as ``NAME.toml``; their keys equal the field names
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from data.errors import UserError
 
@@ -23,7 +24,9 @@ class LossConfig:
     """The texture objective (DESIGN.md "The objective"). Defaults: snelgrove2017."""
 
     backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto (best local)
-    weights: str | None = None  # local weights file for vgg19 (torchvision or Gatys vgg_conv layout)
+    weights: str | None = (
+        None  # local weights file for vgg19 (torchvision or Gatys vgg_conv layout)
+    )
     pooling: str = "avg"  # avg | max (Gatys and Snelgrove use avg)
     padding: str = "valid"  # zeros | reflect | valid | circular (convolutions of the backbone)
     layers: list[str] = field(default_factory=lambda: ["pool1", "conv3_2"])
@@ -85,3 +88,24 @@ def build_config(cls, file_values: dict, cli_values: dict):
     merged = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None and k in names})
     return cls(**merged)
+
+
+@dataclass
+class TrainConfig(LossConfig):
+    """Everything ``train.py`` needs: the shared objective plus the generator and its training."""
+
+    generator: str = "base"  # variant in models.generator.GENERATORS
+    tile: bool = False  # periodic objective (circular backbone); generate seamless by default
+    steps: int = 1500  # optimizer steps
+    batch_size: int = 2  # generated images per step (per process)
+    image_size: int = 256  # side of the generated training images; coarse octaves see them whole
+    crop: int = 128  # backbone view of each finer octave: one random crop of this side (0 = whole)
+    lr: float = 2e-3  # Adam learning rate after warm-up
+    lr_schedule: str = "cosine"  # cosine (to lr / 10) | constant
+    warmup_steps: int = 50  # linear learning-rate warm-up
+    diversity_weight: float = 0.0  # Ulyanov 2017 diversity term (needs batch_size >= 2)
+    mixed_precision: str = "no"  # no | bf16 (accelerate autocast; Gram and FFT stay fp32)
+    checkpoint_every: int = 250  # steps between checkpoint-{step} directories
+    keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
+    log_every: int = 10  # steps between TensorBoard scalars
+    sample_every: int = 250  # steps between TensorBoard sample images

@@ -78,7 +78,9 @@ def load_generator(path: str | Path) -> tuple[TextureGenerator, dict]:
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error type, OSError or ValueError
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{file}: cannot read the checkpoint ({first}); it is truncated or corrupt") from None
+        raise UserError(
+            f"{file}: cannot read the checkpoint ({first}); it is truncated or corrupt"
+        ) from None
     if metadata.get("format") != FORMAT:
         raise UserError(f"{file}: not a texsynth generator checkpoint (no '{FORMAT}' metadata)")
     try:
@@ -88,7 +90,9 @@ def load_generator(path: str | Path) -> tuple[TextureGenerator, dict]:
         meta = {k: json.loads(metadata[k]) for k in ("config", "info")}
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).splitlines()[0]
-        raise UserError(f"{file}: weights do not match the generator its metadata names ({first})") from None
+        raise UserError(
+            f"{file}: weights do not match the generator its metadata names ({first})"
+        ) from None
     return model.eval(), {**meta, "arch": arch, "path": str(file)}
 
 
@@ -106,8 +110,8 @@ def resume_dir(output_dir: Path, resume: str) -> Path | None:
         steps = checkpoint_steps(output_dir)
         return output_dir / f"checkpoint-{steps[-1]}" if steps else None
     path = Path(resume)
-    if not (path / "state").is_dir():
-        raise UserError(f"--resume {resume}: not a checkpoint directory (no state/ inside)")
+    if not (path / "state").is_dir() or not (path / "config.json").is_file():
+        raise UserError(f"--resume {resume}: not a checkpoint-STEP directory written by train.py")
     return path
 
 
@@ -136,5 +140,8 @@ def best_loss(directory: Path) -> float:
 
 
 def stale_tmp_dirs(output_dir: Path) -> list[Path]:
-    return [p for p in output_dir.glob("checkpoint-*.tmp") if p.is_dir()] if output_dir.is_dir() else []
-
+    return (
+        [p for p in output_dir.glob("checkpoint-*.tmp") if p.is_dir()]
+        if output_dir.is_dir()
+        else []
+    )

@@ -34,7 +34,9 @@ def parse_list(text: str | None, kind=str, what: str = "list") -> list | None:
     try:
         return [kind(t) for t in items]
     except ValueError:
-        raise UserError(f"--{what} expects comma-separated {kind.__name__} values, got '{text}'") from None
+        raise UserError(
+            f"--{what} expects comma-separated {kind.__name__} values, got '{text}'"
+        ) from None
 
 
 def numbered(path: Path, index: int, count: int) -> Path:

@@ -7,15 +7,15 @@ Python API::
     write_texture(model, meta, "big.png", size=(16384, 16384), seed=3)  # bounded memory
 
 Convention:
-    Every value the network computes depends only on nearby noise, and noise is a function
-    of (seed, scale, channel, y, x) (``models.noise``). A block of the output is therefore
-    computed from the noise of its region grown by the receptive field, scale by scale:
-    a 3x3 conv needs one more pixel on each side, the x2 upsampling half the region at the
-    coarser scale. At image borders the same zero padding as in training is applied, so the
-    blocks equal the whole-image forward (up to float rounding). ``seamless``: noise
-    coordinates wrap around and no padding is applied anywhere: a periodic texture.
-    An (H, W) output that is not a multiple of ``model.multiple`` is the top-left crop of
-    the next larger multiple.
+    The generator is trained on periodic canvases (circular padding everywhere), so it is a
+    local operator on an infinite periodic plane of noise, and noise is a function of
+    (seed, scale, channel, y, x) with coordinates taken modulo the canvas (``models.noise``).
+    A block of the output is computed, without any padding, from the noise of its region
+    grown by the receptive field scale by scale (a 3x3 conv needs one more pixel a side, the
+    x2 upsampling half the region at the coarser scale): blocks equal the whole-canvas
+    forward up to float rounding (~1e-7). The canvas is the output size rounded up to a
+    multiple of ``model.multiple`` and the output is its top-left crop; a ``seamless``
+    output is a whole canvas, so it tiles without a seam.
 """
 
 from __future__ import annotations
@@ -36,61 +36,62 @@ from engines.png_writer import PngStream, write_sidecar
 from models.generator import TextureGenerator
 from models.noise import hash_noise
 
-__all__ = ["generate", "load_generator", "render_bands", "write_texture"]
+__all__ = ["generate", "load_generator", "render_bands", "render_region", "write_texture"]
 
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1) in pixels of one scale
 
 
-def _grow(r: Region, n: int, size: tuple[int, int], seamless: bool) -> Region:
-    y0, y1, x0, x1 = r[0] - n, r[1] + n, r[2] - n, r[3] + n
-    if seamless:
-        return y0, y1, x0, x1
-    return max(y0, 0), min(y1, size[0]), max(x0, 0), min(x1, size[1])
+def _grow(r: Region, n: int) -> Region:
+    return r[0] - n, r[1] + n, r[2] - n, r[3] + n
 
 
 def _crop(x: torch.Tensor, have: Region, want: Region) -> torch.Tensor:
     return x[..., want[0] - have[0] : want[1] - have[0], want[2] - have[2] : want[3] - have[2]]
 
 
-def _apply(unit, x: torch.Tensor, r: Region, size, seamless: bool, mode: str):
-    """One unit on region ``r``: pad only where ``r`` touches an image border."""
-    if unit.kernel == 1:
-        return unit(x, (0, 0, 0, 0), mode), r
-    top, bottom = r[0] == 0 and not seamless, r[1] == size[0] and not seamless
-    left, right = r[2] == 0 and not seamless, r[3] == size[1] and not seamless
-    x = unit(x, (int(left), int(right), int(top), int(bottom)), mode)
-    return x, (r[0] + (not top), r[1] - (not bottom), r[2] + (not left), r[3] - (not right))
-
-
-def _features(model: TextureGenerator, i: int, want: Region, sizes, seed: int, seamless: bool):
+def _features(model: TextureGenerator, i: int, want: Region, sizes, seed: int) -> torch.Tensor:
     """(1, C_i, h, w) join-block output of scale i (0 = coarsest) over region ``want``."""
-    size, block = sizes[i], model.join_blocks[i]
-    need = _grow(want, sum(u.kernel == 3 for u in block), size, seamless)
-    z_region = _grow(need, 1, size, seamless)
-    rows = torch.arange(z_region[0], z_region[1]) % size[0]
-    cols = torch.arange(z_region[2], z_region[3]) % size[1]
+    block = model.join_blocks[i]
+    need = _grow(want, sum(u.kernel == 3 for u in block))  # each unpadded 3x3 trims 1 px a side
+    rows = torch.arange(need[0] - 1, need[1] + 1) % sizes[i][0]  # noise wraps: a periodic canvas
+    cols = torch.arange(need[2] - 1, need[3] + 1) % sizes[i][1]
     device = model.to_rgb.weight.device
     z = hash_noise(seed, i, model.noise_channels, rows, cols, device)[None]
-    z, zr = _apply(model.noise_units[i], z, z_region, size, seamless, model.padding)
-    x = _crop(z, zr, need)
+    x = model.noise_units[i](z, wrap=False)  # region ``need``
     if i > 0:
         coarse = (need[0] // 2, -(-need[1] // 2), need[2] // 2, -(-need[3] // 2))
-        up = F.interpolate(_features(model, i - 1, coarse, sizes, seed, seamless), scale_factor=2.0)
+        up = F.interpolate(_features(model, i - 1, coarse, sizes, seed), scale_factor=2.0)
         x = torch.cat([_crop(up, tuple(2 * c for c in coarse), need), x], 1)
-    r = need
     for unit in block:
-        x, r = _apply(unit, x, r, size, seamless, model.padding)
-    return _crop(x, r, want)
+        x = unit(x, wrap=False)
+    return x  # region ``want``
 
 
-def _virtual_size(model: TextureGenerator, size: tuple[int, int], seamless: bool) -> tuple[int, int]:
+def canvas_size(model: TextureGenerator, size: tuple[int, int], seamless: bool) -> tuple[int, int]:
+    """The periodic canvas an (H, W) output is the top-left crop of: the next multiple of
+    ``model.multiple``; a seamless output must be a whole canvas."""
     m = model.multiple
-    if seamless and (size[0] % m or size[1] % m):
+    canvas = (math.ceil(size[0] / m) * m, math.ceil(size[1] / m) * m)
+    if seamless and canvas != tuple(size):
         raise UserError(
             f"seamless output needs a size that is a multiple of {m} (this generator's coarsest "
-            f"scale), e.g. {math.ceil(size[1] / m) * m}x{math.ceil(size[0] / m) * m}"
+            f"scale), e.g. {canvas[1]}x{canvas[0]}"
         )
-    return math.ceil(size[0] / m) * m, math.ceil(size[1] / m) * m
+    return canvas
+
+
+def scale_sizes(model: TextureGenerator, canvas: tuple[int, int]) -> list[tuple[int, int]]:
+    """(H_i, W_i) of every scale, coarsest first, for a canvas of (H, W)."""
+    k = model.scales
+    return [(canvas[0] >> (k - 1 - i), canvas[1] >> (k - 1 - i)) for i in range(k)]
+
+
+@torch.inference_mode()
+def render_region(model, region: Region, canvas: tuple[int, int], seed: int) -> torch.Tensor:
+    """(1, 3, y1 - y0, x1 - x0) texture over ``region`` = (y0, y1, x0, x1) of the periodic
+    ``canvas`` (any integers: the texture repeats with the canvas size)."""
+    sizes = scale_sizes(model, canvas)
+    return torch.sigmoid(model.to_rgb(_features(model, model.scales - 1, region, sizes, seed)))
 
 
 @torch.inference_mode()
@@ -102,23 +103,20 @@ def render_bands(model, size, seed, seamless=False, block=1024, on_block=None):
         size: (H, W) of the output, each >= 1.
         seed: the texture's seed.
         seamless: periodic output (wraps without a seam when tiled).
-        block: side of the square blocks computed at once (memory ~ 0.5 KB x block^2).
+        block: side of the square blocks computed at once (1024: ~1 GB peak for `small`).
         on_block: ``on_block(done, total)`` after each block.
 
     Yields:
         (3, h, W) float32 CPU tensors in [0, 1].
     """
-    virtual = _virtual_size(model, size, seamless)
-    k = model.scales
-    sizes = [(virtual[0] >> (k - 1 - i), virtual[1] >> (k - 1 - i)) for i in range(k)]
+    canvas = canvas_size(model, size, seamless)
     ys, xs = range(0, size[0], block), range(0, size[1], block)
     done = 0
     for y in ys:
         band = torch.empty(3, min(block, size[0] - y), size[1])
         for x in xs:
             region = (y, min(y + block, size[0]), x, min(x + block, size[1]))
-            feats = _features(model, k - 1, region, sizes, seed, seamless)
-            band[:, :, x : region[3]] = torch.sigmoid(model.to_rgb(feats))[0].float().cpu()
+            band[:, :, x : region[3]] = render_region(model, region, canvas, seed)[0].float().cpu()
             done += 1
             if on_block is not None:
                 on_block(done, len(ys) * len(xs))
@@ -139,7 +137,16 @@ def generate(model, size, seed=0, seamless=False, block=1024) -> torch.Tensor:
 
 
 def write_texture(
-    model, meta, path, size, seed=0, seamless=False, bits=8, overwrite=False, block=1024, on_block=None
+    model,
+    meta,
+    path,
+    size,
+    seed=0,
+    seamless=False,
+    bits=8,
+    overwrite=False,
+    block=1024,
+    on_block=None,
 ) -> dict:
     """Write a generated texture as PNG plus JSON sidecar, streaming bands (bounded memory).
 
@@ -157,7 +164,7 @@ def write_texture(
     start = time.perf_counter()
     with PngStream(path, size, bits) as png:
         for band in render_bands(model, size, seed, seamless, block, on_block):
-            png.write(band.mul_(levels).round_().permute(1, 2, 0).numpy().astype(dtype))
+            png.write((band * levels).round().permute(1, 2, 0).numpy().astype(dtype))
     sidecar = {
         "mode": "generate",
         "checkpoint": meta["path"],
@@ -172,3 +179,63 @@ def write_texture(
     }
     write_sidecar(path, sidecar)
     return sidecar
+
+
+def run_generate(cli: dict) -> None:
+    """``synth.py --mode generate``: check everything, then write each variation with progress."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from data.sizes import parse_size
+    from engines.cli import numbered
+    from engines.objective import resolve_device
+
+    # 1. Options: generate mode takes its objective and architecture from the checkpoint.
+    if cli["checkpoint"] is None:
+        raise UserError("--mode generate needs --checkpoint OUTDIR/final (made by train.py)")
+    ignored = [k for k in ("exemplars", "config", "layers", "octaves", "iterations") if cli.get(k)]
+    if ignored:
+        print(
+            f"note: generate mode ignores {', '.join(ignored)}; settings come from the checkpoint"
+        )
+    model, meta = load_generator(cli["checkpoint"])
+    image_size = meta["config"]["image_size"]
+    size = parse_size(cli["size"]) if cli["size"] else (image_size, image_size)
+    seed, variations = cli["seed"] or 0, cli["variations"] or 1
+    bits = cli["bits"] or 8
+    seamless = meta["config"]["tile"] if cli["tile"] is None else cli["tile"]
+    if bits not in (8, 16) or variations < 1:
+        raise UserError("--bits must be 8 or 16 and --variations at least 1")
+    canvas_size(model, size, seamless)
+
+    # 2. Every output path before any computation.
+    output = Path(cli["output"])
+    outputs = [numbered(output, i, variations) for i in range(variations)]
+    for path in outputs:
+        check_output_path(path, cli["overwrite"])
+
+    # 3. One streamed pass per variation (seed + i), blocks of 1024 px with their halo.
+    model = prepare(model, resolve_device(cli["device"] or "auto"))
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, disable=not cli["progress"]) as bar:
+        for i, path in enumerate(outputs):
+            task = bar.add_task(path.name, total=None)
+            on_block = lambda done, total, task=task: bar.update(task, completed=done, total=total)  # noqa: E731
+            info = write_texture(
+                model,
+                meta,
+                path,
+                size,
+                seed + i,
+                seamless,
+                bits,
+                cli["overwrite"],
+                on_block=on_block,
+            )
+            bar.console.print(
+                f"wrote {path} ({size[1]}x{size[0]}, seed {seed + i}, {info['seconds']:.1f} s)"
+            )

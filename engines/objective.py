@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from configs import LossConfig
@@ -51,12 +53,34 @@ def build_backbone_for(cfg: LossConfig, tile: bool, device: torch.device, log=pr
     return backbone.to(device)
 
 
+def fit_octave_count(cfg: LossConfig, backbone, sizes: list[tuple[int, int]], log=print):
+    """``cfg`` with ``octaves`` lowered to the most that every image of ``sizes`` supports.
+
+    Presets ask for the octaves their paper used (snelgrove2017: 5, which with valid-mode
+    convolutions needs ~500 px); on smaller images they keep as many as fit and say so in one
+    line. An octave count given explicitly is not fitted: a too-small image is then an error.
+    """
+    side = min(min(s) for s in sizes)
+    fits = [k for k in range(1, cfg.octaves + 1) if side >= min_image_size(backbone, k)]
+    if not fits or fits[-1] == cfg.octaves:
+        return cfg  # nothing fits: check_image_size reports the minimum
+    octaves = fits[-1]
+    log(
+        f"note: {cfg.octaves} octaves need images of at least "
+        f"{min_image_size(backbone, cfg.octaves)} px; using {octaves} for {side} px "
+        "(give --octaves to insist)"
+    )
+    weights = cfg.octave_weights[:octaves] if cfg.octave_weights else None
+    return dataclasses.replace(cfg, octaves=octaves, octave_weights=weights)
+
+
 def check_image_size(backbone, octaves: int, size: tuple[int, int], what: str) -> None:
     need = min_image_size(backbone, octaves)
     if min(size) < need:
         raise UserError(
             f"{what} is {size[1]}x{size[0]} but {octaves} octave(s) with layer "
-            f"{backbone.layers[-1]} need at least {need}x{need}; use fewer --octaves or a larger image"
+            f"{backbone.layers[-1]} need at least {need}x{need}; "
+            "use fewer --octaves or a larger image"
         )
 
 

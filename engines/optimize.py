@@ -103,8 +103,14 @@ def _run_lbfgsb(loss_fn, x0, iterations, method, history, on_iter, result):
         method="L-BFGS-B",
         bounds=[(0.0, 1.0)],
         callback=callback,
-        options={"maxiter": iterations, "maxcor": history, "ftol": 0.0, "gtol": 0.0,
-                 "maxfun": 20 * iterations + 20, "maxls": 20},
+        options={
+            "maxiter": iterations,
+            "maxcor": history,
+            "ftol": 0.0,
+            "gtol": 0.0,
+            "maxfun": 20 * iterations + 20,
+            "maxls": 20,
+        },
     )
 
 
@@ -118,8 +124,13 @@ def _run_torch(loss_fn, x0, iterations, method, history, on_iter, result):
         return torch.sigmoid(param) if sigmoid else param
 
     opt = torch.optim.LBFGS(
-        [param], lr=1, max_iter=_CHUNK, history_size=history, line_search_fn="strong_wolfe",
-        tolerance_grad=0.0, tolerance_change=0.0,
+        [param],
+        lr=1,
+        max_iter=_CHUNK,
+        history_size=history,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
     )
     last = math.nan
 

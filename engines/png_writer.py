@@ -20,7 +20,12 @@ from data.sidecar import library_versions, write_json_atomic
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload))
+    )
 
 
 class PngStream:
@@ -52,7 +57,9 @@ class PngStream:
         """Append rows: (h, W, 3) uint8 (8 bits) or uint16 (16 bits)."""
         h, w, _ = band.shape
         rows = np.zeros((h, 1 + w * 3 * (self.bits // 8)), np.uint8)  # column 0: filter None
-        rows[:, 1:] = band.astype(">u2" if self.bits == 16 else np.uint8).view(np.uint8).reshape(h, -1)
+        rows[:, 1:] = (
+            band.astype(">u2" if self.bits == 16 else np.uint8).view(np.uint8).reshape(h, -1)
+        )
         self.file.write(_chunk(b"IDAT", self._zlib.compress(rows.tobytes())))
         self.rows += h
 

@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from configs import SynthConfig
 from data.errors import UserError
 from data.images import load_image, save_image
-from engines.objective import build_backbone_for, build_objective, check_image_size, resolve_device
+from engines.objective import (
+    build_backbone_for,
+    build_objective,
+    check_image_size,
+    fit_octave_count,
+    resolve_device,
+)
 from engines.optimize import METHODS, OptimizeResult, optimize
 from losses import TextureLoss
 
@@ -34,7 +40,9 @@ def downscale(img: torch.Tensor, factor: int) -> torch.Tensor:
         return img
     h, w = img.shape[-2:]
     size = (math.ceil(h / factor), math.ceil(w / factor))
-    return F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    return F.interpolate(
+        img[None], size=size, mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 class TextureSynthesizer:
@@ -51,10 +59,19 @@ class TextureSynthesizer:
         exemplars: a path, a (3, H, W) tensor in [0, 1], or a list of either.
         config: a ``SynthConfig`` (default: its defaults, the snelgrove2017 objective).
         log: where one-line messages go (``print`` by default).
+        fit_octaves: lower ``octaves`` to what the exemplars support, with a note (for
+            presets); otherwise a too-small exemplar is an error.
         **overrides: config fields to replace.
     """
 
-    def __init__(self, exemplars, config: SynthConfig | None = None, log=print, **overrides):
+    def __init__(
+        self,
+        exemplars,
+        config: SynthConfig | None = None,
+        log=print,
+        fit_octaves: bool = False,
+        **overrides,
+    ):
         self.config = dataclasses.replace(config or SynthConfig(), **overrides)
         cfg = self.config
         if cfg.optimizer not in METHODS:
@@ -78,6 +95,10 @@ class TextureSynthesizer:
                 self.sources.append(str(item))
         self.exemplars = [u.to(self.device) for u in images]
         self.backbone = build_backbone_for(cfg, cfg.tile, self.device, log)
+        if fit_octaves:
+            self.config = cfg = fit_octave_count(
+                cfg, self.backbone, [tuple(u.shape[-2:]) for u in self.exemplars], log
+            )
         if cfg.activation_norm:
             # Rescale on the level the finest objective sees; coarse levels reuse it.
             self.backbone.rescale_([u[None] for u in self.exemplars])
@@ -95,7 +116,9 @@ class TextureSynthesizer:
             except UserError as e:
                 if factor == 1:
                     raise
-                raise UserError(f"{e} (at coarse-to-fine level 1/{factor}; use fewer --levels)") from None
+                raise UserError(
+                    f"{e} (at coarse-to-fine level 1/{factor}; use fewer --levels)"
+                ) from None
         return self._objectives[factor]
 
     def synthesize(
@@ -138,7 +161,9 @@ class TextureSynthesizer:
             if x is None:
                 x = initial_noise(self.exemplars, level_size, seed)
             elif tuple(x.shape[-2:]) != level_size:
-                x = F.interpolate(x, size=level_size, mode="bilinear", align_corners=False).clamp(0, 1)
+                x = F.interpolate(x, size=level_size, mode="bilinear", align_corners=False).clamp(
+                    0, 1
+                )
             callback = None
             if on_iter is not None:
                 callback = lambda it, img, loss, level=level: on_iter(level, it, img, loss)  # noqa: E731
@@ -174,9 +199,19 @@ class TextureSynthesizer:
             "device": str(self.device),
         }
 
-    def save(self, result: OptimizeResult, path: str | Path, seed: int | None = None,
-             overwrite: bool = False) -> Path:
+    def save(
+        self,
+        result: OptimizeResult,
+        path: str | Path,
+        seed: int | None = None,
+        overwrite: bool = False,
+    ) -> Path:
         """Write the image as PNG (config's bit depth) with its JSON sidecar, atomically."""
         seed = self.config.seed if seed is None else seed
-        return save_image(result.image[0], path, bits=self.config.bits, overwrite=overwrite,
-                          sidecar=self.metadata(result, seed))
+        return save_image(
+            result.image[0],
+            path,
+            bits=self.config.bits,
+            overwrite=overwrite,
+            sidecar=self.metadata(result, seed),
+        )

@@ -58,7 +58,7 @@ class TextureLoss(nn.Module):
         self.exemplars = [u.detach() for u in exemplars]
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
         with torch.no_grad():
-            targets = [self._grams(u[None]) for u in self.exemplars]
+            targets = [self._grams(u[None], exemplar=True) for u in self.exemplars]
         for s in range(len(self.octave_weights)):
             for name in self.layers:
                 mean = torch.stack([t[s][name] for t in targets]).mean(0)
@@ -78,7 +78,7 @@ class TextureLoss(nn.Module):
         # Exemplars are not periodic, so their pyramid reflects at the borders.
         pyramid = gaussian_pyramid(x, len(self.octave_weights), self.circular and not exemplar)
         out = []
-        for level, weight in zip(pyramid, self.octave_weights):
+        for level, weight in zip(pyramid, self.octave_weights, strict=True):
             if weight == 0:
                 out.append({})
                 continue
@@ -101,7 +101,7 @@ class TextureLoss(nn.Module):
         gram_total = x.new_zeros((), dtype=torch.float32)
         for s, grams in enumerate(self._grams(x, crop=crop, generator=generator)):
             octave = x.new_zeros((), dtype=torch.float32)
-            for name, weight in zip(self.layers, self.layer_weights):
+            for name, weight in zip(self.layers, self.layer_weights, strict=True):
                 if name in grams and weight != 0:
                     diff = grams[name] - getattr(self, self._key(s, name))
                     octave = octave + weight * diff.pow(2).sum((1, 2)).mean()
@@ -131,4 +131,6 @@ def random_crops(x: torch.Tensor, size: int, generator: torch.Generator | None) 
     ch, cw = min(h, size), min(w, size)
     ys = torch.randint(0, h - ch + 1, (b,), generator=generator).tolist()
     xs = torch.randint(0, w - cw + 1, (b,), generator=generator).tolist()
-    return torch.stack([x[i, :, y : y + ch, x0 : x0 + cw] for i, (y, x0) in enumerate(zip(ys, xs))])
+    return torch.stack(
+        [x[i, :, y : y + ch, x0 : x0 + cw] for i, (y, x0) in enumerate(zip(ys, xs, strict=True))]
+    )

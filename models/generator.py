@@ -5,6 +5,10 @@ are upsampled x2 (nearest) and concatenated with it; a join block (3x3, 3x3, 1x1
 mixes them; a final 1x1 conv and a sigmoid give RGB in [0, 1]. Channels shrink towards the
 fine scales, where the pixels are: the full-resolution scale costs ~4k multiply-adds a pixel.
 
+Every conv pads circularly: the generator has no image borders, so it cannot learn a frame
+where a border-blind objective (valid-mode backbone convs) does not look; its textures are
+periodic with the size of the noise canvas (see docs/generator.md).
+
 Variants live in ``GENERATORS`` (name -> constructor arguments); CLI choices come from it.
 """
 
@@ -21,8 +25,6 @@ GENERATORS: dict[str, dict] = {
     "base": dict(channels=(64, 64, 48, 32, 24, 16), branch=8, noise=3),
 }
 
-PADDINGS = ("zeros", "circular")
-
 
 class Unit(nn.Module):
     """Unpadded conv, then BatchNorm (training form) or a bias (folded form), then LeakyReLU."""
@@ -33,11 +35,12 @@ class Unit(nn.Module):
         self.norm = nn.BatchNorm2d(cout) if norm else nn.Identity()
         self.kernel = kernel
 
-    def forward(self, x: torch.Tensor, pad: tuple[int, int, int, int], mode: str) -> torch.Tensor:
-        """x: (B, cin, h, w); ``pad`` (left, right, top, bottom) is applied first if kernel 3."""
-        if self.kernel == 3 and any(pad):
-            x = F.pad(x, pad, mode="constant" if mode == "zeros" else mode)
-        return F.leaky_relu(self.norm(self.conv(x)), 0.2)
+    def forward(self, x: torch.Tensor, wrap: bool) -> torch.Tensor:
+        """x: (B, cin, h, w) -> (B, cout, h, w) if ``wrap`` (circular padding), else the valid
+        part (h - 2, w - 2) for a 3x3 kernel."""
+        if self.kernel == 3 and wrap:
+            x = F.pad(x, (1, 1, 1, 1), mode="circular")
+        return F.leaky_relu(self.norm(self.conv(x)), 0.2, inplace=True)
 
 
 class TextureGenerator(nn.Module):
@@ -47,14 +50,13 @@ class TextureGenerator(nn.Module):
         channels: join-block width per scale, coarsest first (K = len(channels) scales).
         branch: channels of each scale's noise branch.
         noise: noise channels per scale.
-        padding: "zeros" (image borders padded with zeros) or "circular" (periodic output).
         norm: BatchNorm after each conv (training form); ``fold_batchnorm`` returns the
             norm-free inference form whose every layer is a local operator.
 
     Convention:
         Scale 0 is the coarsest, at 1/2^(K-1) of the output resolution; scale K-1 is the
-        output resolution. An (H, W) output needs H and W to be multiples of
-        ``multiple = 2^(K-1)`` here; ``engines.generate`` crops larger ones for other sizes.
+        output resolution. An (H, W) canvas needs H and W to be multiples of
+        ``multiple = 2^(K-1)``; ``engines.generate`` crops larger canvases for other sizes.
     """
 
     def __init__(
@@ -62,20 +64,19 @@ class TextureGenerator(nn.Module):
         channels: tuple[int, ...],
         branch: int = 8,
         noise: int = 3,
-        padding: str = "zeros",
         norm: bool = True,
     ):
         super().__init__()
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        self.arch = dict(channels=tuple(channels), branch=branch, noise=noise, padding=padding)
-        self.channels, self.noise_channels, self.padding = tuple(channels), noise, padding
+        self.arch = dict(channels=tuple(channels), branch=branch, noise=noise)
+        self.channels, self.noise_channels = tuple(channels), noise
         self.noise_units = nn.ModuleList(Unit(noise, branch, 3, norm) for _ in channels)
         self.join_blocks = nn.ModuleList()
         previous = 0
         for c in channels:
             self.join_blocks.append(
-                nn.ModuleList([Unit(previous + branch, c, 3, norm), Unit(c, c, 3, norm), Unit(c, c, 1, norm)])
+                nn.ModuleList(
+                    [Unit(previous + branch, c, 3, norm), Unit(c, c, 3, norm), Unit(c, c, 1, norm)]
+                )
             )
             previous = c
         self.to_rgb = nn.Conv2d(channels[-1], 3, 1)
@@ -89,7 +90,7 @@ class TextureGenerator(nn.Module):
         return 2 ** (self.scales - 1)
 
     def forward(self, noises: list[torch.Tensor]) -> torch.Tensor:
-        """Whole-image forward, every 3x3 conv padded on all sides.
+        """Whole-canvas forward: a periodic texture.
 
         Args:
             noises: K tensors, coarsest first; scale i is (B, noise, H / 2^(K-1-i), W / 2^(K-1-i)).
@@ -97,19 +98,18 @@ class TextureGenerator(nn.Module):
         Returns:
             (B, 3, H, W) in [0, 1].
         """
-        pad = (1, 1, 1, 1)
         x = None
-        for z, unit, block in zip(noises, self.noise_units, self.join_blocks):
-            z = unit(z, pad, self.padding)
+        for z, unit, block in zip(noises, self.noise_units, self.join_blocks, strict=True):
+            z = unit(z, wrap=True)
             x = z if x is None else torch.cat([F.interpolate(x, scale_factor=2.0), z], 1)
             for u in block:
-                x = u(x, pad, self.padding)
+                x = u(x, wrap=True)
         return torch.sigmoid(self.to_rgb(x))
 
 
-def build_generator(name: str, padding: str = "zeros", norm: bool = True) -> TextureGenerator:
+def build_generator(name: str, norm: bool = True) -> TextureGenerator:
     """A registered variant (see ``GENERATORS``)."""
-    return TextureGenerator(**GENERATORS[name], padding=padding, norm=norm)
+    return TextureGenerator(**GENERATORS[name], norm=norm)
 
 
 @torch.no_grad()
@@ -130,5 +130,7 @@ def fold_batchnorm(model: TextureGenerator) -> TextureGenerator:
         scale = bn.weight.float().cpu() / torch.sqrt(bn.running_var.float().cpu() + bn.eps)
         unit.conv.weight.copy_(w * scale.view(-1, 1, 1, 1))
         unit.conv.bias.copy_(bn.bias.float().cpu() - bn.running_mean.float().cpu() * scale)
-    folded.to_rgb.load_state_dict({k: v.float().cpu() for k, v in model.to_rgb.state_dict().items()})
+    folded.to_rgb.load_state_dict(
+        {k: v.float().cpu() for k, v in model.to_rgb.state_dict().items()}
+    )
     return folded.eval()

@@ -93,5 +93,5 @@ def noise_pyramid(
 
 
 def derived_seed(*parts: int) -> int:
-    """A 31-bit seed from integers such as (run seed, step, rank, sample): a stream without state."""
+    """A 31-bit seed from integers such as (run seed, step, rank, sample): stateless streams."""
     return _salt(*parts, 0x5EED) & 0x7FFFFFFF

@@ -239,7 +239,8 @@ class FeatureExtractor(nn.Module):
         mean post-ReLU activation of that channel over ``images`` is 1 (each image weighs the
         same, whatever its size). As ReLU commutes with positive scaling, a channel's pattern
         of activations is unchanged; only the balance between channels and layers moves.
-        Channels whose mean is ~0 (below 1e-6 of the layer's largest mean) are left unchanged.
+        A channel whose mean is below a tenth of the layer's average channel mean is scaled
+        as if its mean were that tenth, so (nearly) silent channels are not blown up.
 
         Args:
             images: list of (1, 3, H, W) float RGB in [0, 1], each at least
@@ -253,8 +254,11 @@ class FeatureExtractor(nn.Module):
                 conv = module
             elif isinstance(module, nn.ReLU):
                 mean = torch.stack([x.mean(dim=(0, 2, 3)) for x in xs]).mean(0)
-                alive = mean > 1e-6 * mean.max()
-                factor = torch.where(alive, 1 / mean.clamp_min(1e-30), torch.ones_like(mean))
+                # Channels (nearly) silent on the exemplar would be amplified without
+                # bound and then dominate on any other image: cap their gain at 10x the
+                # gain of an average channel of the layer.
+                floor = (0.1 * mean.mean()).clamp_min(1e-30)
+                factor = 1 / mean.clamp_min(floor)
                 conv.weight.mul_(factor.view(-1, 1, 1, 1))
                 conv.bias.mul_(factor)
                 # Equal to recomputing this layer with the new weights (ReLU is homogeneous).

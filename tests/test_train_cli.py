@@ -1,0 +1,228 @@
+"""train.py and synth.py --mode generate end to end, with tiny settings (a few seconds each)."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+from accelerate.state import AcceleratorState
+from PIL import Image
+from typer.testing import CliRunner
+
+import synth
+import train
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--backbone", "random-tiny", "--generator", "tiny", "--image-size", "48", "--crop", "24",
+    "--octaves", "2", "--padding", "zeros", "--batch-size", "2", "--lr", "0.01",
+    "--warmup-steps", "2", "--log-every", "1", "--sample-every", "5", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator():
+    """Each CLI run in this process builds its own Accelerator, as separate processes would."""
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+@pytest.fixture(scope="module")
+def exemplar(tmp_path_factory):
+    """A 48 px coloured stripes-and-dots texture."""
+    y, x = np.mgrid[0:48, 0:48]
+    img = np.stack(
+        [
+            0.5 + 0.4 * np.sin(x / 2.0),
+            0.5 + 0.3 * np.sin((x + y) / 3.0),
+            0.5 + 0.4 * (np.hypot(x % 8 - 4, y % 8 - 4) < 2),
+        ],
+        -1,
+    )
+    path = tmp_path_factory.mktemp("ex") / "stripes.png"
+    Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def run(app, args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+def train_run(exemplar, out, *extra):
+    result = run(train.app, [exemplar, "--output-dir", out, *TINY, *extra])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def weights(path):
+    return safetensors.torch.load_file(str(path))
+
+
+def test_training_writes_checkpoints_logs_and_lowers_the_loss(exemplar, tmp_path):
+    out = tmp_path / "run"
+    train_run(exemplar, out, "--steps", "30", "--checkpoint-every", "10", "--keep-checkpoints", "2")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best",
+        "checkpoint-20",
+        "checkpoint-30",
+        "final",
+        "logs",
+    ]
+    for d in ["checkpoint-30", "final", "best"]:
+        with safetensors.safe_open(str(out / d / "model.safetensors"), "pt") as f:
+            meta = f.metadata()
+        assert json.loads(meta["config"])["steps"] == 30
+        assert json.loads((out / d / "config.json").read_text())["config"]["generator"] == "tiny"
+    assert (out / "checkpoint-30" / "state" / "optimizer.bin").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "logs" / "train"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/total", "loss/gram", "loss/gram/octave1", "lr", "steps_per_second"} <= tags
+    assert "samples" in events.Tags()["images"]
+    eval_loss = [e.value for e in events.Scalars("eval/loss")]
+    assert eval_loss[-1] < eval_loss[0]
+    total = [e.value for e in events.Scalars("loss/total")]
+    assert np.mean(total[-5:]) < 0.8 * np.mean(total[:5])
+
+
+def test_resumed_run_equals_uninterrupted(exemplar, tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    train_run(exemplar, full, "--steps", "6", "--checkpoint-every", "3", "--keep-checkpoints", "0")
+    # What a run killed during step 5 leaves behind: checkpoint-3 and a half-written checkpoint.
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-3", resumed / "checkpoint-3")
+    (resumed / "checkpoint-6.tmp" / "state").mkdir(parents=True)
+    result = train_run(
+        exemplar, resumed, "--steps", "6", "--checkpoint-every", "3", "--resume", "latest"
+    )
+    assert "resumed from" in result.output and "step 3" in result.output
+    assert not (resumed / "checkpoint-6.tmp").exists()
+    a, b = (
+        weights(full / "final" / "model.safetensors"),
+        weights(resumed / "final" / "model.safetensors"),
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refusals_are_one_line_exit_2(exemplar, tmp_path):
+    out = tmp_path / "run"
+    train_run(exemplar, out, "--steps", "2", "--checkpoint-every", "2")
+    again = run(train.app, [exemplar, "--output-dir", out, *TINY, "--steps", "2"])
+    assert again.exit_code == 2 and "--resume latest" in again.output
+    changed = run(
+        train.app,
+        [
+            exemplar,
+            "--output-dir",
+            out,
+            *TINY,
+            "--steps",
+            "4",
+            "--octaves",
+            "1",
+            "--resume",
+            "latest",
+        ],
+    )
+    assert changed.exit_code == 2 and "octaves" in changed.output
+    bad = run(train.app, [exemplar, "--output-dir", tmp_path / "x", *TINY, "--image-size", "50"])
+    assert bad.exit_code == 2 and "multiple of 4" in bad.output
+
+
+@pytest.fixture(scope="module")
+def checkpoint(exemplar, tmp_path_factory):
+    AcceleratorState._reset_state(True)
+    out = tmp_path_factory.mktemp("trained")
+    train_run(exemplar, out, "--steps", "4", "--checkpoint-every", "4")
+    return out / "final"
+
+
+def test_generate_cli_writes_png_and_sidecar(checkpoint, tmp_path):
+    out = tmp_path / "tex.png"
+    args = [
+        "--mode",
+        "generate",
+        "--checkpoint",
+        checkpoint,
+        "--size",
+        "70x52",
+        "--seed",
+        "3",
+        "-o",
+        out,
+    ]
+    result = run(synth.app, [*args, "--variations", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for name in ["tex_000", "tex_001"]:
+        with Image.open(tmp_path / f"{name}.png") as im:
+            assert im.size == (70, 52) and im.mode == "RGB"
+        sidecar = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sidecar["mode"] == "generate" and sidecar["config"]["generator"] == "tiny"
+        assert sidecar["size"] == {"height": 52, "width": 70} and "versions" in sidecar
+    assert json.loads((tmp_path / "tex_001.json").read_text())["seed"] == 4
+    refused = run(synth.app, [*args, "--variations", "2", "--no-progress"])
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+
+
+def test_generate_cli_seamless_tiles(checkpoint, tmp_path):
+    out = tmp_path / "tile.png"
+    result = run(
+        synth.app,
+        [
+            "--mode",
+            "generate",
+            "--checkpoint",
+            checkpoint,
+            "--size",
+            "64x48",
+            "--tile",
+            "-o",
+            out,
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    img = np.asarray(Image.open(out)).astype(float)
+    inside = np.abs(np.diff(img, axis=1)).mean()
+    across = np.abs(img[:, 0] - img[:, -1]).mean()
+    assert across < 2 * inside + 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "mismatched"])
+def test_bad_checkpoint_is_one_line_exit_2(checkpoint, tmp_path, damage):
+    path = tmp_path / "model.safetensors"
+    source = (checkpoint / "model.safetensors").read_bytes()
+    if damage == "truncated":
+        path.write_bytes(source[: len(source) // 2])
+    elif damage == "mismatched":
+        state = weights(checkpoint / "model.safetensors")
+        with safetensors.safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
+            meta = f.metadata()
+        meta["arch"] = json.dumps({**json.loads(meta["arch"]), "channels": [8, 8, 8]})
+        safetensors.torch.save_file(state, str(path), meta)
+    result = run(
+        synth.app,
+        ["--mode", "generate", "--checkpoint", path, "-o", tmp_path / "o.png", "--no-progress"],
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_loss_of_generated_size_never_seen(checkpoint):
+    from engines.generate import generate, load_generator, prepare
+
+    model, _ = load_generator(checkpoint)
+    img = generate(prepare(model), (100, 36), seed=0)
+    assert img.shape == (3, 100, 36) and math.isfinite(float(img.sum()))
+    assert 0 <= float(img.min()) and float(img.max()) <= 1

@@ -1,0 +1,231 @@
+"""Train a multi-scale texture generator on one exemplar, or several mixed (averaged targets).
+
+    python train.py EXEMPLAR [EXEMPLAR ...] --output-dir runs/knit [--config generator]
+    accelerate launch train.py EXEMPLAR --output-dir runs/knit --mixed-precision bf16
+
+The loss is the optimize mode's texture objective (Gram pyramid + spectrum + TV); coarse
+octaves see each generated image whole, finer ones random --crop views. Writes
+OUTDIR/checkpoint-{step}/ (continue with --resume latest), OUTDIR/final/, OUTDIR/best/ and
+TensorBoard logs in OUTDIR/logs. Then:
+
+    python synth.py --mode generate --checkpoint OUTDIR/final --size 4096x4096 -o big.png
+
+Every config field is an option; precedence is command line > --config preset/file > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from configs import TrainConfig, build_config, preset_names, read_config_file
+from data.errors import UserError
+from engines.cli import parse_list, progress_bar, run_cli
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+Opt = typer.Option
+
+
+@app.command(help=__doc__)
+def main(
+    exemplars: Annotated[list[Path], typer.Argument(help="Exemplar image(s); several are mixed.")],
+    output_dir: Annotated[
+        Path, Opt(help="Run directory: checkpoints, final/, best/, logs/.")
+    ] = Path("runs/generator"),
+    config: Annotated[
+        str | None, Opt(help=f"Preset ({', '.join(preset_names())}) or TOML file.")
+    ] = None,
+    resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
+    generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,
+    steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Generated images per step and process.")] = None,
+    image_size: Annotated[int | None, Opt(help="Side of the generated training images.")] = None,
+    crop: Annotated[int | None, Opt(help="Backbone crop of finer octaves (0 = whole).")] = None,
+    lr: Annotated[float | None, Opt(help="Adam learning rate.")] = None,
+    lr_schedule: Annotated[str | None, Opt(help="cosine | constant.")] = None,
+    warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
+    diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
+    backbone: Annotated[
+        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")
+    ] = None,
+    weights: Annotated[str | None, Opt(help="Local vgg19 weights file.")] = None,
+    layers: Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
+    layer_weights: Annotated[str | None, Opt(help="Comma-separated weight per layer.")] = None,
+    octaves: Annotated[int | None, Opt(help="Gaussian pyramid octaves matched jointly.")] = None,
+    octave_weights: Annotated[str | None, Opt(help="Comma-separated weight per octave.")] = None,
+    spectrum_weight: Annotated[
+        float | None, Opt(help="Weight of the Fourier spectrum term.")
+    ] = None,
+    tv_weight: Annotated[float | None, Opt(help="Weight of the total-variation term.")] = None,
+    pooling: Annotated[str | None, Opt(help="Backbone pooling: avg | max.")] = None,
+    padding: Annotated[
+        str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")
+    ] = None,
+    activation_norm: Annotated[
+        bool | None,
+        Opt(
+            "--activation-norm/--no-activation-norm",
+            help="Rescale filters to mean activation 1 on the exemplar.",
+        ),
+    ] = None,
+    tile: Annotated[
+        bool | None,
+        Opt("--tile/--no-tile", help="Periodic objective; generate seamless by default."),
+    ] = None,
+    mixed_precision: Annotated[str | None, Opt(help="no | bf16.")] = None,
+    checkpoint_every: Annotated[int | None, Opt(help="Steps between checkpoints.")] = None,
+    keep_checkpoints: Annotated[int | None, Opt(help="Newest checkpoints kept (0 = all).")] = None,
+    log_every: Annotated[int | None, Opt(help="Steps between logged scalars.")] = None,
+    sample_every: Annotated[int | None, Opt(help="Steps between logged sample images.")] = None,
+    seed: Annotated[int | None, Opt(help="Seed of initial weights, noise and crops.")] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu (GPUs: accelerate launch).")] = None,
+    progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    cli = dict(locals())
+    run_cli(lambda: train(cli))
+
+
+def train(cli: dict) -> None:
+    import torch  # heavy imports after argument parsing, so --help is instant
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+
+    from data.images import load_image
+    from engines import checkpoints as ckpt
+    from engines import train_loop as T
+    from engines.objective import build_backbone_for, build_objective
+    from models.generator import build_generator, fold_batchnorm
+
+    # 1. Resolve the config: CLI > --config file > dataclass defaults.
+    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
+        cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
+    file_values = read_config_file(cli["config"]) if cli["config"] else {}
+    cfg = build_config(TrainConfig, file_values, cli)
+    if cfg.device not in ("auto", "cpu"):
+        raise UserError("--device must be auto or cpu; choose GPUs with accelerate launch")
+    output_dir = Path(cli["output_dir"])
+    if not cli["resume"] and (ckpt.checkpoint_steps(output_dir) or (output_dir / "final").exists()):
+        raise UserError(
+            f"{output_dir} holds a previous run; use --resume latest or another --output-dir"
+        )
+
+    # 2. Processes and devices; only the main process writes files and prints.
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        cpu=cfg.device == "cpu" or not torch.cuda.is_available(),  # else CPU-only DDP never starts
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
+        ),
+    )
+    is_main, device = accelerator.is_main_process, accelerator.device
+    log = print if is_main else lambda *_: None
+    set_seed(cfg.seed)  # initial generator weights; the step noise is derived, not drawn
+
+    # 3. Backbone, exemplars and targets, built once.
+    backbone = build_backbone_for(cfg, cfg.tile, device, log)
+    T.check_config(cfg, backbone.min_input_size())
+    exemplars = []
+    for path in cli["exemplars"]:
+        img, note = load_image(path)
+        log(note)
+        exemplars.append(img.to(device))
+    if cfg.activation_norm:
+        backbone.rescale_([u[None] for u in exemplars])
+    objective = build_objective(cfg, exemplars, backbone, cfg.tile)
+    info = {"backbone": backbone.description, "exemplars": [str(p) for p in cli["exemplars"]]}
+    log(f"backbone: {backbone.description}")
+
+    # 4. Generator, Adam and the learning-rate schedule, prepared for the devices.
+    model = build_generator(cfg.generator).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = T.Schedule(cfg, accelerator.num_processes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    net = accelerator.unwrap_model(model)  # the generator itself, for evaluation and saving
+
+    # 5. Resume from the newest complete checkpoint (a kill -9 loses at most one interval).
+    global_step, best = 0, float("inf")
+    if cli["resume"]:
+        resume_from = ckpt.resume_dir(output_dir, cli["resume"])
+        if resume_from is None:
+            log(f"no checkpoint in {output_dir}; starting at step 0")
+        else:
+            T.check_resumable(json.loads((resume_from / "config.json").read_text())["config"], cfg)
+            accelerator.load_state(str(resume_from / "state"))
+            global_step, best = ckpt.step_of(resume_from), ckpt.best_loss(output_dir / "best")
+            log(f"resumed from {resume_from} at step {global_step}")
+    if is_main:
+        for stale in ckpt.stale_tmp_dirs(output_dir):
+            shutil.rmtree(stale)  # a checkpoint whose writing was interrupted
+        hparams = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in dataclasses.asdict(cfg).items()
+        }
+        accelerator.init_trackers("train", config=hparams)
+    writer = accelerator.get_tracker("tensorboard", unwrap=True) if is_main else None
+
+    # 6. Train: G(noise) -> texture loss (+ diversity) -> Adam, logging and checkpointing by step.
+    model.train()
+    clock, clock_step = time.perf_counter(), global_step
+    try:
+        with progress_bar(cli["progress"] and is_main) as bar:
+            task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=float("nan"))
+            while global_step < cfg.steps:
+                noises, crops = T.step_inputs(
+                    net, cfg, global_step, accelerator.process_index, device
+                )
+                with accelerator.autocast():
+                    x = model(noises).float()
+                    terms = objective(x, crop=cfg.crop or None, generator=crops)
+                    loss = terms["total"]
+                    if cfg.diversity_weight:
+                        terms["diversity"] = T.diversity(objective, x)
+                        loss = loss - cfg.diversity_weight * terms["diversity"]
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                global_step += 1
+                bar.update(task, completed=global_step, loss=float(loss.detach()))
+
+                if global_step % cfg.log_every == 0:
+                    rate = (global_step - clock_step) / (time.perf_counter() - clock)
+                    clock, clock_step = time.perf_counter(), global_step
+                    scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+                    accelerator.log(
+                        {**scalars, "lr": scheduler.get_last_lr()[0], "steps_per_second": rate},
+                        step=global_step,
+                    )
+                if is_main and global_step % cfg.sample_every == 0:
+                    eval_loss, images = T.evaluate(net, objective, cfg, device)
+                    writer.add_scalar("eval/loss", eval_loss, global_step)
+                    writer.add_images("samples", images, global_step)
+                if global_step % cfg.checkpoint_every == 0 or global_step == cfg.steps:
+                    best = T.save_checkpoint(
+                        accelerator, model, objective, cfg, output_dir, global_step, info, best
+                    )
+    except KeyboardInterrupt:
+        log(f"interrupted: saving checkpoint-{global_step}")
+        T.save_checkpoint(accelerator, model, objective, cfg, output_dir, global_step, info, best)
+        raise SystemExit(130) from None
+
+    # 7. The final generator: BatchNorm folded, one safetensors file with its config.
+    if is_main:
+        eval_loss, _ = T.evaluate(net, objective, cfg, device)
+        facts = {**info, "step": global_step, "eval_loss": eval_loss}
+        path = ckpt.save_generator(
+            fold_batchnorm(net), output_dir / "final", dataclasses.asdict(cfg), facts
+        )
+        log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best so far {best:.4g})")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    app()
