@@ -35,7 +35,9 @@ class LossConfig:
     octave_weights: list[float] | None = None  # one per octave; None = all 1
     spectrum_weight: float = 0.0  # beta of the Liu 2016 spectrum term (0 = off)
     tv_weight: float = 0.0  # lambda of the total-variation term (0 = off)
-    activation_norm: bool = True  # rescale filters to mean activation 1 on the exemplar (Gatys)
+    # Gatys: rescale filters to mean activation 1 on the exemplar. Off by default: with the
+    # offline vgg16-hed weights it gave muddier colours and checkerboard noise (README).
+    activation_norm: bool = False
     seed: int = 0  # seeds noise and random-backbone weights
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

@@ -12,11 +12,14 @@ from losses.tv import total_variation
 
 
 class TextureLoss(nn.Module):
-    """``L = sum_s v_s sum_l w_l E^{l,s} + beta * L_spec + lambda_tv * TV`` (DESIGN.md).
+    """``L = sum_s v_s sum_l w_l E^{l,s} / Z + beta * L_spec + lambda_tv * TV`` (DESIGN.md).
 
     ``E^{l,s} = sum_ij (G^{l,s}(x) - G^{l,s}(u))^2`` with ``G`` the normalised Gram
-    matrix of backbone layer ``l`` at Gaussian-pyramid octave ``s``. With several
-    exemplars the targets are the mean of their Grams (and spectra).
+    matrix of backbone layer ``l`` at Gaussian-pyramid octave ``s``, and
+    ``Z = sum_s v_s sum_l w_l ||G^{l,s}(u)||^2`` the targets' own energy, a constant: the
+    Gram term is a relative error (noise scores ~1, a real crop ~1e-4), so beta and
+    lambda_tv do not depend on the backbone. With several exemplars the targets are the
+    mean of their Grams (and spectra).
 
     Args:
         exemplars: list of (3, H, W) images in [0, 1], on the backbone's device.
@@ -59,10 +62,17 @@ class TextureLoss(nn.Module):
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
         with torch.no_grad():
             targets = [self._grams(u[None], exemplar=True) for u in self.exemplars]
-        for s in range(len(self.octave_weights)):
-            for name in self.layers:
+        energy = 0.0
+        for s, v in enumerate(self.octave_weights):
+            for name, w in zip(self.layers, self.layer_weights, strict=True):
                 mean = torch.stack([t[s][name] for t in targets]).mean(0)
                 self.register_buffer(self._key(s, name), mean)  # (1, C, C)
+                energy += v * w * float(mean.double().pow(2).sum())
+        # Dividing by the targets' own weighted energy makes L_gram a relative error: its
+        # scale no longer depends on the backbone's activation range (caffe-style 0..255
+        # inputs give Grams ~1e7 times larger than torchvision's), so one spectrum or TV
+        # weight means the same with every backbone and exemplar.
+        self.gram_scale = 1.0 / energy if energy > 0 else 1.0
 
     @staticmethod
     def _key(octave: int, layer: str) -> str:
@@ -105,6 +115,7 @@ class TextureLoss(nn.Module):
                 if name in grams and weight != 0:
                     diff = grams[name] - getattr(self, self._key(s, name))
                     octave = octave + weight * diff.pow(2).sum((1, 2)).mean()
+            octave = octave * self.gram_scale
             terms[f"gram/octave{s}"] = octave
             gram_total = gram_total + self.octave_weights[s] * octave
         terms["gram"] = gram_total

@@ -235,31 +235,35 @@ class FeatureExtractor(nn.Module):
     def rescale_(self, images: list[Tensor]) -> None:
         """Gatys activation normalisation, in place.
 
-        Sequentially for each conv, scales its weight and bias per output channel so that the
-        mean post-ReLU activation of that channel over ``images`` is 1 (each image weighs the
-        same, whatever its size). As ReLU commutes with positive scaling, a channel's pattern
-        of activations is unchanged; only the balance between channels and layers moves.
-        A channel whose mean is below a tenth of the layer's average channel mean is scaled
-        as if its mean were that tenth, so (nearly) silent channels are not blown up.
+        For each conv in turn, scales its output channels so that the mean post-ReLU activation
+        of every channel over ``images`` is 1 (each image weighs the same, whatever its size),
+        and divides the next conv's input channels by the same factors. ReLU and pooling
+        commute with positive per-channel scaling, so every feature map is the original one
+        times a per-channel constant: the network computes the same features, and only the
+        balance between channels and layers in the Gram losses moves. (Without the
+        compensation, weak channels amplified 100x would drive every later layer.) A
+        channel whose mean is below a tenth of the layer's average channel mean is scaled as
+        if its mean were that tenth, so (nearly) silent channels are not blown up.
 
         Args:
             images: list of (1, 3, H, W) float RGB in [0, 1], each at least
                 :meth:`min_input_size` on a side.
         """
         xs = [torch.addcmul(self.shift, x.to(self.scale), self.scale) for x in images]
-        conv = None
+        conv, previous = None, None
         for module in self.features:
-            xs = [module(x) for x in xs]
             if isinstance(module, nn.Conv2d):
                 conv = module
-            elif isinstance(module, nn.ReLU):
+                if previous is not None:
+                    # Inputs now arrive multiplied by ``previous``: undo it in the weights.
+                    conv.weight.div_(previous.view(1, -1, 1, 1))
+            xs = [module(x) for x in xs]
+            if isinstance(module, nn.ReLU):
                 mean = torch.stack([x.mean(dim=(0, 2, 3)) for x in xs]).mean(0)
-                # Channels (nearly) silent on the exemplar would be amplified without
-                # bound and then dominate on any other image: cap their gain at 10x the
-                # gain of an average channel of the layer.
                 floor = (0.1 * mean.mean()).clamp_min(1e-30)
                 factor = 1 / mean.clamp_min(floor)
                 conv.weight.mul_(factor.view(-1, 1, 1, 1))
                 conv.bias.mul_(factor)
                 # Equal to recomputing this layer with the new weights (ReLU is homogeneous).
                 xs = [x.mul_(factor.view(1, -1, 1, 1)) for x in xs]
+                previous = factor
