@@ -1,5 +1,6 @@
 """Synthesize textures from one or more exemplar images.
 
+\b
     python synth.py EXEMPLAR [EXEMPLAR ...] -o out.png [--config gatys2015] [--size 1024x512]
     python synth.py --mode generate --checkpoint runs/knit/final --size 4096x4096 -o big.png
 
@@ -46,7 +47,7 @@ def main(
         Opt(help="Generator checkpoint (generate mode): OUTDIR/final or a .safetensors file."),
     ] = None,
     config: Annotated[
-        str | None, Opt(help=f"Preset ({', '.join(preset_names())}) or TOML file.")
+        str | None, Opt(help=f"Preset ({', '.join(preset_names(SynthConfig))}) or TOML file.")
     ] = None,
     size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
     backbone: Annotated[

@@ -1,5 +1,6 @@
 """Train a multi-scale texture generator on one exemplar, or several mixed (averaged targets).
 
+\b
     python train.py EXEMPLAR [EXEMPLAR ...] --output-dir runs/knit [--config generator]
     accelerate launch train.py EXEMPLAR --output-dir runs/knit --mixed-precision bf16
 
@@ -8,6 +9,7 @@ octaves see each generated image whole, finer ones random --crop views. Writes
 OUTDIR/checkpoint-{step}/ (continue with --resume latest), OUTDIR/final/, OUTDIR/best/ and
 TensorBoard logs in OUTDIR/logs. Then:
 
+\b
     python synth.py --mode generate --checkpoint OUTDIR/final --size 4096x4096 -o big.png
 
 Every config field is an option; precedence is command line > --config preset/file > defaults.
@@ -39,7 +41,7 @@ def main(
         Path, Opt(help="Run directory: checkpoints, final/, best/, logs/.")
     ] = Path("runs/generator"),
     config: Annotated[
-        str | None, Opt(help=f"Preset ({', '.join(preset_names())}) or TOML file.")
+        str | None, Opt(help=f"Preset ({', '.join(preset_names(TrainConfig))}) or TOML file.")
     ] = None,
     resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
     generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,

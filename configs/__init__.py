@@ -57,8 +57,14 @@ class SynthConfig(LossConfig):
     bits: int = 8  # PNG bit depth of the output: 8 or 16
 
 
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+def preset_names(cls=None) -> list[str]:
+    """Names of the bundled presets; with ``cls``, only those whose keys are all its fields
+    (optimize presets for ``SynthConfig``, the generator preset for ``TrainConfig``)."""
+    names = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+    if cls is None:
+        return names
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return [n for n in names if set(read_config_file(n)) <= fields]
 
 
 def read_config_file(name_or_path: str) -> dict:

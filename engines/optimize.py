@@ -3,7 +3,7 @@
 Three ways to keep pixels in range (``method``):
 
 - ``lbfgsb``: SciPy's L-BFGS-B with box bounds [0, 1]: the bounds are part of the
-  quasi-Newton model, so nothing is thrown away. The default (see README for the
+  quasi-Newton model, so nothing is thrown away. The default (see docs/decisions.md for the
   measurement).
 - ``lbfgs-clamp``: torch's L-BFGS with a strong-Wolfe line search, clamping to
   [0, 1] after every chunk of 10 iterations (stays on the GPU).
@@ -140,7 +140,7 @@ def _run_torch(loss_fn, x0, iterations, method, history, on_iter, result):
         total = loss_fn(image())["total"]
         total.backward()
         result.evaluations += 1
-        last = float(total)
+        last = float(total.detach())
         return total
 
     done = 0

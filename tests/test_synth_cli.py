@@ -119,6 +119,35 @@ def test_variations_snapshots_and_overwrite(exemplar_path, tmp_path):
     assert (tmp_path / "v_000.png").read_bytes() == before
 
 
+@pytest.mark.slow
+def test_ctrl_c_saves_the_image_reached(exemplar_path, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "c.png"
+    cmd = [sys.executable, str(ROOT / "synth.py"), exemplar_path, "-o", out, *FAST]
+    cmd[cmd.index("15")] = "100000"  # would run for hours
+    proc = subprocess.Popen(
+        [str(c) for c in cmd + ["--save-every", "1"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
+    snapshots = tmp_path / "c_snapshots"
+    deadline = time.monotonic() + 120
+    while not (snapshots.is_dir() and len(list(snapshots.glob("*.png"))) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["interrupted"] and 3 <= meta["iterations"] < 100000
+    assert Image.open(out).size == (64, 64)
+
+
 def test_every_preset_resolves(exemplar_path):
     from configs import SynthConfig, build_config, preset_names, read_config_file
 
