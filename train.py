@@ -11,6 +11,11 @@ TensorBoard logs in OUTDIR/logs. Then:
     python synth.py --mode generate --checkpoint OUTDIR/final --size 4096x4096 -o big.png
 
 Every config field is an option; precedence is command line > --config preset/file > defaults.
+
+--task backbone trains a VGG-style classifier on DATASET/CLASS/images instead and writes a
+backbone for --backbone OUTDIR/final (docs/collections.md):
+
+    python train.py --task backbone DATASET --output-dir runs/bb --arch vgg19-tiny --steps 1000
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import dataclasses
 import json
 import shutil
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -32,9 +38,29 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 Opt = typer.Option
 
 
+class Task(str, Enum):
+    generator = "generator"
+    backbone = "backbone"
+
+
 @app.command(help=__doc__)
 def main(
-    exemplars: Annotated[list[Path], typer.Argument(help="Exemplar image(s); several are mixed.")],
+    exemplars: Annotated[
+        list[Path],
+        typer.Argument(help="Exemplar image(s), several are mixed; --task backbone: DATASET dir."),
+    ],
+    task: Annotated[Task, Opt(help="Train a texture generator or a backbone classifier.")] = (
+        Task.generator
+    ),
+    arch: Annotated[
+        str | None, Opt(help="Backbone task: vgg19 | vgg16 | vgg19-tiny (default: --init's).")
+    ] = None,
+    init: Annotated[
+        str | None, Opt(help="Backbone task: fine-tune from this backbone (name or file).")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, Opt(help="Backbone task: held-out share of each class.")
+    ] = None,
     output_dir: Annotated[
         Path, Opt(help="Run directory: checkpoints, final/, best/, logs/.")
     ] = Path("runs/generator"),
@@ -88,6 +114,10 @@ def main(
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     cli = dict(locals())
+    if task == Task.backbone:
+        from engines.train_backbone import train_backbone
+
+        return run_cli(lambda: train_backbone(cli))
     run_cli(lambda: train(cli))
 
 
