@@ -108,6 +108,7 @@ def is_done(item: Item) -> bool:
 
 def run_batch(cli: dict) -> None:
     """Run the batch that ``cli`` (synth.py's options) describes; see the module docstring."""
+    import torch
     from accelerate import PartialState
 
     # 1. Items and their outputs, checked before any work.
@@ -138,7 +139,9 @@ def run_batch(cli: dict) -> None:
         ]
 
     # 2. This process's share: accelerate splits the list (one process: all of it).
-    state = PartialState()
+    # cpu=True lets processes started on a machine without CUDA (accelerate launch
+    # --multi_gpu, torchrun) join a gloo group instead of each running alone.
+    state = PartialState(cpu=cli["device"] == "cpu" or not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     tag = f"[process {rank + 1}/{world}] " if world > 1 else ""
     outdir.mkdir(parents=True, exist_ok=True)
