@@ -242,8 +242,9 @@ def write_contact_sheet(items: list[Item], path: Path, thumb: int = 128, columns
     """A PNG grid of (exemplar | result) pairs with the item name under each, atomically."""
     import io
 
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageOps
 
+    LANCZOS = Image.Resampling.LANCZOS
     from data.sidecar import write_bytes_atomic
 
     def thumbnail(file: Path | None) -> Image.Image:
@@ -251,8 +252,7 @@ def write_contact_sheet(items: list[Item], path: Path, thumb: int = 128, columns
         if file is not None:
             try:
                 with Image.open(file) as im:
-                    im = im.convert("RGB")
-                    im.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+                    im = ImageOps.contain(im.convert("RGB"), (thumb, thumb), LANCZOS)
                     tile.paste(im, ((thumb - im.width) // 2, (thumb - im.height) // 2))
             except (OSError, ValueError):
                 pass  # an unreadable exemplar shows as a blank tile
