@@ -144,6 +144,7 @@ def run_batch(cli: dict) -> None:
     state = PartialState(cpu=cli["device"] == "cpu" or not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     tag = f"[process {rank + 1}/{world}] " if world > 1 else ""
+    run = _generate_one if generate else _optimize_one(cli, state)
     outdir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in items if cli["overwrite"] or not is_done(i)]
     state.wait_for_everyone()  # every process has the same list before any output appears
@@ -154,7 +155,6 @@ def run_batch(cli: dict) -> None:
     failed, wrote = [], 0
     with state.split_between_processes(todo) as mine:
         print(f"{tag}items: {', '.join(i.name for i in mine) or '(none)'}", flush=True)
-        run = _generate_one if generate else _optimize_one(cli, state)
         for n, item in enumerate(mine, 1):
             try:
                 run(cli, item, tag)
@@ -181,10 +181,13 @@ def run_batch(cli: dict) -> None:
 
 def _optimize_one(cli: dict, state):
     """A function running one optimize-mode item, with the config resolved once."""
+    import torch
+
     from configs import SynthConfig, build_config, read_config_file
     from data.images import load_image
     from data.sizes import parse_size
     from engines.cli import parse_list, progress_bar
+    from engines.objective import build_backbone_for
     from engines.synthesizer import TextureSynthesizer
 
     values = dict(cli)
@@ -195,6 +198,9 @@ def _optimize_one(cli: dict, state):
     if state.num_processes > 1 and cfg.device == "auto":
         cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process
     size = parse_size(cfg.size) if cfg.size else None
+    # Options wrong for every item (backbone, weights, layers) stop the batch before any work.
+    log = print if state.is_main_process else lambda _: None
+    log(f"backbone: {build_backbone_for(cfg, cfg.tile, torch.device('cpu'), log).description}")
     show = cli["progress"] and state.is_main_process
 
     def run(cli, item: Item, tag: str) -> None:

@@ -106,6 +106,8 @@ def train_backbone(cli: dict) -> None:
         raise UserError(f"unknown --arch '{cfg.arch}'; choose from {', '.join(ARCHS)}")
     if cfg.image_size < 32 or cfg.steps < 1 or cfg.batch_size < 1:
         raise UserError("--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1")
+    if cfg.pooling not in ("max", "avg"):
+        raise UserError(f"unknown pooling '{cfg.pooling}'; use max or avg")
     if cfg.device not in ("auto", "cpu"):
         raise UserError("--device must be auto or cpu; choose GPUs with accelerate launch")
     output_dir = Path(cli["output_dir"])
