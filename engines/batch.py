@@ -114,9 +114,9 @@ def run_batch(cli: dict) -> None:
     # 1. Items and their outputs, checked before any work.
     outdir = Path(cli["output"])
     if outdir.suffix:
-        raise UserError(
-            f"a batch writes one PNG per item into a folder: give -o OUTDIR, not {outdir}"
-        )
+        dirs = [str(p) for p in cli["exemplars"] or [] if Path(p).is_dir()]
+        why = f"{dirs[0]} is a directory, so this is a batch" if dirs else "a batch"
+        raise UserError(f"{why}: one PNG per item in a folder; give -o OUTDIR, not {outdir}")
     generate = cli["mode"] == "generate"
     if generate:
         if cli["checkpoint"] is None:
