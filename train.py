@@ -71,7 +71,9 @@ def main(
     generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,
     steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Generated images per step and process.")] = None,
-    image_size: Annotated[int | None, Opt(help="Side of the generated training images.")] = None,
+    image_size: Annotated[
+        int | None, Opt(help="Side of the generated training images (backbone task: crops).")
+    ] = None,
     crop: Annotated[int | None, Opt(help="Backbone crop of finer octaves (0 = whole).")] = None,
     lr: Annotated[float | None, Opt(help="Adam learning rate.")] = None,
     lr_schedule: Annotated[str | None, Opt(help="cosine | constant.")] = None,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from configs import BackboneConfig, build_config, read_config_file
+from configs import BackboneConfig, TrainConfig, build_config, read_config_file
 from data import datasets as D
 from data.errors import UserError
 from data.sidecar import write_json_atomic
@@ -100,6 +100,12 @@ def train_backbone(cli: dict) -> None:
     # 1. Config (CLI > --config file > defaults) and the run directory.
     file_values = read_config_file(cli["config"]) if cli["config"] else {}
     cfg = build_config(BackboneConfig, file_values, cli)
+    own = {f.name for f in dataclasses.fields(BackboneConfig)}
+    generator_only = {f.name for f in dataclasses.fields(TrainConfig)} - own
+    ignored = sorted(k for k in generator_only if cli.get(k) is not None)
+    if ignored:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        print(f"note: --task backbone ignores {flags} (generator options)")
     if len(cli["exemplars"]) != 1 or not Path(cli["exemplars"][0]).is_dir():
         raise UserError("--task backbone takes one folder: DATASET/CLASS/image files")
     if cfg.arch is not None and cfg.arch not in ARCHS:
