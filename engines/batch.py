@@ -144,7 +144,7 @@ def run_batch(cli: dict) -> None:
     state = PartialState(cpu=cli["device"] == "cpu" or not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     tag = f"[process {rank + 1}/{world}] " if world > 1 else ""
-    run = _generate_one if generate else _optimize_one(cli, state)
+    run = _generate_one(state) if generate else _optimize_one(cli, state)
     outdir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in items if cli["overwrite"] or not is_done(i)]
     state.wait_for_everyone()  # every process has the same list before any output appears
@@ -236,12 +236,17 @@ def _optimize_one(cli: dict, state):
     return run
 
 
-def _generate_one(cli: dict, item: Item, tag: str) -> None:
+def _generate_one(state):
+    """A function running one generate-mode item (on this process's device)."""
     from engines.generate import run_generate
 
-    run_generate(
-        {**cli, "checkpoint": item.sources[0], "output": item.outputs[0], "overwrite": True}
-    )
+    device = str(state.device) if state.num_processes > 1 else None
+
+    def run(cli: dict, item: Item, tag: str) -> None:
+        values = {**cli, "checkpoint": item.sources[0], "output": item.outputs[0]}
+        run_generate({**values, "overwrite": True, "device": cli["device"] or device})
+
+    return run
 
 
 def write_contact_sheet(items: list[Item], path: Path, thumb: int = 128, columns: int = 4) -> None:

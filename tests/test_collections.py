@@ -267,3 +267,38 @@ def test_two_processes_split_the_list_without_duplicates(tmp_path, collection):
     assert sorted(wrote) == [f"n{i}" for i in range(5)]  # each item once
     assert {line.split("]")[0] for line in lines} == {"[process 1/2", "[process 2/2"}
     assert (out / "contact_sheet.png").is_file()
+
+
+@pytest.mark.slow
+def test_generate_mode_batch_writes_one_output_per_checkpoint(tmp_path, collection):
+    runs = tmp_path / "runs"
+    result = cli(
+        train.app,
+        [collection / "dots" / "00.png", "--output-dir", runs / "dots", "--backbone",
+         "random-tiny", "--generator", "tiny", "--image-size", "32", "--crop", "0",
+         "--octaves", "1", "--padding", "zeros", "--steps", "2", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shutil.copytree(runs / "dots", runs / "copy")
+    out = tmp_path / "out"
+    args = [
+        "--mode",
+        "generate",
+        "--checkpoint",
+        runs,
+        "-o",
+        out,
+        "--size",
+        "40x40",
+        "--no-progress",
+    ]
+    result = cli(synth.app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "contact_sheet.png",
+        "copy.png",
+        "dots.png",
+    ]
+    PartialState._reset_state()
+    result = cli(synth.app, args)
+    assert result.exit_code == 0 and "2 already done" in result.output
