@@ -145,20 +145,22 @@ def run_batch(cli: dict) -> None:
     rank, world = state.process_index, state.num_processes
     tag = f"[process {rank + 1}/{world}] " if world > 1 else ""
     run = _generate_one(state) if generate else _optimize_one(cli, state)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {outdir}: {e.strerror}") from None
     todo = [i for i in items if cli["overwrite"] or not is_done(i)]
     state.wait_for_everyone()  # every process has the same list before any output appears
     if state.is_main_process:
         print(
             f"batch: {len(items)} items, {len(items) - len(todo)} already done, {world} process(es)"
         )
-    failed, wrote = [], 0
+    failed = []
     with state.split_between_processes(todo) as mine:
         print(f"{tag}items: {', '.join(i.name for i in mine) or '(none)'}", flush=True)
         for n, item in enumerate(mine, 1):
             try:
                 run(cli, item, tag)
-                wrote += 1
                 print(
                     f"{tag}[{n}/{len(mine)}] wrote {', '.join(map(str, item.outputs))}", flush=True
                 )
