@@ -11,6 +11,7 @@ that cannot be read is reported in one line and skipped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,22 +56,37 @@ def scan_classes(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, items
 
 
+def source_photo(path: Path) -> str:
+    """The photo a crop was cut from: ``bark_0007.png`` -> ``bark`` (data.prepare's naming);
+    any other file is its own source."""
+    match = re.fullmatch(r"(.+)_\d{4}", path.stem)
+    return match[1] if match else path.name
+
+
 def split(items: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Deterministic per-class split: (train, held-out). Every class keeps at least one
-    training item, and has at least one held-out item when it has two or more and
-    ``val_fraction`` > 0."""
+    """Deterministic per-class split: (train, held-out).
+
+    Crops of one photo look alike, so a class whose files come from two or more source photos
+    (:func:`source_photo`) is split by photo: held-out accuracy then measures photos the
+    network has not seen. Otherwise files are split. Every class keeps at least one training
+    unit, and holds out at least one when it has two or more and ``val_fraction`` > 0.
+    """
     if not 0 <= val_fraction < 1:
         raise UserError("--val-fraction must be in [0, 1)")
     g = torch.Generator().manual_seed(seed)
     train, val = [], []
     for label in sorted({y for _, y in items}):
-        mine = [it for it in items if it[1] == label]
-        order = torch.randperm(len(mine), generator=g).tolist()
-        n_val = round(len(mine) * val_fraction)
-        if val_fraction > 0 and len(mine) >= 2:
-            n_val = min(max(n_val, 1), len(mine) - 1)
-        val += [mine[i] for i in order[:n_val]]
-        train += [mine[i] for i in order[n_val:]]
+        groups: dict[str, list] = {}
+        for item in items:
+            if item[1] == label:
+                groups.setdefault(source_photo(item[0]), []).append(item)
+        units = list(groups.values()) if len(groups) >= 2 else [[it] for it in groups.popitem()[1]]
+        order = torch.randperm(len(units), generator=g).tolist()
+        n_val = round(len(units) * val_fraction)
+        if val_fraction > 0 and len(units) >= 2:
+            n_val = min(max(n_val, 1), len(units) - 1)
+        val += [it for i in order[:n_val] for it in units[i]]
+        train += [it for i in order[n_val:] for it in units[i]]
     return train, val
 
 

@@ -80,6 +80,15 @@ def test_scan_split_and_corrupt_files_are_skipped(collection):
     assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and y == 0
 
 
+def test_split_holds_out_whole_photos_when_a_class_has_several():
+    items = [(Path(f"c/{photo}_{i:04d}.png"), 0) for photo in "abcd" for i in range(5)]
+    items += [(Path(f"d/only_{i:04d}.png"), 1) for i in range(4)]
+    train_items, val_items = D.split(items, 0.25, seed=0)
+    held = {D.source_photo(p) for p, y in val_items if y == 0}
+    assert len(held) == 1 and held.isdisjoint(D.source_photo(p) for p, y in train_items if y == 0)
+    assert sum(y == 1 for _, y in val_items) == 1  # one photo: its crops are split
+
+
 def test_scan_needs_two_classes(tmp_path):
     (tmp_path / "only").mkdir()
     save_image(make("dots", 32), tmp_path / "only" / "a.png")
