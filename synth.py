@@ -56,7 +56,7 @@ def main(
     ] = None,
     size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
     backbone: Annotated[
-        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")
+        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
     ] = None,
     weights: Annotated[
         str | None, Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")

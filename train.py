@@ -80,7 +80,7 @@ def main(
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
     backbone: Annotated[
-        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")
+        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
     ] = None,
     weights: Annotated[str | None, Opt(help="Local vgg19 weights file.")] = None,
     layers: Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
