@@ -23,7 +23,7 @@ PRESET_DIR = Path(__file__).parent
 class LossConfig:
     """The texture objective (DESIGN.md "The objective"). Defaults: snelgrove2017."""
 
-    backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto (best local)
+    backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE
     weights: str | None = (
         None  # local weights file for vgg19 (torchvision or Gatys vgg_conv layout)
     )
