@@ -3,6 +3,7 @@
 \b
     python synth.py EXEMPLAR [EXEMPLAR ...] -o out.png [--config gatys2015] [--size 1024x512]
     python synth.py --mode generate --checkpoint runs/knit/final --size 4096x4096 -o big.png
+    python synth.py COLLECTION/ -o OUTDIR/   (batch: one output per image or class folder)
 
 Modes: ``optimize`` (L-BFGS on the pixels; no training) and ``generate`` (one pass of a
 generator trained by train.py; its settings come from the checkpoint). Every config field is
@@ -38,9 +39,14 @@ Opt = typer.Option
 def main(
     exemplars: Annotated[
         list[Path] | None,
-        typer.Argument(help="Exemplar image(s); several are averaged (optimize mode)."),
+        typer.Argument(help="Exemplar image(s), several are averaged; or a folder (batch)."),
     ] = None,
-    output: Annotated[Path, Opt("--output", "-o", help="Output PNG path.")] = Path("out.png"),
+    output: Annotated[
+        Path, Opt("--output", "-o", help="Output PNG path; a folder for a batch.")
+    ] = Path("out.png"),
+    batch: Annotated[
+        bool, Opt(help="One output per exemplar, class folder or checkpoint, in folder -o.")
+    ] = False,
     mode: Annotated[Mode, Opt(help="Synthesis engine.")] = Mode.optimize,
     checkpoint: Annotated[
         Path | None,
@@ -51,7 +57,7 @@ def main(
     ] = None,
     size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
     backbone: Annotated[
-        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")
+        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
     ] = None,
     weights: Annotated[
         str | None, Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")
@@ -95,6 +101,10 @@ def main(
 
 
 def synthesize(cli: dict) -> None:
+    from engines.batch import is_batch, run_batch  # docs/collections.md
+
+    if is_batch(cli):
+        return run_batch(cli)
     if cli["mode"] == Mode.generate:
         from engines.generate import run_generate
 

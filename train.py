@@ -13,6 +13,11 @@ TensorBoard logs in OUTDIR/logs. Then:
     python synth.py --mode generate --checkpoint OUTDIR/final --size 4096x4096 -o big.png
 
 Every config field is an option; precedence is command line > --config preset/file > defaults.
+
+--task backbone trains a VGG-style classifier on DATASET/CLASS/images instead and writes a
+backbone for --backbone OUTDIR/final (docs/collections.md):
+
+    python train.py --task backbone DATASET --output-dir runs/bb --arch vgg19-tiny --steps 1000
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import dataclasses
 import json
 import shutil
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,9 +40,29 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 Opt = typer.Option
 
 
+class Task(str, Enum):
+    generator = "generator"
+    backbone = "backbone"
+
+
 @app.command(help=__doc__)
 def main(
-    exemplars: Annotated[list[Path], typer.Argument(help="Exemplar image(s); several are mixed.")],
+    exemplars: Annotated[
+        list[Path],
+        typer.Argument(help="Exemplar image(s), several are mixed; --task backbone: DATASET dir."),
+    ],
+    task: Annotated[Task, Opt(help="Train a texture generator or a backbone classifier.")] = (
+        Task.generator
+    ),
+    arch: Annotated[
+        str | None, Opt(help="Backbone task: vgg19 | vgg16 | vgg19-tiny (default: --init's).")
+    ] = None,
+    init: Annotated[
+        str | None, Opt(help="Backbone task: fine-tune from this backbone (name or file).")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, Opt(help="Backbone task: held-out share of each class.")
+    ] = None,
     output_dir: Annotated[
         Path, Opt(help="Run directory: checkpoints, final/, best/, logs/.")
     ] = Path("runs/generator"),
@@ -47,14 +73,16 @@ def main(
     generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,
     steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Generated images per step and process.")] = None,
-    image_size: Annotated[int | None, Opt(help="Side of the generated training images.")] = None,
+    image_size: Annotated[
+        int | None, Opt(help="Side of the generated training images (backbone task: crops).")
+    ] = None,
     crop: Annotated[int | None, Opt(help="Backbone crop of finer octaves (0 = whole).")] = None,
     lr: Annotated[float | None, Opt(help="Adam learning rate.")] = None,
     lr_schedule: Annotated[str | None, Opt(help="cosine | constant.")] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
     backbone: Annotated[
-        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto.")
+        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
     ] = None,
     weights: Annotated[str | None, Opt(help="Local vgg19 weights file.")] = None,
     layers: Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
@@ -90,6 +118,10 @@ def main(
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     cli = dict(locals())
+    if task == Task.backbone:
+        from engines.train_backbone import train_backbone
+
+        return run_cli(lambda: train_backbone(cli))
     run_cli(lambda: train(cli))
 
 

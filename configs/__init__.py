@@ -23,7 +23,7 @@ PRESET_DIR = Path(__file__).parent
 class LossConfig:
     """The texture objective (DESIGN.md "The objective"). Defaults: snelgrove2017."""
 
-    backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto (best local)
+    backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE
     weights: str | None = (
         None  # local weights file for vgg19 (torchvision or Gatys vgg_conv layout)
     )
@@ -117,3 +117,25 @@ class TrainConfig(LossConfig):
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
     log_every: int = 10  # steps between TensorBoard scalars
     sample_every: int = 250  # steps between TensorBoard sample images
+
+
+@dataclass
+class BackboneConfig:
+    """``train.py --task backbone``: a VGG-style classifier on a folder-per-class collection."""
+
+    arch: str | None = None  # vgg19 | vgg16 | vgg19-tiny; None = the --init backbone's, or vgg19
+    init: str | None = None  # start from this backbone's convs (name or file); None = scratch
+    pooling: str = "max"  # max | avg pooling in the trunk while training
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 32  # crops per step (per process)
+    image_size: int = 96  # side of the random training crops (and the held-out centre crops)
+    val_fraction: float = 0.2  # held-out share of each class (deterministic by seed)
+    lr: float = 1e-3  # AdamW learning rate after warm-up
+    lr_schedule: str = "cosine"  # cosine (to lr / 10) | constant
+    warmup_steps: int = 50  # linear learning-rate warm-up
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate autocast)
+    checkpoint_every: int = 250  # steps between checkpoint-{step} directories (with evaluation)
+    keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
+    log_every: int = 10  # steps between TensorBoard scalars
+    seed: int = 0  # split, initial weights, crops
+    device: str = "auto"  # auto | cpu (GPUs: accelerate launch)

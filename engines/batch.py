@@ -1,0 +1,252 @@
+"""Batch synthesis of a whole collection: one output per exemplar, class folder or checkpoint.
+
+``synth.py`` runs a batch when the exemplar argument is a folder, when several exemplars go to
+an output folder (``-o OUTDIR``, no ``.png``), with ``--batch``, or in generate mode when
+``--checkpoint`` is a folder of checkpoints. Items:
+
+- optimize mode: each image file is one item (``OUTDIR/<stem>.png``); each sub-folder of an
+  exemplar folder is one class item whose readable images are used together as a
+  multi-exemplar input (averaged Gram targets; ``OUTDIR/<folder>.png``);
+- generate mode: each sub-folder holding ``model.safetensors`` (or ``final/model.safetensors``)
+  and each ``*.safetensors`` file of the checkpoint folder (``OUTDIR/<name>.png``).
+
+An item whose image and JSON sidecar both exist (and did not stop at Ctrl-C) is skipped, so a
+rerun finishes an interrupted batch; ``--overwrite`` redoes everything. A failing item is
+reported in one line and the batch goes on; the command exits with code 2 at the end if any
+item failed. Under ``accelerate launch`` the items are split between the processes with
+``PartialState.split_between_processes`` (each process on its own device); the main process
+writes ``OUTDIR/contact_sheet.png`` (exemplar | result, named) after all have finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.datasets import image_files
+from data.errors import UserError
+from engines.cli import numbered
+from engines.contact_sheet import write_contact_sheet
+
+CONTACT_SHEET = "contact_sheet.png"
+
+
+@dataclass
+class Item:
+    name: str  # output stem
+    sources: list[Path]  # exemplar files (optimize) or one checkpoint (generate)
+    exemplar: Path | None = None  # shown on the contact sheet
+    outputs: list[Path] = field(default_factory=list)
+
+
+def is_batch(cli: dict) -> bool:
+    """Whether ``synth.py``'s options ask for a batch (see the module docstring)."""
+    if cli.get("batch"):
+        return True
+    if cli["mode"] == "generate":
+        ckpt = cli["checkpoint"]
+        return ckpt is not None and bool(checkpoint_items(Path(ckpt), strict=False))
+    exemplars = [Path(p) for p in cli["exemplars"] or []]
+    output = Path(cli["output"])
+    if len(exemplars) == 1 and exemplars[0].is_dir():
+        return True
+    return len(exemplars) > 1 and (output.is_dir() or not output.suffix)
+
+
+def exemplar_items(paths: list[Path]) -> list[Item]:
+    """Items of optimize mode: files, the image files of folders, and class sub-folders."""
+    items = []
+    for path in paths:
+        if path.is_dir():
+            items += [Item(f.stem, [f], f) for f in image_files(path)]
+            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+                if not sub.name.startswith(".") and (files := image_files(sub)):
+                    items.append(Item(sub.name, files, files[0]))
+        elif path.exists():
+            items.append(Item(path.stem, [path], path))
+        else:
+            raise UserError(f"exemplar not found: {path}")
+    return items
+
+
+def checkpoint_items(folder: Path, strict: bool = True) -> list[Item]:
+    """Items of generate mode: the checkpoints in ``folder`` (empty if it is one itself)."""
+    from engines.checkpoints import WEIGHTS
+
+    if not folder.is_dir() or (folder / WEIGHTS).is_file():
+        if strict:
+            raise UserError(f"{folder}: not a folder of checkpoints (OUTDIR/run/final, ...)")
+        return []
+    items = [Item(f.stem, [f]) for f in sorted(folder.glob("*.safetensors"))]
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for candidate in (sub, sub / "final"):
+            if (candidate / WEIGHTS).is_file():
+                items.append(Item(sub.name, [candidate]))
+                break
+    for item in items:
+        config = item.sources[0] / "config.json"
+        if config.is_file():
+            sources = json.loads(config.read_text()).get("exemplars") or []
+            item.exemplar = Path(sources[0]) if sources and Path(sources[0]).is_file() else None
+    return items
+
+
+def is_done(item: Item) -> bool:
+    """Every output and its sidecar exist, and the sidecar says the run was not interrupted."""
+    for path in item.outputs:
+        sidecar = path.with_suffix(".json")
+        if not (path.is_file() and sidecar.is_file()):
+            return False
+        try:
+            if json.loads(sidecar.read_text()).get("interrupted"):
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def run_batch(cli: dict) -> None:
+    """Run the batch that ``cli`` (synth.py's options) describes; see the module docstring."""
+    import torch
+    from accelerate import PartialState
+
+    # 1. Items and their outputs, checked before any work.
+    outdir = Path(cli["output"])
+    if outdir.suffix:
+        dirs = [str(p) for p in cli["exemplars"] or [] if Path(p).is_dir()]
+        why = f"{dirs[0]} is a directory, so this is a batch" if dirs else "a batch"
+        raise UserError(f"{why}: one PNG per item in a folder; give -o OUTDIR, not {outdir}")
+    generate = cli["mode"] == "generate"
+    if generate:
+        if cli["checkpoint"] is None:
+            raise UserError("--mode generate --batch needs --checkpoint FOLDER of checkpoints")
+        items = checkpoint_items(Path(cli["checkpoint"]))
+    else:
+        if not cli["exemplars"]:
+            raise UserError("give an exemplar folder or several exemplar images")
+        items = exemplar_items([Path(p) for p in cli["exemplars"]])
+    if not items:
+        raise UserError("nothing to do: no images (or checkpoints) found")
+    names = [i.name for i in items]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"several inputs would write the same output name: {', '.join(twice)}")
+    variations = cli["variations"] or 1
+    for item in items:
+        item.outputs = [
+            numbered(outdir / f"{item.name}.png", i, variations) for i in range(variations)
+        ]
+
+    # 2. This process's share: accelerate splits the list (one process: all of it).
+    # cpu=True lets processes started on a machine without CUDA (accelerate launch
+    # --multi_gpu, torchrun) join a gloo group instead of each running alone.
+    state = PartialState(cpu=cli["device"] == "cpu" or not torch.cuda.is_available())
+    rank, world = state.process_index, state.num_processes
+    tag = f"[process {rank + 1}/{world}] " if world > 1 else ""
+    run = _generate_one(state) if generate else _optimize_one(cli, state)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {outdir}: {e.strerror}") from None
+    todo = [i for i in items if cli["overwrite"] or not is_done(i)]
+    state.wait_for_everyone()  # every process has the same list before any output appears
+    if state.is_main_process:
+        print(
+            f"batch: {len(items)} items, {len(items) - len(todo)} already done, {world} process(es)"
+        )
+    failed = []
+    with state.split_between_processes(todo) as mine:
+        print(f"{tag}items: {', '.join(i.name for i in mine) or '(none)'}", flush=True)
+        for n, item in enumerate(mine, 1):
+            try:
+                run(cli, item, tag)
+                print(
+                    f"{tag}[{n}/{len(mine)}] wrote {', '.join(map(str, item.outputs))}", flush=True
+                )
+            except (UserError, ValueError, RuntimeError, OSError) as e:
+                failed.append(item.name)
+                print(f"{tag}error: {item.name}: {e}", flush=True)
+
+    # 3. After every process is done: the contact sheet (main process) and the summary.
+    state.wait_for_everyone()
+    if state.is_main_process:
+        done = [i for i in items if all(p.is_file() for p in i.outputs)]
+        if done:
+            write_contact_sheet(done, outdir / CONTACT_SHEET)
+            print(f"wrote {outdir / CONTACT_SHEET} ({len(done)} of {len(items)} items)")
+    if failed:
+        raise UserError(
+            f"{tag}{len(failed)} item(s) failed: {', '.join(failed)}; the rest are written"
+        )
+
+
+def _optimize_one(cli: dict, state):
+    """A function running one optimize-mode item, with the config resolved once."""
+    import torch
+
+    from configs import SynthConfig, build_config, read_config_file
+    from data.images import load_image
+    from data.sizes import parse_size
+    from engines.cli import parse_list, progress_bar
+    from engines.objective import build_backbone_for
+    from engines.synthesizer import TextureSynthesizer
+
+    values = dict(cli)
+    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
+        values[key] = parse_list(values[key], kind, key.replace("_", "-"))
+    file_values = read_config_file(cli["config"]) if cli["config"] else {}
+    cfg = build_config(SynthConfig, file_values, values)
+    if state.num_processes > 1 and cfg.device == "auto":
+        cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process
+    size = parse_size(cfg.size) if cfg.size else None
+    # Options wrong for every item (backbone, weights, layers) stop the batch before any work.
+    log = print if state.is_main_process else lambda _: None
+    log(f"backbone: {build_backbone_for(cfg, cfg.tile, torch.device('cpu'), log).description}")
+    show = cli["progress"] and state.is_main_process
+
+    def run(cli, item: Item, tag: str) -> None:
+        images, sources = [], []
+        for path in item.sources:
+            try:
+                images.append(load_image(path)[0])
+                sources.append(str(path))
+            except UserError as e:
+                if len(item.sources) == 1:
+                    raise
+                print(f"{tag}skipped: {e}")
+        if not images:
+            raise UserError(f"no readable image in {item.name}")
+        synth = TextureSynthesizer(
+            images, cfg, log=lambda m: None, fit_octaves=cli["octaves"] is None
+        )
+        synth.sources = sources  # the sidecar names the files, not the tensors
+        for i, path in enumerate(item.outputs):
+            seed = synth.config.seed + i
+            with progress_bar(show) as bar:
+                task = bar.add_task(path.name, total=cfg.iterations, loss=float("nan"))
+
+                def on_iter(level, it, x, loss, bar=bar, task=task):
+                    bar.update(task, completed=it, loss=loss)
+
+                result = synth.synthesize(size=size, seed=seed, on_iter=on_iter)
+            synth.save(result, path, seed=seed, overwrite=True)
+            if result.interrupted:
+                print(f"{tag}interrupted: saved {path} as reached; rerun to redo it")
+                raise SystemExit(130)
+
+    return run
+
+
+def _generate_one(state):
+    """A function running one generate-mode item (on this process's device)."""
+    from engines.generate import run_generate
+
+    device = str(state.device) if state.num_processes > 1 else None
+
+    def run(cli: dict, item: Item, tag: str) -> None:
+        values = {**cli, "checkpoint": item.sources[0], "output": item.outputs[0]}
+        run_generate({**values, "overwrite": True, "device": cli["device"] or device})
+
+    return run
