@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,13 @@ class Item:
     sources: list[Path]  # exemplar files (optimize) or one checkpoint (generate)
     exemplar: Path | None = None  # shown on the contact sheet
     outputs: list[Path] = field(default_factory=list)
+
+
+def say(*parts, flush: bool = True) -> None:
+    """Print one line with a single write: processes sharing a pipe cannot split it."""
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    if flush:
+        sys.stdout.flush()
 
 
 def is_batch(cli: dict) -> bool:
@@ -153,21 +161,19 @@ def run_batch(cli: dict) -> None:
     todo = [i for i in items if cli["overwrite"] or not is_done(i)]
     state.wait_for_everyone()  # every process has the same list before any output appears
     if state.is_main_process:
-        print(
+        say(
             f"batch: {len(items)} items, {len(items) - len(todo)} already done, {world} process(es)"
         )
     failed = []
     with state.split_between_processes(todo) as mine:
-        print(f"{tag}items: {', '.join(i.name for i in mine) or '(none)'}", flush=True)
+        say(f"{tag}items: {', '.join(i.name for i in mine) or '(none)'}", flush=True)
         for n, item in enumerate(mine, 1):
             try:
                 run(cli, item, tag)
-                print(
-                    f"{tag}[{n}/{len(mine)}] wrote {', '.join(map(str, item.outputs))}", flush=True
-                )
+                say(f"{tag}[{n}/{len(mine)}] wrote {', '.join(map(str, item.outputs))}", flush=True)
             except (UserError, ValueError, RuntimeError, OSError) as e:
                 failed.append(item.name)
-                print(f"{tag}error: {item.name}: {e}", flush=True)
+                say(f"{tag}error: {item.name}: {e}", flush=True)
 
     # 3. After every process is done: the contact sheet (main process) and the summary.
     state.wait_for_everyone()
@@ -175,7 +181,7 @@ def run_batch(cli: dict) -> None:
         done = [i for i in items if all(p.is_file() for p in i.outputs)]
         if done:
             write_contact_sheet(done, outdir / CONTACT_SHEET)
-            print(f"wrote {outdir / CONTACT_SHEET} ({len(done)} of {len(items)} items)")
+            say(f"wrote {outdir / CONTACT_SHEET} ({len(done)} of {len(items)} items)")
     if failed:
         raise UserError(
             f"{tag}{len(failed)} item(s) failed: {', '.join(failed)}; the rest are written"
@@ -202,7 +208,7 @@ def _optimize_one(cli: dict, state):
         cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process
     size = parse_size(cfg.size) if cfg.size else None
     # Options wrong for every item (backbone, weights, layers) stop the batch before any work.
-    log = print if state.is_main_process else lambda _: None
+    log = say if state.is_main_process else lambda _: None
     log(f"backbone: {build_backbone_for(cfg, cfg.tile, torch.device('cpu'), log).description}")
     show = cli["progress"] and state.is_main_process
 
@@ -215,7 +221,7 @@ def _optimize_one(cli: dict, state):
             except UserError as e:
                 if len(item.sources) == 1:
                     raise
-                print(f"{tag}skipped: {e}")
+                say(f"{tag}skipped: {e}")
         if not images:
             raise UserError(f"no readable image in {item.name}")
         synth = TextureSynthesizer(
@@ -233,7 +239,7 @@ def _optimize_one(cli: dict, state):
                 result = synth.synthesize(size=size, seed=seed, on_iter=on_iter)
             synth.save(result, path, seed=seed, overwrite=True)
             if result.interrupted:
-                print(f"{tag}interrupted: saved {path} as reached; rerun to redo it")
+                say(f"{tag}interrupted: saved {path} as reached; rerun to redo it")
                 raise SystemExit(130)
 
     return run
