@@ -13,6 +13,7 @@ import torch
 
 from bench.naive import NaiveTextureLoss, naive_optimize, timed
 from configs import SynthConfig, build_config, read_config_file
+from engines.objective import fit_octave_count
 from engines.optimize import optimize
 from engines.synthesizer import TextureSynthesizer, initial_noise
 
@@ -26,9 +27,15 @@ def preset_config(preset: str, **overrides) -> SynthConfig:
     return build_config(SynthConfig, read_config_file(preset), overrides)
 
 
-def ours(cfg: SynthConfig, exemplar: torch.Tensor) -> TextureSynthesizer:
-    """Our engine for one (3, H, W) exemplar, octaves fitted to its size, silent."""
-    return TextureSynthesizer(exemplar, cfg, log=lambda *_: None, fit_octaves=True)
+def ours(cfg: SynthConfig, exemplar: torch.Tensor, sizes=()) -> TextureSynthesizer:
+    """Our engine for one (3, H, W) exemplar, silent, with the preset's octaves lowered to what
+    the exemplar and every output size in ``sizes`` ((H, W) pairs) support."""
+    quiet = lambda *_: None  # noqa: E731
+    synth = TextureSynthesizer(exemplar, cfg, log=quiet, fit_octaves=True)
+    fitted = fit_octave_count(synth.config, synth.backbone, [*sizes, exemplar.shape[-2:]], quiet)
+    if fitted.octaves != synth.config.octaves:
+        synth = TextureSynthesizer(exemplar, fitted, log=quiet)
+    return synth
 
 
 def naive_for(synth: TextureSynthesizer) -> NaiveTextureLoss:
