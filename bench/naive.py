@@ -9,8 +9,8 @@ Differences from ``losses.TextureLoss`` + ``engines.optimize`` (and nothing else
 - ``torch.optim.LBFGS`` with its default settings (lr 1, max_iter 20, history 100, no line
   search), pixels clamped to [0, 1] after each step.
 
-The backbone weights are the same as ours (same seed or file, same Gatys rescaling on the
-exemplar), so for the same config the loss value is the same (tested).
+The backbone weights are ours (copied, Gatys rescaling included), so for the same config the
+loss value is the same (tested).
 """
 
 from __future__ import annotations
@@ -25,29 +25,31 @@ from losses.pyramid import gaussian_pyramid
 from losses.spectrum import spectrum_loss, spectrum_target
 from losses.tv import total_variation
 from models.backbones import build_backbone, resolve_backbone
-from models.vgg import canonical_layer, layer_taps
+from models.vgg import layer_taps
 
 ARCH_OF = {"vgg19": "vgg19", "vgg16-hed": "vgg16", "random": "vgg19", "random-tiny": "vgg19-tiny"}
 
 
-def full_backbone(cfg, tile: bool, exemplars: list[torch.Tensor]):
+def full_backbone(cfg, tile: bool, ours):
     """(backbone with every layer of its architecture up to pool5, the requested layer names).
 
-    Same weights as ours: same name, seed or file, and the same Gatys rescaling on the
-    exemplars (which works layer by layer, so the shared prefix gets identical weights).
+    The convolutions that ``ours`` (our truncated, possibly Gatys-rescaled backbone) holds are
+    copied in, so the shared prefix has exactly our weights; the deeper ones keep the weights
+    of their source (they only cost time: their outputs are never used).
     """
     name, _ = resolve_backbone(cfg.backbone, cfg.weights)
     arch = ARCH_OF[name]
-    requested = [canonical_layer(n, arch) for n in cfg.layers]
     deepest = list(layer_taps(arch))[-1]
-    layers = requested + ([deepest] if deepest not in requested else [])
+    layers = list(ours.layers) + ([deepest] if deepest not in ours.layers else [])
     padding = "circular" if tile else cfg.padding
     full = build_backbone(
         name, layers, pooling=cfg.pooling, padding=padding, weights=cfg.weights, seed=cfg.seed
     )
-    if cfg.activation_norm:
-        full.rescale_([u[None] for u in exemplars])
-    return full, requested
+    with torch.no_grad():
+        for mine, theirs in zip(full.convs(), ours.convs(), strict=False):
+            mine.weight.copy_(theirs.weight)
+            mine.bias.copy_(theirs.bias)
+    return full, list(ours.layers)
 
 
 def _run_all(backbone, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
@@ -75,14 +77,15 @@ class NaiveTextureLoss:
     Args:
         cfg: a ``configs.SynthConfig`` (backbone, layers, octaves, weights, spectrum, tv).
         exemplars: list of (3, H, W) in [0, 1].
+        backbone: our feature extractor for ``cfg`` (its weights are copied).
         tile: periodic output.
 
     Call: ``loss(x)`` with x (1, 3, H, W) in [0, 1] returns {"total": scalar}.
     """
 
-    def __init__(self, cfg, exemplars: list[torch.Tensor], tile: bool = False):
+    def __init__(self, cfg, exemplars: list[torch.Tensor], backbone, tile: bool = False):
         self.cfg, self.exemplars, self.tile = cfg, exemplars, tile
-        self.backbone, self.layers = full_backbone(cfg, tile, exemplars)
+        self.backbone, self.layers = full_backbone(cfg, tile, backbone)
         self.octaves = cfg.octaves
         self.layer_weights = cfg.layer_weights or [1.0] * len(self.layers)
         self.octave_weights = cfg.octave_weights or [1.0] * cfg.octaves
@@ -129,7 +132,7 @@ def naive_optimize(loss_fn, x0: torch.Tensor, steps: int, on_eval=None) -> torch
         total = loss_fn(x)["total"]
         total.backward()
         if on_eval is not None:
-            on_eval(float(total))
+            on_eval(float(total.detach()))
         return total
 
     for _ in range(steps):

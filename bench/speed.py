@@ -40,7 +40,7 @@ def ours(cfg: SynthConfig, exemplar: torch.Tensor, sizes=()) -> TextureSynthesiz
 
 def naive_for(synth: TextureSynthesizer) -> NaiveTextureLoss:
     """The naive reference of exactly the objective ``synth`` optimises (same fitted octaves)."""
-    return NaiveTextureLoss(synth.config, synth.exemplars, tile=synth.config.tile)
+    return NaiveTextureLoss(synth.config, synth.exemplars, synth.backbone, tile=synth.config.tile)
 
 
 def _periods(starts: list[float]) -> list[float]:
