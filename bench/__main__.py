@@ -199,14 +199,20 @@ def run(cli: dict) -> None:
     start = time.perf_counter()
     results = {"command": " ".join(["python -m bench", *sys.argv[1:]]), "machine": machine()}
     results["config"] = asdict(cfg)
+
+    def save(done: bool = False) -> None:
+        """Write what is measured so far: a long run that is stopped still leaves its tables."""
+        results["wall_s"] = time.perf_counter() - start
+        results["complete"] = done
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        (out / "RESULTS.md").write_text(report.render(results))
+
     torch.set_grad_enabled(True)
     if cfg.speed:
-        speed_part(cfg, out, results)
+        speed_part(cfg, out, results, save)
     if cfg.quality:
-        quality_part(cfg, out, results)
-    results["wall_s"] = time.perf_counter() - start
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    (out / "RESULTS.md").write_text(report.render(results))
+        quality_part(cfg, out, results, save)
+    save(done=True)
     print(f"wrote {out / 'RESULTS.md'} ({results['wall_s']:.0f} s)")
 
 
@@ -214,7 +220,7 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def speed_part(cfg: BenchConfig, out: Path, results: dict) -> None:
+def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     from bench import generator as G
     from bench import speed as S
     from bench import stages as T
@@ -255,6 +261,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict) -> None:
                 race.update(preset=preset, size=side, fraction=cfg.loss_fraction)
                 results["to_loss"].append(race)
                 log(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")
+            save()
     results["stage_size"] = cfg.stage_size
 
     tcfg = G.train_config(**{**cfg.generator_overrides, "steps": cfg.train_steps + 2})
@@ -275,6 +282,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict) -> None:
         repeats = cfg.gen_repeats if side <= 1024 else 1
         results["generation"].update(G.generation(checkpoint, [side], repeats, out, threads))
         log(f"generation {side}px: {results['generation'][side]['wall_s']:.1f} s")
+        save()
 
 
 def torch_threads() -> int:
@@ -283,7 +291,7 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def quality_part(cfg: BenchConfig, out: Path, results: dict) -> None:
+def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     from bench import quality as Q
     from bench.sheets import contact_sheet
 
@@ -304,6 +312,7 @@ def quality_part(cfg: BenchConfig, out: Path, results: dict) -> None:
             "runs": info,
             "sheet": str(sheet.relative_to(out)),
         }
+        save()
 
 
 if __name__ == "__main__":

@@ -176,12 +176,13 @@ def _mean_rows(quality: dict) -> list[list]:
 def render(r: dict) -> str:
     out = ["# texsynth benchmark", "", f"Command: `{r['command']}`", ""]
     out += ["Machine:", "", machine_block(r["machine"]), ""]
-    out += [f"Wall time of this run: {r['wall_s'] / 60:.1f} min.", ""]
+    state = "" if r.get("complete") else " (incomplete: the run was still going or was stopped)"
+    out += [f"Wall time of this run: {r['wall_s'] / 60:.1f} min{state}.", ""]
     if "per_evaluation" in r:
         out += speed_section(r)
-    if "stages" in r:
+    if r.get("stages"):
         out += stages_section(r)
-    if "training" in r:
+    if r.get("generation"):
         out += generator_section(r)
     if r.get("quality"):
         out += quality_section(r)
