@@ -187,3 +187,24 @@ def render(r: dict) -> str:
     if r.get("quality"):
         out += quality_section(r)
     return "\n".join(out) + "\n"
+
+
+def merge(parts: list[dict]) -> dict:
+    """One results dict from runs of separate parts (e.g. ``--no-quality`` and ``--no-speed``
+    run side by side): sections are combined; commands and wall times are listed."""
+    merged: dict = {}
+    for part in parts:
+        merged.update({k: v for k, v in part.items() if v not in (None, [], {})})
+    merged["command"] = "` and `".join(p["command"] for p in parts)
+    merged["wall_s"] = max(p["wall_s"] for p in parts)
+    merged["complete"] = all(p.get("complete") for p in parts)
+    merged["machine"] = parts[0]["machine"]
+    return merged
+
+
+if __name__ == "__main__":
+    # python -m bench.report A/results.json [B/results.json ...] > RESULTS.md
+    import json
+    import sys
+
+    print(render(merge([json.loads(open(p).read()) for p in sys.argv[1:]])), end="")
