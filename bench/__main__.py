@@ -1,5 +1,6 @@
 """Benchmark both engines, speed and quality, in one run; write RESULTS.md and contact sheets.
 
+\b
     python -m bench --quick                   # < 2 min: tiny sizes, tiny backbone, procedural
     python -m bench                           # full: all presets at 256/512/1024 px, vgg16-hed,
                                               # ../shared/exemplars + procedural exemplars
@@ -101,7 +102,9 @@ Opt = typer.Option
 @app.command(help=__doc__)
 def main(
     quick: Annotated[bool, Opt(help="Tiny settings for development (< 2 min).")] = False,
-    out: Annotated[Path, Opt(help="Results folder (git-ignored).")] = ROOT / "bench/results",
+    out: Annotated[
+        Path, Opt(help="Results folder (git-ignored).", show_default="bench/results")
+    ] = ROOT / "bench/results",
     exemplars: Annotated[
         Path | None,
         Opt(help="Folder of exemplar photos (default ../shared/exemplars in full mode)."),
