@@ -235,6 +235,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     results["matmul_gflops"] = S.matmul_peak(2048 if cfg.stage_size > 128 else 1024) / 1e9
     log(f"matmul peak {results['matmul_gflops']:.1f} GFLOP/s")
     results["per_evaluation"], results["to_loss"], results["stages"] = [], [], []
+    results["stage_size"] = cfg.stage_size
     for preset in cfg.presets:
         base = S.preset_config(preset, backbone=cfg.backbone)
         for side in cfg.sizes:
@@ -265,7 +266,6 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
                 results["to_loss"].append(race)
                 log(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")
             save()
-    results["stage_size"] = cfg.stage_size
 
     tcfg = G.train_config(**{**cfg.generator_overrides, "steps": cfg.train_steps + 2})
     net, seconds, _ = G.train(exemplar, tcfg)
