@@ -63,13 +63,14 @@ def test_naive_reference_computes_our_loss(preset):
 
 @pytest.mark.slow
 def test_quick_run_writes_table_and_sheet(tmp_path):
-    args = ["--quick", "--out", tmp_path, "--presets", "gatys2015", "--sizes", "64"]
-    args += ["--gen-sizes", "64", "--procedural", "stripes", "--train-steps", "2"]
-    args += ["--quality-steps", "2", "--iterations", "2", "--evaluations", "2"]
+    args = ["--quick", "--out", tmp_path, "--presets", "gatys2015", "--procedural", "stripes"]
+    args += ["--sizes", "64", "--stage-size", "64", "--evaluations", "2", "--gen-sizes", "64"]
+    args += ["--train-steps", "2", "--quality-steps", "2", "--iterations", "2"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| gatys2015 | 64 |" in text and "control: white noise" in text
+    assert "Where the time goes" in text and "| 64x64 |" in text
     assert (tmp_path / "sheets" / "procedural_stripes.png").stat().st_size > 1000
     results = json.loads((tmp_path / "results.json").read_text())
     row = results["per_evaluation"][0]
