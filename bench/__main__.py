@@ -121,7 +121,9 @@ def main(
     loss_cap: Annotated[float | None, Opt(help="Seconds before a time-to-loss race stops.")] = None,
     stage_size: Annotated[int | None, Opt(help="Output side of the time split.")] = None,
     train_steps: Annotated[int | None, Opt(help="Timed generator training steps.")] = None,
-    gen_sizes: Annotated[str | None, Opt(help="Comma-separated generation sizes (px).")] = None,
+    gen_sizes: Annotated[
+        str | None, Opt(help='Comma-separated generation sizes (px); "" skips the generator.')
+    ] = None,
     exemplar_side: Annotated[int | None, Opt(help="Exemplar square side (px).")] = None,
     quality_size: Annotated[int | None, Opt(help="Output side for quality (px).")] = None,
     iterations: Annotated[int | None, Opt(help="L-BFGS iterations per preset (quality).")] = None,
@@ -267,6 +269,8 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
                 log(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")
             save()
 
+    if not cfg.gen_sizes:  # --gen-sizes "": optimize timings only
+        return
     tcfg = G.train_config(**{**cfg.generator_overrides, "steps": cfg.train_steps + 2})
     net, seconds, _ = G.train(exemplar, tcfg)
     timed = seconds[2:]

@@ -194,7 +194,11 @@ def merge(parts: list[dict]) -> dict:
     run side by side): sections are combined; commands and wall times are listed."""
     merged: dict = {}
     for part in parts:
-        merged.update({k: v for k, v in part.items() if v not in (None, [], {})})
+        for key, value in part.items():
+            if isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = merged[key] + value  # e.g. per_evaluation rows of other sizes
+            elif value not in (None, [], {}):
+                merged[key] = value
     merged["command"] = "` and `".join(p["command"] for p in parts)
     merged["wall_s"] = max(p["wall_s"] for p in parts)
     merged["complete"] = all(p.get("complete") for p in parts)
