@@ -28,6 +28,20 @@ from models.generator import build_generator, fold_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Runs a script and reports its own peak RSS on exit. The child's rusage cannot be used: a
+# child spawned (vfork + exec) from this large process inherits this process's peak in
+# ru_maxrss, whereas VmHWM belongs to the address space the script itself ran in (Linux).
+_PEAK_WRAPPER = """
+import atexit, runpy, sys
+def _peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("peak_rss_kb", line.split()[1], file=sys.stderr)
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
 
 def train_config(**overrides) -> TrainConfig:
     """The ``generator`` preset with ``overrides`` (None values ignored)."""
@@ -82,10 +96,12 @@ def generation_run(checkpoint: Path, side: int, workdir: Path, threads: int) -> 
     """Run ``synth.py --mode generate`` at side x side in a child process.
 
     Returns wall seconds (with start-up), render + PNG seconds (the sidecar's), and peak RSS
-    in bytes of the child. The PNG is deleted afterwards (16384^2 is ~0.7 GB).
+    in bytes of the child (its VmHWM on Linux). The PNG is deleted afterwards (16384^2 is ~0.7 GB).
     """
     out = workdir / f"gen_{side}.png"
-    cmd = [sys.executable, "synth.py", "--mode", "generate", "--checkpoint", str(checkpoint)]
+    linux = Path("/proc/self/status").exists()
+    cmd = [sys.executable, *(["-c", _PEAK_WRAPPER] if linux else [])]
+    cmd += ["synth.py", "--mode", "generate", "--checkpoint", str(checkpoint)]
     cmd += ["--size", f"{side}x{side}", "-o", str(out), "--overwrite", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
@@ -100,7 +116,9 @@ def generation_run(checkpoint: Path, side: int, workdir: Path, threads: int) -> 
     sidecar = json.loads(out.with_suffix(".json").read_text())
     out.unlink()
     out.with_suffix(".json").unlink()
-    return {"wall_s": wall, "render_s": sidecar["seconds"], "peak_rss": usage.ru_maxrss * 1024}
+    peaks = [int(line.split()[1]) for line in output.splitlines() if line.startswith("peak_rss_kb")]
+    peak_kb = peaks[-1] if peaks else usage.ru_maxrss  # rusage: an upper bound (see above)
+    return {"wall_s": wall, "render_s": sidecar["seconds"], "peak_rss": peak_kb * 1024}
 
 
 def generation(checkpoint: Path, sides, repeats: int, workdir: Path, threads: int) -> dict:
