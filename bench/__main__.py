@@ -254,6 +254,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
                 st["optimizer"] = max(0.0, row["ours_s"] - sum(st.values()))
                 st.update(
                     preset=preset,
+                    peak_gflops=S.matmul_peak() / 1e9,  # the same moment's load as the stages
                     gflop_forward=flops["forward"] / 1e9,
                     gflop_total=flops["total"] / 1e9,
                     fwd_gflops=flops["forward"] / 1e9 / st["forward"],

@@ -15,6 +15,8 @@ def _f(value, digits: int = 3) -> str:
         return "-"
     if isinstance(value, str):
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if value == 0:
         return "0"
     if abs(value) >= 1000 or abs(value) < 0.01:
@@ -197,12 +199,11 @@ def merge(parts: list[dict]) -> dict:
         for key, value in part.items():
             if isinstance(value, list) and isinstance(merged.get(key), list):
                 merged[key] = merged[key] + value  # e.g. per_evaluation rows of other sizes
-            elif value not in (None, [], {}):
-                merged[key] = value
+            elif value not in (None, [], {}) and key not in merged:
+                merged[key] = value  # the first part's machine, matmul peak, ... are kept
     merged["command"] = "` and `".join(p["command"] for p in parts)
     merged["wall_s"] = max(p["wall_s"] for p in parts)
     merged["complete"] = all(p.get("complete") for p in parts)
-    merged["machine"] = parts[0]["machine"]
     return merged
 
 
