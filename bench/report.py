@@ -93,7 +93,9 @@ def stages_section(r: dict) -> list[str]:
         "",
         f"Matmul peak (fp32 `torch.mm` 2048^3, median of 5, {r['machine']['torch threads']} "
         f"threads): **{r['matmul_gflops']:.1f} GFLOP/s**. FLOPs counted by "
-        "`torch.utils.flop_counter.FlopCounterMode`.",
+        "`torch.utils.flop_counter.FlopCounterMode`. Ratios use the peak measured just before "
+        "each row where the run recorded one (the load on a shared machine changes by the "
+        "minute); a ratio above 1 means the load fell between the two measurements.",
         "",
     ]
     rows = [
