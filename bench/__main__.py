@@ -1,0 +1,327 @@
+"""Benchmark both engines, speed and quality, in one run; write RESULTS.md and contact sheets.
+
+\b
+    python -m bench --quick                   # < 2 min: tiny sizes, tiny backbone, procedural
+    python -m bench                           # full: all presets at 256/512/1024 px, vgg16-hed,
+                                              # ../shared/exemplars + procedural exemplars
+    python -m bench --exemplars DIR --out bench/results
+
+Every knob of the two modes is an option (defaults: the mode's); see docs/benchmark.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data.errors import UserError
+from engines.cli import parse_list, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ["gatys2015", "snelgrove2017", "liu2016_spectrum", "coarse_to_fine"]
+PROCEDURAL = ["procedural:cells", "procedural:dots", "procedural:stripes"]
+
+
+@dataclass
+class BenchConfig:
+    """Defaults are the full mode; ``QUICK`` overrides them for ``--quick``."""
+
+    backbone: str = "vgg16-hed"  # the best offline backbone (vgg19 needs a download)
+    presets: list[str] = field(default_factory=lambda: list(PRESETS))
+    sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])  # optimize speed, px
+    speed_exemplar: int = 512  # side of the procedural exemplar used for speed
+    evaluations: int = 4  # timed L-BFGS evaluations per round (after one warm-up)
+    rounds: int = 2  # alternating ours/naive rounds
+    loss_fraction: float = 0.25  # time-to-loss target, as a fraction of the start loss
+    loss_size: int = 256  # output side of the time-to-loss race
+    loss_cap: float = 120.0  # seconds before a race is called off
+    stage_size: int = 512  # output side of the time split and FLOP/s
+    stage_repeats: int = 3
+    train_steps: int = 30  # timed training steps (speed); quality training uses quality_steps
+    generator: str = "base"
+    gen_sizes: list[int] = field(default_factory=lambda: [1024, 4096, 16384])
+    gen_repeats: int = 3  # at 1024; larger sizes run once
+    exemplars: list[str] = field(default_factory=list)  # image files; procedural ones added
+    exemplar_side: int = 384  # exemplars are scaled and centre-cropped to this square
+    quality_size: int = 256  # output side for quality (must be < exemplar_side)
+    iterations: int = 100  # L-BFGS iterations per preset (per level for coarse_to_fine)
+    quality_steps: int = 300  # generator training steps per exemplar
+    quality_octaves: int = 0  # generator objective octaves (0 = the preset's)
+    image_size: int = 256  # generator training canvas
+    speed: bool = True
+    quality: bool = True
+
+    @property
+    def generator_overrides(self) -> dict:
+        extra = {"octaves": self.quality_octaves} if self.quality_octaves else {}
+        return {
+            "backbone": self.backbone,
+            "generator": self.generator,
+            "steps": self.quality_steps,
+            "image_size": self.image_size,
+            "crop": min(128, self.image_size),
+            **extra,
+        }
+
+
+QUICK = dict(
+    backbone="random-tiny",
+    sizes=[64, 128],
+    speed_exemplar=128,
+    evaluations=3,
+    rounds=1,
+    loss_size=64,
+    loss_cap=5.0,
+    stage_size=128,
+    stage_repeats=2,
+    train_steps=8,
+    generator="tiny",
+    gen_sizes=[256, 1024],
+    gen_repeats=1,
+    exemplar_side=128,
+    quality_size=96,
+    iterations=10,
+    quality_steps=10,
+    quality_octaves=2,
+    image_size=64,
+)
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+Opt = typer.Option
+
+
+@app.command(help=__doc__)
+def main(
+    quick: Annotated[bool, Opt(help="Tiny settings for development (< 2 min).")] = False,
+    out: Annotated[
+        Path, Opt(help="Results folder (git-ignored).", show_default="bench/results")
+    ] = ROOT / "bench/results",
+    exemplars: Annotated[
+        Path | None,
+        Opt(help="Folder of exemplar photos (default ../shared/exemplars in full mode)."),
+    ] = None,
+    max_exemplars: Annotated[int | None, Opt(help="Use at most this many photos.")] = None,
+    procedural: Annotated[
+        str | None, Opt(help="Procedural exemplars: comma-separated cells,dots,stripes or none.")
+    ] = None,
+    backbone: Annotated[str | None, Opt(help="Feature network of the objective.")] = None,
+    presets: Annotated[str | None, Opt(help="Comma-separated optimize presets.")] = None,
+    sizes: Annotated[str | None, Opt(help="Comma-separated optimize speed sizes (px).")] = None,
+    evaluations: Annotated[int | None, Opt(help="Timed evaluations per round.")] = None,
+    rounds: Annotated[int | None, Opt(help="Alternating ours/naive rounds.")] = None,
+    loss_cap: Annotated[float | None, Opt(help="Seconds before a time-to-loss race stops.")] = None,
+    stage_size: Annotated[int | None, Opt(help="Output side of the time split.")] = None,
+    train_steps: Annotated[int | None, Opt(help="Timed generator training steps.")] = None,
+    gen_sizes: Annotated[
+        str | None, Opt(help='Comma-separated generation sizes (px); "" skips the generator.')
+    ] = None,
+    exemplar_side: Annotated[int | None, Opt(help="Exemplar square side (px).")] = None,
+    quality_size: Annotated[int | None, Opt(help="Output side for quality (px).")] = None,
+    iterations: Annotated[int | None, Opt(help="L-BFGS iterations per preset (quality).")] = None,
+    quality_steps: Annotated[int | None, Opt(help="Generator steps per exemplar.")] = None,
+    speed: Annotated[bool, Opt("--speed/--no-speed", help="Run the speed part.")] = True,
+    quality: Annotated[bool, Opt("--quality/--no-quality", help="Run the quality part.")] = True,
+) -> None:
+    cli = dict(locals())
+    run_cli(lambda: run(cli))
+
+
+def resolve(cli: dict) -> BenchConfig:
+    cfg = BenchConfig(**(QUICK if cli["quick"] else {}))
+    lists = {"presets": str, "sizes": int, "gen_sizes": int}
+    for key, kind in lists.items():
+        cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
+    names = set(asdict(cfg))
+    cfg = replace(cfg, **{k: v for k, v in cli.items() if k in names and v is not None})
+    cfg = replace(cfg, speed=cli["speed"], quality=cli["quality"])
+    unknown = sorted(set(cfg.presets) - set(PRESETS))
+    if unknown:
+        raise UserError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    if cfg.quality and cfg.quality_size >= cfg.exemplar_side:
+        raise UserError("--quality-size must be smaller than --exemplar-side (real crops)")
+    folder = cli["exemplars"]
+    if folder is None and not cli["quick"]:
+        default = ROOT.parent / "shared" / "exemplars"
+        folder = default if default.is_dir() else None
+    photos = []
+    if folder is not None:
+        if not Path(folder).is_dir():
+            raise UserError(f"exemplar folder not found: {folder}")
+        photos = sorted(
+            str(p) for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        )[: cli["max_exemplars"]]
+    kinds = cli["procedural"]
+    if kinds is None:
+        kinds = "cells,stripes" if cli["quick"] else "cells,dots,stripes"
+    chosen = [] if kinds == "none" else [f"procedural:{k}" for k in parse_list(kinds)]
+    bad = [k for k in chosen if k not in PROCEDURAL]
+    if bad:
+        raise UserError(f"unknown procedural exemplar(s): {', '.join(bad)}")
+    return replace(cfg, exemplars=chosen + photos)
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "os": platform.platform(),
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+
+
+def run(cli: dict) -> None:
+    cfg = resolve(cli)
+    import torch  # after argument checking, so errors and --help are instant
+
+    from bench import report
+
+    out = Path(cli["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = {"command": " ".join(["python -m bench", *sys.argv[1:]]), "machine": machine()}
+    results["config"] = asdict(cfg)
+
+    def save(done: bool = False) -> None:
+        """Write what is measured so far: a long run that is stopped still leaves its tables."""
+        results["wall_s"] = time.perf_counter() - start
+        results["complete"] = done
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        (out / "RESULTS.md").write_text(report.render(results))
+
+    torch.set_grad_enabled(True)
+    if cfg.speed:
+        speed_part(cfg, out, results, save)
+    if cfg.quality:
+        quality_part(cfg, out, results, save)
+    save(done=True)
+    print(f"wrote {out / 'RESULTS.md'} ({results['wall_s']:.0f} s)")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
+    from bench import generator as G
+    from bench import speed as S
+    from bench import stages as T
+    from data.procedural import make
+    from engines.synthesizer import initial_noise
+
+    exemplar = make("cells", cfg.speed_exemplar, seed=0)
+    results["speed_exemplar"] = f"procedural cells, {cfg.speed_exemplar}x{cfg.speed_exemplar}"
+    results["matmul_gflops"] = S.matmul_peak(2048 if cfg.stage_size > 128 else 1024) / 1e9
+    log(f"matmul peak {results['matmul_gflops']:.1f} GFLOP/s")
+    results["per_evaluation"], results["to_loss"], results["stages"] = [], [], []
+    results["stage_size"] = cfg.stage_size
+    for preset in cfg.presets:
+        base = S.preset_config(preset, backbone=cfg.backbone)
+        for side in cfg.sizes:
+            synth = S.ours(base, exemplar, sizes=[(side, side)])
+            naive = S.naive_for(synth)
+            row = S.per_evaluation(synth, naive, (side, side), cfg.evaluations, cfg.rounds)
+            row.update(preset=preset, size=side, octaves=synth.config.octaves)
+            results["per_evaluation"].append(row)
+            log(f"{preset} {side}px: ours {row['ours_s']:.3f} s, naive {row['naive_s']:.3f} s")
+            if side == cfg.stage_size:
+                x = initial_noise(synth.exemplars, (side, side), 0)
+                st = T.stage_times(synth.objective(1), x, cfg.stage_repeats)
+                flops = T.evaluation_flops(synth.objective(1), x)
+                st["optimizer"] = max(0.0, row["ours_s"] - sum(st.values()))
+                st.update(
+                    preset=preset,
+                    peak_gflops=S.matmul_peak() / 1e9,  # the same moment's load as the stages
+                    gflop_forward=flops["forward"] / 1e9,
+                    gflop_total=flops["total"] / 1e9,
+                    fwd_gflops=flops["forward"] / 1e9 / st["forward"],
+                    all_gflops=flops["total"] / 1e9 / (st["forward"] + st["backward"]),
+                )
+                results["stages"].append(st)
+            if side == cfg.loss_size:
+                race = S.time_to_loss(
+                    synth, naive, (side, side), cfg.loss_fraction, cfg.loss_cap, 1000
+                )
+                race.update(preset=preset, size=side, fraction=cfg.loss_fraction)
+                results["to_loss"].append(race)
+                log(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")
+            save()
+
+    if not cfg.gen_sizes:  # --gen-sizes "": optimize timings only
+        return
+    tcfg = G.train_config(**{**cfg.generator_overrides, "steps": cfg.train_steps + 2})
+    net, seconds, _ = G.train(exemplar, tcfg)
+    timed = seconds[2:]
+    results["training"] = {
+        "steps_per_s": 1 / statistics.median(timed),
+        "n": len(timed),
+        "warmup": 2,
+        "config": f"generator {tcfg.generator}, batch {tcfg.batch_size}, {tcfg.image_size} px "
+        f"canvas, crop {tcfg.crop}, {tcfg.octaves} octaves, {tcfg.backbone}",
+    }
+    log(f"training {results['training']['steps_per_s']:.2f} steps/s")
+    checkpoint = G.save(net, tcfg, out / "generator_speed", {"step": tcfg.steps})
+    threads = int(os.environ.get("OMP_NUM_THREADS", torch_threads()))
+    results["generation"] = {}
+    for side in cfg.gen_sizes:
+        repeats = cfg.gen_repeats if side <= 1024 else 1
+        results["generation"].update(G.generation(checkpoint, [side], repeats, out, threads))
+        log(f"generation {side}px: {results['generation'][side]['wall_s']:.1f} s")
+        save()
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
+    from bench import quality as Q
+    from bench.sheets import contact_sheet
+
+    results["quality"] = {}
+    size = (cfg.quality_size, cfg.quality_size)
+    for source in cfg.exemplars:
+        name = source.split(":", 1)[1] if source.startswith("procedural:") else Path(source).stem
+        if source.startswith("procedural:"):
+            name = f"procedural {name}"
+        log(f"quality: {name}")
+        exemplar = Q.load_exemplar(source, cfg.exemplar_side)
+        images, info = Q.run_methods(exemplar, cfg)
+        metrics = Q.judge_all(exemplar, images, size)
+        tiles = [("exemplar", exemplar)] + [(m, images[m]) for m in (*cfg.presets, "generator")]
+        sheet = contact_sheet(tiles, out / "sheets" / f"{name.replace(' ', '_')}.png")
+        results["quality"][name] = {
+            "metrics": metrics,
+            "runs": info,
+            "sheet": str(sheet.relative_to(out)),
+        }
+        save()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,90 @@
+"""Quality runs: every engine on one exemplar, judged against controls (see ``bench.judge``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench import generator as G
+from bench import judge as J
+from bench.speed import ours, preset_config
+from data.images import load_image
+from data.procedural import make
+
+SEEDS = (0, 1, 2, 3)  # generator samples for the diversity measurement
+
+
+def load_exemplar(source: str, side: int) -> torch.Tensor:
+    """(3, side, side) exemplar: a procedural kind ("procedural:cells", made at ``side``) or an
+    image file scaled (antialiased) so its short side is ``side``, then centre-cropped."""
+    if source.startswith("procedural:"):
+        return make(source.split(":", 1)[1], side, seed=1)
+    img, _ = load_image(Path(source))
+    h, w = img.shape[-2:]
+    scale = side / min(h, w)
+    size = (max(side, round(h * scale)), max(side, round(w * scale)))
+    img = F.interpolate(img[None], size=size, mode="bilinear", antialias=True)[0].clamp(0, 1)
+    y, x = (size[0] - side) // 2, (size[1] - side) // 2
+    return img[:, y : y + side, x : x + side].contiguous()
+
+
+def run_methods(exemplar: torch.Tensor, opts) -> tuple[dict, dict]:
+    """Outputs of every preset and of the generator at ``opts.quality_size``.
+
+    Returns:
+        ({method: (3, S, S) image}, {method: {"seconds", "loss", ...}}) with the generator's
+        extra samples under ``"generator_samples"`` in the first dict.
+    """
+    size = (opts.quality_size, opts.quality_size)
+    images, info = {}, {}
+    for preset in opts.presets:
+        cfg = preset_config(preset, backbone=opts.backbone, iterations=opts.iterations)
+        synth = ours(cfg, exemplar, sizes=[size])
+        result = synth.synthesize(size=size, seed=0)
+        images[preset] = result.image[0].cpu()
+        info[preset] = {
+            "seconds": result.seconds,
+            "loss": result.terms["total"],
+            "octaves": synth.config.octaves,
+            "iterations": result.iterations,
+        }
+    cfg = G.train_config(**opts.generator_overrides)
+    start = time.perf_counter()
+    net, _, loss = G.train(exemplar, cfg)
+    samples = G.samples(net, size, SEEDS, seamless=True)
+    images["generator"] = samples[0]
+    images["generator_samples"] = samples
+    info["generator"] = {"seconds": time.perf_counter() - start, "loss": loss, "steps": cfg.steps}
+    return images, info
+
+
+def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> dict:
+    """Normalised metrics of every method and of the three controls.
+
+    Returns {row name: {metric: value}}; distances are relative to real crops (1.0 = as close
+    as a real crop), ``copy`` is a fraction, ``seam`` a ratio (1 = seamless), ``diversity`` (the
+    generator only) relative to the diversity of real crops.
+    """
+    real = J.reference(exemplar, size)
+    floor = J.floors(exemplar, size)
+    block = max(8, size[0] // 8)
+    rows = {
+        "control: white noise": J.white_noise(exemplar, size),
+        "control: shuffled blocks": J.shuffled_blocks(exemplar, size, block),
+        "control: real crop": J.real_crops(exemplar, size, 1, seed=99)[0],
+    }
+    rows.update({k: v for k, v in images.items() if k != "generator_samples"})
+    table = {name: J.normalise(J.judge(img, exemplar), real, floor) for name, img in rows.items()}
+    if "generator_samples" in images:
+        crops = J.real_crops(exemplar, size, len(SEEDS), seed=5)
+        table["generator"]["diversity"] = J.diversity(images["generator_samples"]) / max(
+            J.diversity(crops), 1e-12
+        )
+    for values in table.values():
+        logs = [math.log(max(values[k], 1e-12)) for k in J.DISTANCES]
+        values["score"] = math.exp(sum(logs) / len(logs))
+    return table

@@ -1,0 +1,217 @@
+"""Markdown tables from the benchmark's results dict (``results.json``)."""
+
+from __future__ import annotations
+
+import math
+
+from bench.judge import DISTANCES
+from bench.stages import STAGES
+
+QUALITY_COLUMNS = (*DISTANCES, "copy", "seam", "diversity", "score")
+
+
+def _f(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000 or abs(value) < 0.01:
+        return f"{value:.2e}"
+    return f"{value:.{digits}g}"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_f(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_block(machine: dict) -> str:
+    return "\n".join(f"- {k}: {v}" for k, v in machine.items())
+
+
+def speed_section(r: dict) -> list[str]:
+    out = ["## Optimize mode: seconds per L-BFGS evaluation (median), ours vs naive", ""]
+    out.append(
+        "Naive = the same objective written the plain way (whole VGG trunk every call, exemplar "
+        "targets recomputed every call, `torch.optim.LBFGS()` defaults); speedup = naive / ours, "
+        "both measured alternately in this run. Exemplar: " + r["speed_exemplar"] + "."
+    )
+    out.append("")
+    rows = [
+        [e["preset"], e["size"], e["octaves"], e["ours_s"], e["naive_s"], e["speedup"]]
+        for e in r["per_evaluation"]
+    ]
+    out += [table(["preset", "px", "octaves", "ours s", "naive s", "speedup"], rows), ""]
+    if r.get("to_loss"):
+        frac = r["to_loss"][0]["fraction"]
+        out += [
+            f"### Seconds to reach {frac:g} x the start loss (from the same seeded noise)",
+            "",
+            "'>' marks a run stopped at the time cap before reaching the target.",
+            "",
+        ]
+        rows = []
+        for e in r["to_loss"]:
+            mine = ("" if e["ours_reached"] else ">") + _f(e["ours_s"])
+            theirs = ("" if e["naive_reached"] else ">") + _f(e["naive_s"])
+            ratio = e["naive_s"] / e["ours_s"]
+            exact = e["ours_reached"] and e["naive_reached"]
+            rows.append(
+                [
+                    e["preset"],
+                    e["size"],
+                    e["start_loss"],
+                    mine,
+                    theirs,
+                    _f(ratio) if exact else (">" if e["ours_reached"] else "~") + _f(ratio),
+                ]
+            )
+        out += [table(["preset", "px", "start loss", "ours s", "naive s", "speedup"], rows), ""]
+    return out
+
+
+def stages_section(r: dict) -> list[str]:
+    out = [
+        f"## Where the time goes (ours, {r['stage_size']} px, median seconds per evaluation)",
+        "",
+    ]
+    out.append(
+        "optimizer = median period between evaluations inside an L-BFGS run minus the median "
+        "evaluation (forward + backward) measured here: the quasi-Newton step, line search "
+        "bookkeeping and float64 copies."
+    )
+    out.append("")
+    rows = [[e["preset"], *[e[k] for k in STAGES], e["optimizer"]] for e in r["stages"]]
+    out += [table(["preset", *STAGES, "optimizer"], rows), ""]
+    out += [
+        "## Backbone throughput against this machine's matmul peak",
+        "",
+        f"Matmul peak (fp32 `torch.mm` 2048^3, median of 5, {r['machine']['torch threads']} "
+        f"threads): **{r['matmul_gflops']:.1f} GFLOP/s**. FLOPs counted by "
+        "`torch.utils.flop_counter.FlopCounterMode`. Ratios use the peak measured just before "
+        "each row where the run recorded one (the load on a shared machine changes by the "
+        "minute); a ratio above 1 means the load fell between the two measurements.",
+        "",
+    ]
+    rows = [
+        [
+            e["preset"],
+            e["gflop_forward"],
+            e["gflop_total"],
+            e["fwd_gflops"],
+            e["fwd_gflops"] / r["matmul_gflops"],
+            e["all_gflops"] / r["matmul_gflops"],
+        ]
+        for e in r["stages"]
+    ]
+    header = ["preset", "GFLOP fwd", "GFLOP fwd+bwd", "fwd GFLOP/s", "fwd / peak", "fwd+bwd / peak"]
+    return out + [table(header, rows), ""]
+
+
+def generator_section(r: dict) -> list[str]:
+    t = r["training"]
+    out = [
+        "## Generator",
+        "",
+        f"Training ({t['config']}): **{t['steps_per_s']:.2f} steps/s** (median of "
+        f"{t['n']} steps after {t['warmup']} warm-up).",
+        "",
+        "Generation (`synth.py --mode generate` in a child process; wall includes start-up; "
+        "peak RSS of the child):",
+        "",
+    ]
+    rows = [
+        [f"{side}x{side}", g["wall_s"], g["render_s"], g["peak_rss"] / 2**30, g["n"]]
+        for side, g in r["generation"].items()
+    ]
+    return out + [table(["output", "wall s", "render+PNG s", "peak RSS GiB", "runs"], rows), ""]
+
+
+def quality_section(r: dict) -> list[str]:
+    out = [
+        "## Quality (judge: Gabor statistics, spectra, colour; not the objective)",
+        "",
+        "Distances to the exemplar divided by those of real crops of it (1.0 = as close as a "
+        "real crop; lower is better): local = Gabor energy statistics at full and 1/2 "
+        "resolution; structure = the same at 1/8 and 1/16; lowfreq = log radial power below "
+        "1/8 cycle/px; highfreq = log ratio of the power fraction above 1/4 cycle/px; colour = "
+        "RGB sliced Wasserstein; mean_shift = mean colour difference. copy = fraction of 8x8 "
+        "patches that are near-verbatim exemplar patches (a real crop is 1). seam = jump across "
+        "the wrap / interior steps (1 = tiles seamlessly; only the generator is made tileable "
+        "here). diversity = generator samples' pairwise difference / real crops'. score = "
+        "geometric mean of the six distances.",
+        "",
+        "### Mean over exemplars (geometric mean of each ratio; copy, seam, diversity: mean)",
+        "",
+    ]
+    out += [table(["method", *QUALITY_COLUMNS], _mean_rows(r["quality"])), ""]
+    for name, rows in r["quality"].items():
+        out += [f"### {name}", ""]
+        body = [[m, *[v.get(k) for k in QUALITY_COLUMNS]] for m, v in rows["metrics"].items()]
+        out += [table(["method", *QUALITY_COLUMNS], body), ""]
+        if rows.get("sheet"):
+            out += [f"Contact sheet: `{rows['sheet']}`", ""]
+    return out
+
+
+def _mean_rows(quality: dict) -> list[list]:
+    methods = list(next(iter(quality.values()))["metrics"])
+    rows = []
+    for m in methods:
+        row = [m]
+        for k in QUALITY_COLUMNS:
+            vals = [q["metrics"][m].get(k) for q in quality.values()]
+            vals = [v for v in vals if v is not None]
+            if not vals:
+                row.append(None)
+            elif k in ("copy", "seam", "diversity"):
+                row.append(sum(vals) / len(vals))
+            else:
+                row.append(math.exp(sum(math.log(max(v, 1e-12)) for v in vals) / len(vals)))
+        rows.append(row)
+    return sorted(rows, key=lambda row: row[-1])
+
+
+def render(r: dict) -> str:
+    out = ["# texsynth benchmark", "", f"Command: `{r['command']}`", ""]
+    out += ["Machine:", "", machine_block(r["machine"]), ""]
+    state = "" if r.get("complete") else " (incomplete: the run was still going or was stopped)"
+    out += [f"Wall time of this run: {r['wall_s'] / 60:.1f} min{state}.", ""]
+    if "per_evaluation" in r:
+        out += speed_section(r)
+    if r.get("stages"):
+        out += stages_section(r)
+    if r.get("generation"):
+        out += generator_section(r)
+    if r.get("quality"):
+        out += quality_section(r)
+    return "\n".join(out) + "\n"
+
+
+def merge(parts: list[dict]) -> dict:
+    """One results dict from runs of separate parts (e.g. ``--no-quality`` and ``--no-speed``
+    run side by side): sections are combined; commands and wall times are listed."""
+    merged: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = merged[key] + value  # e.g. per_evaluation rows of other sizes
+            elif value not in (None, [], {}) and key not in merged:
+                merged[key] = value  # the first part's machine, matmul peak, ... are kept
+    merged["command"] = "` and `".join(p["command"] for p in parts)
+    merged["wall_s"] = max(p["wall_s"] for p in parts)
+    merged["complete"] = all(p.get("complete") for p in parts)
+    return merged
+
+
+if __name__ == "__main__":
+    # python -m bench.report A/results.json [B/results.json ...] > RESULTS.md
+    import json
+    import sys
+
+    print(render(merge([json.loads(open(p).read()) for p in sys.argv[1:]])), end="")
