@@ -72,7 +72,7 @@ def _run_all(backbone, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Te
 
 
 class NaiveTextureLoss:
-    """``L = sum_s v_s sum_l w_l E^{l,s} + beta L_spec + lambda TV``, recomputing everything.
+    """``L = sum_s v_s sum_l w_l E^{l,s} / Z + beta L_spec + lambda TV``, recomputing everything.
 
     Args:
         cfg: a ``configs.SynthConfig`` (backbone, layers, octaves, weights, spectrum, tv).
@@ -104,12 +104,18 @@ class NaiveTextureLoss:
                 {n: torch.stack([p[s][n] for p in per]).mean(0) for n in self.layers}
                 for s in range(self.octaves)
             ]
+            # The Gram term is relative to the targets' own energy (as in TextureLoss).
+            energy = sum(
+                v * w * float(targets[s][n].double().pow(2).sum())
+                for s, v in enumerate(self.octave_weights)
+                for n, w in zip(self.layers, self.layer_weights, strict=True)
+            )
         total = x.new_zeros((), dtype=torch.float32)
         for s, grams in enumerate(self._grams(x, self.tile)):
             octave = x.new_zeros((), dtype=torch.float32)
             for name, w in zip(self.layers, self.layer_weights, strict=True):
                 octave = octave + w * (grams[name] - targets[s][name]).pow(2).sum((1, 2)).mean()
-            total = total + self.octave_weights[s] * octave
+            total = total + self.octave_weights[s] * octave / energy
         if self.cfg.spectrum_weight:
             target = spectrum_target(self.exemplars, tuple(x.shape[-2:]))
             total = total + self.cfg.spectrum_weight * spectrum_loss(x, target)

@@ -46,7 +46,7 @@ def _evaluate(objective: TextureLoss, x: torch.Tensor, clock: dict[str, float]) 
             if w != 0:
                 diff = gram_matrix(feats[name]) - getattr(objective, objective._key(s, name))
                 octave = octave + w * diff.pow(2).sum((1, 2)).mean()
-        total = total + v * octave
+        total = total + v * octave * objective.gram_scale
         t = lap("gram", t)
     if objective.spectrum_weight:
         target = objective.spectrum_target(tuple(x.shape[-2:])).to(x.device)
