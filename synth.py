@@ -22,7 +22,22 @@ from configs import SynthConfig, build_config, preset_names, read_config_file
 from data.errors import UserError
 from data.images import check_output_path
 from data.sizes import parse_size
-from engines.cli import numbered, parse_list, progress_bar, run_cli
+from engines.cli import numbered, progress_bar, run_cli
+from engines.options import (
+    ActivationNorm,
+    Backbone,
+    Layers,
+    LayerWeights,
+    Octaves,
+    OctaveWeights,
+    Padding,
+    Pooling,
+    Progress,
+    SpectrumWeight,
+    TvWeight,
+    Weights,
+    parse_objective_lists,
+)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -56,31 +71,17 @@ def main(
         str | None, Opt(help=f"Preset ({', '.join(preset_names(SynthConfig))}) or TOML file.")
     ] = None,
     size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
-    backbone: Annotated[
-        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
-    ] = None,
-    weights: Annotated[
-        str | None, Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")
-    ] = None,
-    layers: Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
-    layer_weights: Annotated[str | None, Opt(help="Comma-separated weight per layer.")] = None,
-    octaves: Annotated[int | None, Opt(help="Gaussian pyramid octaves matched jointly.")] = None,
-    octave_weights: Annotated[str | None, Opt(help="Comma-separated weight per octave.")] = None,
-    spectrum_weight: Annotated[
-        float | None, Opt(help="Weight of the Fourier spectrum term.")
-    ] = None,
-    tv_weight: Annotated[float | None, Opt(help="Weight of the total-variation term.")] = None,
-    pooling: Annotated[str | None, Opt(help="Backbone pooling: avg | max.")] = None,
-    padding: Annotated[
-        str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")
-    ] = None,
-    activation_norm: Annotated[
-        bool | None,
-        Opt(
-            "--activation-norm/--no-activation-norm",
-            help="Rescale filters to mean activation 1 on the exemplar.",
-        ),
-    ] = None,
+    backbone: Backbone = None,
+    weights: Weights = None,
+    layers: Layers = None,
+    layer_weights: LayerWeights = None,
+    octaves: Octaves = None,
+    octave_weights: OctaveWeights = None,
+    spectrum_weight: SpectrumWeight = None,
+    tv_weight: TvWeight = None,
+    pooling: Pooling = None,
+    padding: Padding = None,
+    activation_norm: ActivationNorm = None,
     iterations: Annotated[int | None, Opt(help="L-BFGS iterations (per level).")] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
     optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
@@ -94,7 +95,7 @@ def main(
     bits: Annotated[int | None, Opt(help="Output PNG bit depth: 8 or 16.")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")] = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
-    progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     cli = dict(locals())
     run_cli(lambda: synthesize(cli))
@@ -115,8 +116,7 @@ def synthesize(cli: dict) -> None:
         raise UserError("give at least one exemplar image")
 
     # 1. Resolve the config: CLI > --config file > dataclass defaults.
-    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
-        cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
+    parse_objective_lists(cli)
     file_values = read_config_file(cli["config"]) if cli["config"] else {}
     cfg = build_config(SynthConfig, file_values, cli)
     size = parse_size(cfg.size) if cfg.size else None

@@ -34,7 +34,22 @@ import typer
 
 from configs import TrainConfig, build_config, preset_names, read_config_file
 from data.errors import UserError
-from engines.cli import parse_list, progress_bar, run_cli
+from engines.cli import progress_bar, run_cli
+from engines.options import (
+    ActivationNorm,
+    Backbone,
+    Layers,
+    LayerWeights,
+    Octaves,
+    OctaveWeights,
+    Padding,
+    Pooling,
+    Progress,
+    SpectrumWeight,
+    TvWeight,
+    Weights,
+    parse_objective_lists,
+)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 Opt = typer.Option
@@ -81,29 +96,17 @@ def main(
     lr_schedule: Annotated[str | None, Opt(help="cosine | constant.")] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
-    backbone: Annotated[
-        str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
-    ] = None,
-    weights: Annotated[str | None, Opt(help="Local vgg19 weights file.")] = None,
-    layers: Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")] = None,
-    layer_weights: Annotated[str | None, Opt(help="Comma-separated weight per layer.")] = None,
-    octaves: Annotated[int | None, Opt(help="Gaussian pyramid octaves matched jointly.")] = None,
-    octave_weights: Annotated[str | None, Opt(help="Comma-separated weight per octave.")] = None,
-    spectrum_weight: Annotated[
-        float | None, Opt(help="Weight of the Fourier spectrum term.")
-    ] = None,
-    tv_weight: Annotated[float | None, Opt(help="Weight of the total-variation term.")] = None,
-    pooling: Annotated[str | None, Opt(help="Backbone pooling: avg | max.")] = None,
-    padding: Annotated[
-        str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")
-    ] = None,
-    activation_norm: Annotated[
-        bool | None,
-        Opt(
-            "--activation-norm/--no-activation-norm",
-            help="Rescale filters to mean activation 1 on the exemplar.",
-        ),
-    ] = None,
+    backbone: Backbone = None,
+    weights: Weights = None,
+    layers: Layers = None,
+    layer_weights: LayerWeights = None,
+    octaves: Octaves = None,
+    octave_weights: OctaveWeights = None,
+    spectrum_weight: SpectrumWeight = None,
+    tv_weight: TvWeight = None,
+    pooling: Pooling = None,
+    padding: Padding = None,
+    activation_norm: ActivationNorm = None,
     tile: Annotated[
         bool | None,
         Opt("--tile/--no-tile", help="Periodic objective; generate seamless by default."),
@@ -115,7 +118,7 @@ def main(
     sample_every: Annotated[int | None, Opt(help="Steps between logged sample images.")] = None,
     seed: Annotated[int | None, Opt(help="Seed of initial weights, noise and crops.")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu (GPUs: accelerate launch).")] = None,
-    progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Progress = True,
 ) -> None:
     cli = dict(locals())
     if task == Task.backbone:
@@ -137,8 +140,7 @@ def train(cli: dict) -> None:
     from models.generator import build_generator, fold_batchnorm
 
     # 1. Resolve the config: CLI > --config file > dataclass defaults.
-    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
-        cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
+    parse_objective_lists(cli)
     file_values = read_config_file(cli["config"]) if cli["config"] else {}
     cfg = build_config(TrainConfig, file_values, cli)
     if cfg.device not in ("auto", "cpu"):

@@ -30,6 +30,7 @@ from data.datasets import image_files
 from data.errors import UserError
 from engines.cli import numbered
 from engines.contact_sheet import write_contact_sheet
+from engines.options import parse_objective_lists
 
 CONTACT_SHEET = "contact_sheet.png"
 
@@ -195,13 +196,12 @@ def _optimize_one(cli: dict, state):
     from configs import SynthConfig, build_config, read_config_file
     from data.images import load_image
     from data.sizes import parse_size
-    from engines.cli import parse_list, progress_bar
+    from engines.cli import progress_bar
     from engines.objective import build_backbone_for
     from engines.synthesizer import TextureSynthesizer
 
     values = dict(cli)
-    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
-        values[key] = parse_list(values[key], kind, key.replace("_", "-"))
+    parse_objective_lists(values)
     file_values = read_config_file(cli["config"]) if cli["config"] else {}
     cfg = build_config(SynthConfig, file_values, values)
     if state.num_processes > 1 and cfg.device == "auto":

@@ -1,0 +1,43 @@
+"""The texture objective's command-line options, shared by synth.py and train.py.
+
+Both entry points take the same ``LossConfig`` fields; declaring each option once keeps their
+names and help identical (STYLE.md: flag names equal config field names).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engines.cli import parse_list
+
+Opt = typer.Option
+
+Backbone = Annotated[
+    str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
+]
+Weights = Annotated[str | None, Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")]
+Layers = Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")]
+LayerWeights = Annotated[str | None, Opt(help="Comma-separated weight per layer.")]
+Octaves = Annotated[int | None, Opt(help="Gaussian pyramid octaves matched jointly.")]
+OctaveWeights = Annotated[str | None, Opt(help="Comma-separated weight per octave.")]
+SpectrumWeight = Annotated[float | None, Opt(help="Weight of the Fourier spectrum term.")]
+TvWeight = Annotated[float | None, Opt(help="Weight of the total-variation term.")]
+Pooling = Annotated[str | None, Opt(help="Backbone pooling: avg | max.")]
+Padding = Annotated[str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")]
+ActivationNorm = Annotated[
+    bool | None,
+    Opt(
+        "--activation-norm/--no-activation-norm",
+        help="Rescale filters to mean activation 1 on the exemplar.",
+    ),
+]
+Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]
+
+
+def parse_objective_lists(values: dict) -> dict:
+    """Turn the comma-separated list options of ``values`` into lists, in place."""
+    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
+        values[key] = parse_list(values[key], kind, key.replace("_", "-"))
+    return values
