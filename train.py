@@ -33,7 +33,6 @@ from typing import Annotated
 import typer
 
 from configs import TrainConfig, build_config, preset_names, read_config_file
-from data.errors import UserError
 from engines.cli import progress_bar, run_cli
 from engines.options import (
     ActivationNorm,
@@ -86,6 +85,7 @@ def main(
     ] = None,
     resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
     generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,
+    output: Annotated[str | None, Opt(help="Generator RGB output: sigmoid | clamp.")] = None,
     steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Generated images per step and process.")] = None,
     image_size: Annotated[
@@ -130,39 +130,24 @@ def main(
 
 def train(cli: dict) -> None:
     import torch  # heavy imports after argument parsing, so --help is instant
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
 
     from data.images import load_image
     from engines import checkpoints as ckpt
     from engines import train_loop as T
     from engines.objective import build_backbone_for, build_objective
+    from engines.runs import start_run
     from models.generator import build_generator, fold_batchnorm
 
     # 1. Resolve the config: CLI > --config file > dataclass defaults.
     parse_objective_lists(cli)
     file_values = read_config_file(cli["config"]) if cli["config"] else {}
     cfg = build_config(TrainConfig, file_values, cli)
-    if cfg.device not in ("auto", "cpu"):
-        raise UserError("--device must be auto or cpu; choose GPUs with accelerate launch")
     output_dir = Path(cli["output_dir"])
-    if not cli["resume"] and (ckpt.checkpoint_steps(output_dir) or (output_dir / "final").exists()):
-        raise UserError(
-            f"{output_dir} holds a previous run; use --resume latest or another --output-dir"
-        )
 
     # 2. Processes and devices; only the main process writes files and prints.
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
-        cpu=cfg.device == "cpu" or not torch.cuda.is_available(),  # else CPU-only DDP never starts
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
-        ),
-    )
+    accelerator = start_run(cfg, output_dir, cli["resume"])
     is_main, device = accelerator.is_main_process, accelerator.device
     log = print if is_main else lambda *_: None
-    set_seed(cfg.seed)  # initial generator weights; the step noise is derived, not drawn
 
     # 3. Backbone, exemplars and targets, built once.
     backbone = build_backbone_for(cfg, cfg.tile, device, log)
@@ -179,7 +164,8 @@ def train(cli: dict) -> None:
     log(f"backbone: {backbone.description}")
 
     # 4. Generator, Adam and the learning-rate schedule, prepared for the devices.
-    model = build_generator(cfg.generator).to(device)
+    model = build_generator(cfg.generator, cfg.output).to(device)
+    model.start_at_colour(torch.stack([u.mean((1, 2)) for u in exemplars]).mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = T.Schedule(cfg, accelerator.num_processes)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -103,6 +103,7 @@ class TrainConfig(LossConfig):
     """Everything ``train.py`` needs: the shared objective plus the generator and its training."""
 
     generator: str = "base"  # variant in models.generator.GENERATORS
+    output: str = "sigmoid"  # generator RGB: sigmoid | clamp (models.generator.OUTPUTS)
     tile: bool = False  # periodic objective (circular backbone); generate seamless by default
     steps: int = 1500  # optimizer steps
     batch_size: int = 2  # generated images per step (per process)

@@ -91,7 +91,7 @@ def render_region(model, region: Region, canvas: tuple[int, int], seed: int) -> 
     """(1, 3, y1 - y0, x1 - x0) texture over ``region`` = (y0, y1, x0, x1) of the periodic
     ``canvas`` (any integers: the texture repeats with the canvas size)."""
     sizes = scale_sizes(model, canvas)
-    return torch.sigmoid(model.to_rgb(_features(model, model.scales - 1, region, sizes, seed)))
+    return model.rgb(_features(model, model.scales - 1, region, sizes, seed))
 
 
 @torch.inference_mode()

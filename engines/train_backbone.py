@@ -94,8 +94,7 @@ def init_weights(cfg: BackboneConfig, log):
 
 def train_backbone(cli: dict) -> None:
     """The ``--task backbone`` run; ``cli`` holds train.py's options (see its --help)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from engines.runs import start_run
 
     # 1. Config (CLI > --config file > defaults) and the run directory.
     file_values = read_config_file(cli["config"]) if cli["config"] else {}
@@ -114,26 +113,12 @@ def train_backbone(cli: dict) -> None:
         raise UserError("--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1")
     if cfg.pooling not in ("max", "avg"):
         raise UserError(f"unknown pooling '{cfg.pooling}'; use max or avg")
-    if cfg.device not in ("auto", "cpu"):
-        raise UserError("--device must be auto or cpu; choose GPUs with accelerate launch")
     output_dir = Path(cli["output_dir"])
-    if not cli["resume"] and (ckpt.checkpoint_steps(output_dir) or (output_dir / "final").exists()):
-        raise UserError(
-            f"{output_dir} holds a previous run; use --resume latest or another --output-dir"
-        )
 
     # 2. Processes and devices; only the main process writes files and prints.
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
-        cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
-        ),
-    )
+    accelerator = start_run(cfg, output_dir, cli["resume"])
     is_main, device = accelerator.is_main_process, accelerator.device
     log = print if is_main else lambda *_: None
-    set_seed(cfg.seed)
 
     # 3. The collection: classes, deterministic held-out split, images in memory.
     classes, items = D.scan_classes(cli["exemplars"][0])

@@ -17,7 +17,7 @@ from configs import TrainConfig
 from data.errors import UserError
 from engines.checkpoints import finish_checkpoint, save_generator
 from losses import TextureLoss, gaussian_pyramid
-from models.generator import GENERATORS, TextureGenerator, fold_batchnorm
+from models.generator import GENERATORS, OUTPUTS, TextureGenerator, fold_batchnorm
 from models.noise import derived_seed, noise_pyramid
 
 EVAL_SEEDS = (0, 1)  # fixed noise of the evaluation loss (best checkpoint) and sample images
@@ -31,6 +31,8 @@ def check_config(cfg: TrainConfig, min_view: int) -> None:
     smallest side the backbone accepts at the coarsest octave)."""
     if cfg.generator not in GENERATORS:
         raise UserError(f"unknown generator '{cfg.generator}'; choose from {', '.join(GENERATORS)}")
+    if cfg.output not in OUTPUTS:
+        raise UserError(f"unknown output '{cfg.output}'; choose from {', '.join(OUTPUTS)}")
     if cfg.lr_schedule not in SCHEDULES:
         raise UserError(
             f"unknown lr-schedule '{cfg.lr_schedule}'; choose from {', '.join(SCHEDULES)}"

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+OUTPUTS = ("sigmoid", "clamp")
 GENERATORS: dict[str, dict] = {
     # channels: join-block width per scale, coarsest first; len(channels) = number of scales K
     "tiny": dict(channels=(16, 12, 8), branch=4, noise=2),  # tests
@@ -50,6 +51,9 @@ class TextureGenerator(nn.Module):
         channels: join-block width per scale, coarsest first (K = len(channels) scales).
         branch: channels of each scale's noise branch.
         noise: noise channels per scale.
+        output: how the final 1x1 conv's value y becomes RGB in [0, 1]: ``sigmoid`` (y), or
+            ``clamp`` (0.5 + y clamped; in training the clamp passes gradients straight through,
+            so saturated colours such as a white ground stay reachable).
         norm: BatchNorm after each conv (training form); ``fold_batchnorm`` returns the
             norm-free inference form whose every layer is a local operator.
 
@@ -64,10 +68,14 @@ class TextureGenerator(nn.Module):
         channels: tuple[int, ...],
         branch: int = 8,
         noise: int = 3,
+        output: str = "sigmoid",
         norm: bool = True,
     ):
         super().__init__()
-        self.arch = dict(channels=tuple(channels), branch=branch, noise=noise)
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.arch = dict(channels=tuple(channels), branch=branch, noise=noise, output=output)
+        self.output = output
         self.channels, self.noise_channels = tuple(channels), noise
         self.noise_units = nn.ModuleList(Unit(noise, branch, 3, norm) for _ in channels)
         self.join_blocks = nn.ModuleList()
@@ -104,12 +112,28 @@ class TextureGenerator(nn.Module):
             x = z if x is None else torch.cat([F.interpolate(x, scale_factor=2.0), z], 1)
             for u in block:
                 x = u(x, wrap=True)
-        return torch.sigmoid(self.to_rgb(x))
+        return self.rgb(x)
+
+    @torch.no_grad()
+    def start_at_colour(self, rgb: torch.Tensor) -> None:
+        """Set the output bias so that zero features give this (3,) colour in [0, 1]: training
+        starts at the exemplar's mean colour instead of grey."""
+        rgb = rgb.to(self.to_rgb.bias).clamp(0.02, 0.98)
+        self.to_rgb.bias.copy_(torch.logit(rgb) if self.output == "sigmoid" else rgb - 0.5)
+
+    def rgb(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) finest-scale features -> (B, 3, h, w) RGB in [0, 1]."""
+        y = self.to_rgb(features)
+        if self.output == "sigmoid":
+            return torch.sigmoid(y)
+        y = y + 0.5
+        clamped = y.clamp(0.0, 1.0)
+        return y + (clamped - y).detach() if self.training else clamped
 
 
-def build_generator(name: str, norm: bool = True) -> TextureGenerator:
-    """A registered variant (see ``GENERATORS``)."""
-    return TextureGenerator(**GENERATORS[name], norm=norm)
+def build_generator(name: str, output: str = "sigmoid", norm: bool = True) -> TextureGenerator:
+    """A registered variant (see ``GENERATORS``) with the given RGB ``output`` (see ``OUTPUTS``)."""
+    return TextureGenerator(**GENERATORS[name], output=output, norm=norm)
 
 
 @torch.no_grad()

@@ -12,10 +12,10 @@ from models.generator import build_generator, fold_batchnorm
 from models.noise import hash_noise, noise_pyramid
 
 
-def trained_looking(seed=0):
+def trained_looking(seed=0, output="sigmoid"):
     """A 'tiny' generator whose BatchNorms hold non-trivial statistics, in eval mode."""
     torch.manual_seed(seed)
-    model = build_generator("tiny")
+    model = build_generator("tiny", output)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -47,9 +47,9 @@ def test_fold_batchnorm_equals_eval_mode():
     torch.testing.assert_close(whole_image(folded, (32, 40), 3), whole_image(model, (32, 40), 3))
 
 
-@pytest.mark.parametrize("block", [13, 32, 1024])
-def test_tiled_equals_untiled(block):
-    model = fold_batchnorm(trained_looking())
+@pytest.mark.parametrize("block,output", [(13, "sigmoid"), (32, "clamp"), (1024, "sigmoid")])
+def test_tiled_equals_untiled(block, output):
+    model = fold_batchnorm(trained_looking(output=output))
     expected = whole_image(model, (48, 64), 5)
     tiled = generate(prepare(model), (48, 64), seed=5, block=block)
     torch.testing.assert_close(tiled, expected, atol=1e-5, rtol=0)
@@ -82,12 +82,34 @@ def test_seeds_give_different_textures():
     assert not torch.allclose(a, b, atol=1e-4)
 
 
+def test_clamp_output_passes_gradients_through_the_clamp():
+    model = build_generator("tiny", "clamp")
+    with torch.no_grad():
+        model.to_rgb.weight.mul_(50)  # push most pixels outside [0, 1]
+    noises = noise_pyramid([0], (16, 16), model.scales, model.noise_channels)
+    x = model(noises)
+    saturated = ((x == 0) | (x == 1)).float().mean()
+    assert x.min() >= 0 and x.max() <= 1 and saturated > 0.5
+    x.mean().backward()  # a plain clamp would give the saturated pixels no gradient
+    assert model.to_rgb.bias.grad.abs().min() > 0.3
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "clamp"])
+def test_training_starts_at_the_exemplar_colour(output):
+    model = build_generator("tiny", output)
+    with torch.no_grad():
+        model.to_rgb.weight.zero_()
+    model.start_at_colour(torch.tensor([0.9, 0.2, 0.5]))
+    x = model(noise_pyramid([0], (8, 8), model.scales, model.noise_channels))
+    torch.testing.assert_close(x[0, :, 3, 3], torch.tensor([0.9, 0.2, 0.5]))
+
+
 def test_checkpoint_round_trip(tmp_path):
-    model = fold_batchnorm(trained_looking())
+    model = fold_batchnorm(trained_looking(output="clamp"))
     save_generator(model, tmp_path / "final", {"image_size": 32}, {"step": 7, "eval_loss": 1.5})
     loaded, meta = load_generator(tmp_path / "final")
     assert meta["config"] == {"image_size": 32} and meta["info"]["step"] == 7
-    assert meta["arch"]["channels"] == list(model.channels)
+    assert meta["arch"]["channels"] == list(model.channels) and loaded.output == "clamp"
     torch.testing.assert_close(
         whole_image(loaded, (16, 24), 1), whole_image(model, (16, 24), 1), atol=0, rtol=0
     )
