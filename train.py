@@ -136,7 +136,7 @@ def train(cli: dict) -> None:
     from engines import train_loop as T
     from engines.objective import build_backbone_for, build_objective
     from engines.runs import start_run
-    from models.generator import build_generator, fold_batchnorm
+    from models.generator import build_generator
 
     # 1. Resolve the config: CLI > --config file > dataclass defaults.
     parse_objective_lists(cli)
@@ -226,7 +226,8 @@ def train(cli: dict) -> None:
                         step=global_step,
                     )
                 if is_main and global_step % cfg.sample_every == 0:
-                    eval_loss, images = T.evaluate(net, objective, cfg, device)
+                    folded = T.inference_form(net, cfg, device)
+                    eval_loss, images = T.evaluate(folded, objective, cfg, device)
                     writer.add_scalar("eval/loss", eval_loss, global_step)
                     writer.add_images("samples", images, global_step)
                 if global_step % cfg.checkpoint_every == 0 or global_step == cfg.steps:
@@ -240,11 +241,10 @@ def train(cli: dict) -> None:
 
     # 7. The final generator: BatchNorm folded, one safetensors file with its config.
     if is_main:
-        eval_loss, _ = T.evaluate(net, objective, cfg, device)
+        folded = T.inference_form(net, cfg, device)
+        eval_loss, _ = T.evaluate(folded, objective, cfg, device)
         facts = {**info, "step": global_step, "eval_loss": eval_loss}
-        path = ckpt.save_generator(
-            fold_batchnorm(net), output_dir / "final", dataclasses.asdict(cfg), facts
-        )
+        path = ckpt.save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
         log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best so far {best:.4g})")
     accelerator.end_training()
 

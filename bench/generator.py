@@ -24,7 +24,7 @@ from engines import train_loop as T
 from engines.checkpoints import save_generator
 from engines.generate import generate, prepare
 from engines.objective import build_backbone_for, build_objective
-from models.generator import build_generator, fold_batchnorm
+from models.generator import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def train(exemplar: torch.Tensor, cfg: TrainConfig):
         optimizer.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - start)
         loss = float(terms["total"].detach())
-    return fold_batchnorm(model).eval(), seconds, loss
+    return T.inference_form(model, cfg, device), seconds, loss
 
 
 def save(model, cfg: TrainConfig, directory: Path, info: dict) -> Path:

@@ -8,6 +8,7 @@ every process, with no RNG state to save.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -21,6 +22,7 @@ from models.generator import GENERATORS, OUTPUTS, TextureGenerator, fold_batchno
 from models.noise import derived_seed, noise_pyramid
 
 EVAL_SEEDS = (0, 1)  # fixed noise of the evaluation loss (best checkpoint) and sample images
+CALIBRATION_BATCHES = 16  # batches of fixed noise that re-estimate BatchNorm statistics
 SCHEDULES = ("cosine", "constant")
 # Fields that may change when a run is resumed; any other difference is refused.
 RESUMABLE = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "device"}
@@ -107,21 +109,44 @@ def diversity(objective: TextureLoss, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def inference_form(model: TextureGenerator, cfg: TrainConfig, device) -> TextureGenerator:
+    """The network that inference runs: a copy of ``model`` whose BatchNorm statistics are
+    re-estimated for its current weights, then folded (``fold_batchnorm``).
+
+    The running averages kept during training trail the weights: with momentum 0.1 they mix
+    statistics of the last ~10 steps' weights, which at a high learning rate differ enough to
+    give eval-mode samples a loss several times the training loss. Here each BatchNorm's
+    statistics are the exact average over ``CALIBRATION_BATCHES`` training-mode batches of
+    fixed noise (``momentum=None``). ``model`` itself is untouched, so resuming is unaffected.
+
+    Returns:
+        The folded eval-mode generator, fp32, on ``device``.
+    """
+    net = copy.deepcopy(model).float().train()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    size = (cfg.image_size, cfg.image_size)
+    for i in range(CALIBRATION_BATCHES):
+        seeds = [derived_seed(cfg.seed, -1 - i, 0, b) for b in range(cfg.batch_size)]
+        net(noise_pyramid(seeds, size, net.scales, net.noise_channels, device))
+    return fold_batchnorm(net).to(device)
+
+
+@torch.no_grad()
 def evaluate(model: TextureGenerator, objective: TextureLoss, cfg: TrainConfig, device):
-    """Eval-mode (running BatchNorm statistics) samples of the fixed ``EVAL_SEEDS`` and their
+    """Samples of the fixed ``EVAL_SEEDS`` from an inference-form (folded) generator and their
     texture loss with whole views: comparable across steps, runs and resumptions.
 
     Returns:
         (loss: float, images: (len(EVAL_SEEDS), 3, S, S) in [0, 1]).
     """
-    was_training = model.training
-    model.eval()
     size = (cfg.image_size, cfg.image_size)
     images = model(
         noise_pyramid(list(EVAL_SEEDS), size, model.scales, model.noise_channels, device)
     )
     loss = float(objective(images.float())["total"])
-    model.train(was_training)
     return loss, images.float().cpu()
 
 
@@ -134,9 +159,8 @@ def save_checkpoint(accelerator, model, objective, cfg, output_dir, step, info, 
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "state"))
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        loss, _ = evaluate(unwrapped, objective, cfg, accelerator.device)
-        folded = fold_batchnorm(unwrapped)
+        folded = inference_form(accelerator.unwrap_model(model), cfg, accelerator.device)
+        loss, _ = evaluate(folded, objective, cfg, accelerator.device)
         facts = {**info, "step": step, "eval_loss": loss}
         save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
         finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints)

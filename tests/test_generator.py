@@ -82,6 +82,23 @@ def test_seeds_give_different_textures():
     assert not torch.allclose(a, b, atol=1e-4)
 
 
+def test_inference_form_re_estimates_stale_batchnorm_statistics():
+    from configs import TrainConfig
+    from engines.train_loop import inference_form
+
+    model = trained_looking()  # running statistics unrelated to the weights
+    stale = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    cfg = TrainConfig(generator="tiny", image_size=32, batch_size=2)
+    folded = inference_form(model, cfg, torch.device("cpu"))
+    after = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.equal(a, b) for a, b in zip(stale, after, strict=True))
+    noises = noise_pyramid([0, 1, 2, 3], (32, 32), model.scales, model.noise_channels)
+    with torch.no_grad():
+        folded_out, stale_out = folded(noises), model(noises)
+        batch_stats = model.train()(noises)  # what training saw
+    assert (folded_out - batch_stats).abs().mean() < 0.3 * (stale_out - batch_stats).abs().mean()
+
+
 def test_clamp_output_passes_gradients_through_the_clamp():
     model = build_generator("tiny", "clamp")
     with torch.no_grad():
