@@ -99,16 +99,17 @@ def test_inference_form_re_estimates_stale_batchnorm_statistics():
     assert (folded_out - batch_stats).abs().mean() < 0.3 * (stale_out - batch_stats).abs().mean()
 
 
-def test_clamp_output_passes_gradients_through_the_clamp():
+@pytest.mark.parametrize("bias,sign,passes", [(2.0, 1, True), (2.0, -1, False), (-2.0, -1, True)])
+def test_clamp_output_keeps_only_gradients_back_into_range(bias, sign, passes):
     model = build_generator("tiny", "clamp")
     with torch.no_grad():
-        model.to_rgb.weight.mul_(50)  # push most pixels outside [0, 1]
-    noises = noise_pyramid([0], (16, 16), model.scales, model.noise_channels)
-    x = model(noises)
-    saturated = ((x == 0) | (x == 1)).float().mean()
-    assert x.min() >= 0 and x.max() <= 1 and saturated > 0.5
-    x.mean().backward()  # a plain clamp would give the saturated pixels no gradient
-    assert model.to_rgb.bias.grad.abs().min() > 0.3
+        model.to_rgb.weight.zero_()
+        model.to_rgb.bias.fill_(bias)  # every value saturated: 2.5 or -1.5 before the clamp
+    x = model(noise_pyramid([0], (8, 8), model.scales, model.noise_channels))
+    assert torch.equal(x, torch.full_like(x, 1.0 if bias > 0 else 0.0))
+    (sign * x.mean()).backward()  # sign 1: descent lowers the values; -1: raises them
+    assert (model.to_rgb.bias.grad.abs() > 0.3).all() == passes
+    assert (model.to_rgb.bias.grad.abs() < 1e-12).all() != passes
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "clamp"])
