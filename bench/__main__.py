@@ -39,7 +39,7 @@ class BenchConfig:
     presets: list[str] = field(default_factory=lambda: list(PRESETS))
     sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])  # optimize speed, px
     speed_exemplar: int = 512  # side of the procedural exemplar used for speed
-    evaluations: int = 4  # timed L-BFGS evaluations per round (after one warm-up)
+    evaluations: int = 3  # timed L-BFGS evaluations per round (after one warm-up)
     rounds: int = 2  # alternating ours/naive rounds
     loss_fraction: float = 0.25  # time-to-loss target, as a fraction of the start loss
     loss_size: int = 256  # output side of the time-to-loss race
@@ -51,8 +51,8 @@ class BenchConfig:
     gen_sizes: list[int] = field(default_factory=lambda: [1024, 4096, 16384])
     gen_repeats: int = 3  # at 1024; larger sizes run once
     exemplars: list[str] = field(default_factory=list)  # image files; procedural ones added
-    exemplar_side: int = 384  # exemplars are scaled and centre-cropped to this square
-    quality_size: int = 256  # output side for quality (must be < exemplar_side)
+    exemplar_side: int = 288  # exemplars are scaled and centre-cropped to this square
+    quality_size: int = 192  # output side for quality (must be < exemplar_side)
     iterations: int = 100  # L-BFGS iterations per preset (per level for coarse_to_fine)
     quality_steps: int = 300  # generator training steps per exemplar
     quality_octaves: int = 0  # generator objective octaves (0 = the preset's)
