@@ -133,6 +133,9 @@ def test_ctrl_c_saves_the_image_reached(exemplar_path, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         env={"OMP_NUM_THREADS": "1", "PATH": ""},
+        # A shell that starts the test run in the background (nohup ... &) ignores SIGINT and
+        # its children inherit that; a user's terminal does not. Restore the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     snapshots = tmp_path / "c_snapshots"
     deadline = time.monotonic() + 120
