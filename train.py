@@ -194,6 +194,18 @@ def train(cli: dict) -> None:
     writer = accelerator.get_tracker("tensorboard", unwrap=True) if is_main else None
 
     # 6. Train: G(noise) -> texture loss (+ diversity) -> Adam, logging and checkpointing by step.
+    evaluated: dict = {}
+
+    def evaluation():
+        """(inference-form generator, eval loss, sample images) at this step, computed once
+        even when sampling, a checkpoint and the final save fall on the same step."""
+        if evaluated.get("step") != global_step:
+            folded = T.inference_form(net, cfg, device)
+            evaluated.update(
+                step=global_step, value=(folded, *T.evaluate(folded, objective, cfg, device))
+            )
+        return evaluated["value"]
+
     model.train()
     clock, clock_step = time.perf_counter(), global_step
     try:
@@ -226,23 +238,21 @@ def train(cli: dict) -> None:
                         step=global_step,
                     )
                 if is_main and global_step % cfg.sample_every == 0:
-                    folded = T.inference_form(net, cfg, device)
-                    eval_loss, images = T.evaluate(folded, objective, cfg, device)
+                    _, eval_loss, images = evaluation()
                     writer.add_scalar("eval/loss", eval_loss, global_step)
                     writer.add_images("samples", images, global_step)
                 if global_step % cfg.checkpoint_every == 0 or global_step == cfg.steps:
                     best = T.save_checkpoint(
-                        accelerator, model, objective, cfg, output_dir, global_step, info, best
+                        accelerator, evaluation, cfg, output_dir, global_step, info, best
                     )
     except KeyboardInterrupt:
         log(f"interrupted: saving checkpoint-{global_step}")
-        T.save_checkpoint(accelerator, model, objective, cfg, output_dir, global_step, info, best)
+        T.save_checkpoint(accelerator, evaluation, cfg, output_dir, global_step, info, best)
         raise SystemExit(130) from None
 
     # 7. The final generator: BatchNorm folded, one safetensors file with its config.
     if is_main:
-        folded = T.inference_form(net, cfg, device)
-        eval_loss, _ = T.evaluate(folded, objective, cfg, device)
+        folded, eval_loss, _ = evaluation()
         facts = {**info, "step": global_step, "eval_loss": eval_loss}
         path = ckpt.save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
         log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best so far {best:.4g})")

@@ -24,6 +24,7 @@ import safetensors.torch
 from data.errors import UserError
 from data.sidecar import write_bytes_atomic, write_json_atomic
 from models.generator import TextureGenerator
+from models.weights import read_safetensors
 
 FORMAT = "texsynth-generator-1"
 WEIGHTS = "model.safetensors"
@@ -72,15 +73,7 @@ def load_generator(path: str | Path) -> tuple[TextureGenerator, dict]:
         raise UserError(
             f"checkpoint not found: {file}; give OUTDIR/final, OUTDIR/checkpoint-N or a {WEIGHTS}"
         )
-    try:
-        with safetensors.safe_open(str(file), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error type, OSError or ValueError
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{file}: cannot read the checkpoint ({first}); it is truncated or corrupt"
-        ) from None
+    metadata, state = read_safetensors(file, "checkpoint")
     if metadata.get("format") != FORMAT:
         raise UserError(f"{file}: not a texsynth generator checkpoint (no '{FORMAT}' metadata)")
     try:

@@ -150,17 +150,17 @@ def evaluate(model: TextureGenerator, objective: TextureLoss, cfg: TrainConfig, 
     return loss, images.float().cpu()
 
 
-def save_checkpoint(accelerator, model, objective, cfg, output_dir, step, info, best):
+def save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best):
     """Write ``checkpoint-{step}`` (accelerate state + folded generator) and update ``best/``.
 
-    Call on every process. Returns the best evaluation loss so far.
+    Call on every process; ``evaluation()`` (main process only) returns the step's
+    ``(folded generator, eval loss, images)``. Returns the best evaluation loss so far.
     """
     tmp = output_dir / f"checkpoint-{step}.tmp"
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "state"))
     if accelerator.is_main_process:
-        folded = inference_form(accelerator.unwrap_model(model), cfg, accelerator.device)
-        loss, _ = evaluate(folded, objective, cfg, accelerator.device)
+        folded, loss, _ = evaluation()
         facts = {**info, "step": step, "eval_loss": loss}
         save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
         finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from data.errors import UserError
 from models.vgg import ARCHS
+from models.weights import read_safetensors
 
 FORMAT = "texsynth-backbone-1"
 FILENAME = "backbone.safetensors"
@@ -156,15 +157,7 @@ def read_backbone(path: str | Path) -> tuple[str, list[tuple[Tensor, Tensor]], d
         UserError: missing, corrupt, or not written by ``export_backbone``.
     """
     file = backbone_file(path)
-    try:
-        with safetensors.safe_open(str(file), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error type, OSError or ValueError
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{file}: cannot read the backbone ({first}); truncated or corrupt"
-        ) from None
+    meta, state = read_safetensors(file, "backbone")
     if meta.get("format") != FORMAT:
         raise UserError(f"{file}: not a texsynth backbone (no '{FORMAT}' metadata)")
     try:

@@ -203,3 +203,21 @@ def vgg16_hed(path: str | Path | None = None) -> ConvWeights:
         raise _fail(path, error) from None
     scale, shift = caffe_normalisation(HED_MEAN_BGR)
     return ConvWeights(_bgr_to_rgb(params), scale, shift, sha256_file(path), source)
+
+
+def read_safetensors(file: Path, what: str) -> tuple[dict, dict[str, Tensor]]:
+    """(metadata, tensors) of a safetensors ``file``; ``what`` names it in the error.
+
+    Raises:
+        UserError: one line when the file cannot be read (truncated or corrupt).
+    """
+    import safetensors
+
+    try:
+        with safetensors.safe_open(str(file), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type, OSError or ValueError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"{file}: cannot read the {what} ({first}); it is truncated or corrupt"
+        ) from None
