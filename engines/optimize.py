@@ -2,9 +2,9 @@
 
 Three ways to keep pixels in range (``method``):
 
-- ``lbfgsb``: SciPy's L-BFGS-B with box bounds [0, 1]: the bounds are part of the
-  quasi-Newton model, so nothing is thrown away. The default (see docs/decisions.md for the
-  measurement).
+- ``lbfgsb``: SciPy's L-BFGS-B (run by ``engines.lbfgsb``) with box bounds [0, 1]: the
+  bounds are part of the quasi-Newton model, so nothing is thrown away. The default (see
+  docs/decisions.md for the measurement).
 - ``lbfgs-clamp``: torch's L-BFGS with a strong-Wolfe line search, clamping to
   [0, 1] after every chunk of 10 iterations (stays on the GPU).
 - ``lbfgs-sigmoid``: torch's L-BFGS on logits, ``x = sigmoid(z)``.
@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 import torch
+
+from engines.lbfgsb import minimize_box
 
 METHODS = ("lbfgsb", "lbfgs-clamp", "lbfgs-sigmoid")
 _CHUNK = 10
@@ -97,30 +98,15 @@ def _run_lbfgsb(loss_fn, x0, iterations, method, history, on_iter, result):
         result.evaluations += 1
         return value * scale, grad.double().cpu().numpy().ravel() * scale
 
-    def callback(intermediate_result):
+    def on_iterate(z, value):
         result.iterations += 1
-        result.image = to_torch(intermediate_result.x)
+        result.image = to_torch(z)  # a float32 copy of the solver's buffer
         if on_iter is not None:
-            on_iter(result.iterations, result.image, float(intermediate_result.fun) / scale)
+            on_iter(result.iterations, result.image, value / scale)
 
-    # ftol/gtol 0: run the requested iterations; the loss scale is arbitrary, so
-    # relative tolerances would stop at an arbitrary point.
-    scipy.optimize.minimize(
-        fun,
-        x0.detach().double().cpu().numpy().ravel(),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(0.0, 1.0)],
-        callback=callback,
-        options={
-            "maxiter": iterations,
-            "maxcor": history,
-            "ftol": 0.0,
-            "gtol": 0.0,
-            "maxfun": 20 * iterations + 20,
-            "maxls": 20,
-        },
-    )
+    x0_flat = x0.detach().double().cpu().numpy().ravel()
+    first = (value0 * scale, grad0.double().cpu().numpy().ravel() * scale)
+    minimize_box(fun, x0_flat, 0.0, 1.0, iterations, history, on_iterate=on_iterate, first=first)
 
 
 def _run_torch(loss_fn, x0, iterations, method, history, on_iter, result):
