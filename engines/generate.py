@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from data.errors import UserError
 from data.images import check_output_path
@@ -55,8 +56,7 @@ def _features(model: TextureGenerator, i: int, want: Region, sizes, seed: int) -
     parts = []  # the join block's input over region ``need``
     if i > 0:
         coarse = (need[0] // 2, -(-need[1] // 2), need[2] // 2, -(-need[3] // 2))
-        coarse = _grow(coarse, model.upsample != "nearest")  # interpolation reads a neighbour
-        up = model.up(_features(model, i - 1, coarse, sizes, seed), wrap=False)
+        up = F.interpolate(_features(model, i - 1, coarse, sizes, seed), scale_factor=2.0)
         parts.append(_crop(up, tuple(2 * c for c in coarse), need))
     if i < len(model.noise_units):
         rows = torch.arange(need[0] - 1, need[1] + 1) % sizes[i][0]  # noise wraps with the canvas

@@ -1,7 +1,7 @@
 """Multi-scale fully convolutional texture generator (Ulyanov et al. 2016, 2017).
 
 Noise at K scales; each scale's noise passes a 3x3 conv unit; the coarser scale's features
-are upsampled x2 (nearest, or bilinear) and concatenated with it; a join block (3x3, 3x3,
+are upsampled x2 (nearest) and concatenated with it; a join block (3x3, 3x3,
 1x1 units) mixes them; a final 1x1 conv gives RGB in [0, 1] (see ``OUTPUTS``). Channels
 shrink towards the fine scales, where the pixels are: the full-resolution scale costs ~4k
 multiply-adds a pixel.
@@ -20,15 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 OUTPUTS = ("sigmoid", "clamp")
-UPSAMPLING = ("nearest", "bilinear")
 GENERATORS: dict[str, dict] = {
     # channels: join-block width per scale, coarsest first; len(channels) = number of scales K
     "tiny": dict(channels=(16, 12, 8), branch=4, noise=2),  # tests
     "small": dict(channels=(48, 40, 32, 24, 16, 8), branch=8, noise=3),
     "base": dict(channels=(64, 64, 48, 32, 24, 16), branch=8, noise=3),
-    "base-bilinear": dict(
-        channels=(64, 64, 48, 32, 24, 16), branch=8, noise=3, upsample="bilinear"
-    ),
     "base-coarse-noise": dict(channels=(64, 64, 48, 32, 24, 16), branch=8, noise=3, noise_scales=4),
 }
 
@@ -61,8 +57,6 @@ class TextureGenerator(nn.Module):
             ``clamp`` (0.5 + y clamped; in training a clamped value keeps the gradients that
             move it back into range, so saturated colours such as a white ground stay
             reachable and never drift away).
-        upsample: how the coarser scale's features are doubled: ``nearest`` (Ulyanov's) or
-            ``bilinear`` (periodic: the features wrap around the canvas).
         noise_scales: how many scales, coarsest first, get a noise input (default all); the
             finer ones refine the upsampled features deterministically.
         norm: BatchNorm after each conv (training form); ``fold_batchnorm`` returns the
@@ -80,25 +74,19 @@ class TextureGenerator(nn.Module):
         branch: int = 8,
         noise: int = 3,
         output: str = "sigmoid",
-        upsample: str = "nearest",
         noise_scales: int | None = None,
         norm: bool = True,
     ):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if upsample not in UPSAMPLING:
-            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
         noisy = len(channels) if noise_scales is None else noise_scales
         if not 1 <= noisy <= len(channels):
             raise ValueError(f"noise_scales must be in 1..{len(channels)}, got {noise_scales}")
         self.arch = dict(channels=tuple(channels), branch=branch, noise=noise, output=output)
-        # Older checkpoints have neither key: they mean nearest and noise at every scale.
-        if upsample != "nearest":
-            self.arch["upsample"] = upsample
-        if noisy != len(channels):
+        if noisy != len(channels):  # older checkpoints have no such key: noise at every scale
             self.arch["noise_scales"] = noisy
-        self.output, self.upsample = output, upsample
+        self.output = output
         self.channels, self.noise_channels = tuple(channels), noise
         self.noise_units = nn.ModuleList(Unit(noise, branch, 3, norm) for _ in range(noisy))
         self.join_blocks = nn.ModuleList()
@@ -130,23 +118,13 @@ class TextureGenerator(nn.Module):
         """
         x = None
         for i, (z, block) in enumerate(zip(noises, self.join_blocks, strict=True)):
-            parts = [] if x is None else [self.up(x, wrap=True)]
+            parts = [] if x is None else [F.interpolate(x, scale_factor=2.0)]
             if i < len(self.noise_units):
                 parts.append(self.noise_units[i](z, wrap=True))
             x = torch.cat(parts, 1)
             for u in block:
                 x = u(x, wrap=True)
         return self.rgb(x)
-
-    def up(self, x: torch.Tensor, wrap: bool) -> torch.Tensor:
-        """(B, C, h, w) -> (B, C, 2h, 2w), periodic if ``wrap``. Without ``wrap``, ``bilinear``
-        is exact only 2 px inside the border: an output pixel mixes the coarse pixels on either
-        side of it."""
-        if self.upsample == "nearest":
-            return F.interpolate(x, scale_factor=2.0)
-        if wrap:
-            return self.up(F.pad(x, (1, 1, 1, 1), mode="circular"), wrap=False)[..., 2:-2, 2:-2]
-        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
     @torch.no_grad()
     def start_at_colour(self, rgb: torch.Tensor) -> None:

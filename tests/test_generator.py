@@ -53,10 +53,8 @@ def test_fold_batchnorm_equals_eval_mode():
         (13, "sigmoid", {}),
         (32, "clamp", {}),
         (1024, "sigmoid", {}),
-        (13, "clamp", {"upsample": "bilinear"}),
-        (1024, "clamp", {"upsample": "bilinear"}),
         (13, "clamp", {"noise_scales": 1}),
-        (13, "sigmoid", {"noise_scales": 2, "upsample": "bilinear"}),
+        (1024, "sigmoid", {"noise_scales": 2}),
     ],
 )
 def test_tiled_equals_untiled(block, output, arch):
@@ -66,7 +64,7 @@ def test_tiled_equals_untiled(block, output, arch):
     torch.testing.assert_close(tiled, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("arch", [{}, {"upsample": "bilinear", "noise_scales": 2}])
+@pytest.mark.parametrize("arch", [{}, {"noise_scales": 2}])
 def test_seamless_output_wraps_without_a_seam(arch):
     model = prepare(fold_batchnorm(trained_looking(**arch)))
     image = generate(model, (32, 40), seed=2, seamless=True)
@@ -135,12 +133,12 @@ def test_training_starts_at_the_exemplar_colour(output):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = fold_batchnorm(trained_looking(output="clamp", upsample="bilinear", noise_scales=2))
+    model = fold_batchnorm(trained_looking(output="clamp", noise_scales=2))
     save_generator(model, tmp_path / "final", {"image_size": 32}, {"step": 7, "eval_loss": 1.5})
     loaded, meta = load_generator(tmp_path / "final")
     assert meta["config"] == {"image_size": 32} and meta["info"]["step"] == 7
     assert meta["arch"]["channels"] == list(model.channels) and loaded.output == "clamp"
-    assert loaded.upsample == "bilinear" and len(loaded.noise_units) == 2
+    assert len(loaded.noise_units) == 2
     torch.testing.assert_close(
         whole_image(loaded, (16, 24), 1), whole_image(model, (16, 24), 1), atol=0, rtol=0
     )
