@@ -53,17 +53,15 @@ def _features(model: TextureGenerator, i: int, want: Region, sizes, seed: int) -
     """(1, C_i, h, w) join-block output of scale i (0 = coarsest) over region ``want``."""
     block = model.join_blocks[i]
     need = _grow(want, sum(u.kernel == 3 for u in block))  # each unpadded 3x3 trims 1 px a side
-    parts = []  # the join block's input over region ``need``
+    rows = torch.arange(need[0] - 1, need[1] + 1) % sizes[i][0]  # noise wraps: a periodic canvas
+    cols = torch.arange(need[2] - 1, need[3] + 1) % sizes[i][1]
+    device = model.to_rgb.weight.device
+    z = hash_noise(seed, i, model.noise_channels, rows, cols, device)[None]
+    x = model.noise_units[i](z, wrap=False)  # region ``need``
     if i > 0:
         coarse = (need[0] // 2, -(-need[1] // 2), need[2] // 2, -(-need[3] // 2))
         up = F.interpolate(_features(model, i - 1, coarse, sizes, seed), scale_factor=2.0)
-        parts.append(_crop(up, tuple(2 * c for c in coarse), need))
-    if i < len(model.noise_units):
-        rows = torch.arange(need[0] - 1, need[1] + 1) % sizes[i][0]  # noise wraps with the canvas
-        cols = torch.arange(need[2] - 1, need[3] + 1) % sizes[i][1]
-        z = hash_noise(seed, i, model.noise_channels, rows, cols, model.to_rgb.weight.device)
-        parts.append(model.noise_units[i](z[None], wrap=False))
-    x = torch.cat(parts, 1)
+        x = torch.cat([_crop(up, tuple(2 * c for c in coarse), need), x], 1)
     for unit in block:
         x = unit(x, wrap=False)
     return x  # region ``want``

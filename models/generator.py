@@ -1,10 +1,9 @@
 """Multi-scale fully convolutional texture generator (Ulyanov et al. 2016, 2017).
 
 Noise at K scales; each scale's noise passes a 3x3 conv unit; the coarser scale's features
-are upsampled x2 (nearest) and concatenated with it; a join block (3x3, 3x3,
-1x1 units) mixes them; a final 1x1 conv gives RGB in [0, 1] (see ``OUTPUTS``). Channels
-shrink towards the fine scales, where the pixels are: the full-resolution scale costs ~4k
-multiply-adds a pixel.
+are upsampled x2 (nearest) and concatenated with it; a join block (3x3, 3x3, 1x1 units)
+mixes them; a final 1x1 conv and a sigmoid give RGB in [0, 1]. Channels shrink towards the
+fine scales, where the pixels are: the full-resolution scale costs ~4k multiply-adds a pixel.
 
 Every conv pads circularly: the generator has no image borders, so it cannot learn a frame
 where a border-blind objective (valid-mode backbone convs) does not look; its textures are
@@ -25,7 +24,6 @@ GENERATORS: dict[str, dict] = {
     "tiny": dict(channels=(16, 12, 8), branch=4, noise=2),  # tests
     "small": dict(channels=(48, 40, 32, 24, 16, 8), branch=8, noise=3),
     "base": dict(channels=(64, 64, 48, 32, 24, 16), branch=8, noise=3),
-    "base-coarse-noise": dict(channels=(64, 64, 48, 32, 24, 16), branch=8, noise=3, noise_scales=4),
 }
 
 
@@ -57,8 +55,6 @@ class TextureGenerator(nn.Module):
             ``clamp`` (0.5 + y clamped; in training a clamped value keeps the gradients that
             move it back into range, so saturated colours such as a white ground stay
             reachable and never drift away).
-        noise_scales: how many scales, coarsest first, get a noise input (default all); the
-            finer ones refine the upsampled features deterministically.
         norm: BatchNorm after each conv (training form); ``fold_batchnorm`` returns the
             norm-free inference form whose every layer is a local operator.
 
@@ -74,27 +70,22 @@ class TextureGenerator(nn.Module):
         branch: int = 8,
         noise: int = 3,
         output: str = "sigmoid",
-        noise_scales: int | None = None,
         norm: bool = True,
     ):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        noisy = len(channels) if noise_scales is None else noise_scales
-        if not 1 <= noisy <= len(channels):
-            raise ValueError(f"noise_scales must be in 1..{len(channels)}, got {noise_scales}")
         self.arch = dict(channels=tuple(channels), branch=branch, noise=noise, output=output)
-        if noisy != len(channels):  # older checkpoints have no such key: noise at every scale
-            self.arch["noise_scales"] = noisy
         self.output = output
         self.channels, self.noise_channels = tuple(channels), noise
-        self.noise_units = nn.ModuleList(Unit(noise, branch, 3, norm) for _ in range(noisy))
+        self.noise_units = nn.ModuleList(Unit(noise, branch, 3, norm) for _ in channels)
         self.join_blocks = nn.ModuleList()
         previous = 0
-        for i, c in enumerate(channels):
-            cin = previous + (branch if i < noisy else 0)
+        for c in channels:
             self.join_blocks.append(
-                nn.ModuleList([Unit(cin, c, 3, norm), Unit(c, c, 3, norm), Unit(c, c, 1, norm)])
+                nn.ModuleList(
+                    [Unit(previous + branch, c, 3, norm), Unit(c, c, 3, norm), Unit(c, c, 1, norm)]
+                )
             )
             previous = c
         self.to_rgb = nn.Conv2d(channels[-1], 3, 1)
@@ -117,11 +108,9 @@ class TextureGenerator(nn.Module):
             (B, 3, H, W) in [0, 1].
         """
         x = None
-        for i, (z, block) in enumerate(zip(noises, self.join_blocks, strict=True)):
-            parts = [] if x is None else [F.interpolate(x, scale_factor=2.0)]
-            if i < len(self.noise_units):
-                parts.append(self.noise_units[i](z, wrap=True))
-            x = torch.cat(parts, 1)
+        for z, unit, block in zip(noises, self.noise_units, self.join_blocks, strict=True):
+            z = unit(z, wrap=True)
+            x = z if x is None else torch.cat([F.interpolate(x, scale_factor=2.0), z], 1)
             for u in block:
                 x = u(x, wrap=True)
         return self.rgb(x)

@@ -8,14 +8,14 @@ from data.errors import UserError
 from engines.checkpoints import load_generator, save_generator
 from engines.generate import generate, prepare, render_region
 from losses.texture import random_crops
-from models.generator import GENERATORS, TextureGenerator, build_generator, fold_batchnorm
+from models.generator import build_generator, fold_batchnorm
 from models.noise import hash_noise, noise_pyramid
 
 
-def trained_looking(seed=0, output="sigmoid", **arch):
+def trained_looking(seed=0, output="sigmoid"):
     """A 'tiny' generator whose BatchNorms hold non-trivial statistics, in eval mode."""
     torch.manual_seed(seed)
-    model = TextureGenerator(**{**GENERATORS["tiny"], **arch}, output=output)
+    model = build_generator("tiny", output)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -47,26 +47,16 @@ def test_fold_batchnorm_equals_eval_mode():
     torch.testing.assert_close(whole_image(folded, (32, 40), 3), whole_image(model, (32, 40), 3))
 
 
-@pytest.mark.parametrize(
-    "block,output,arch",
-    [
-        (13, "sigmoid", {}),
-        (32, "clamp", {}),
-        (1024, "sigmoid", {}),
-        (13, "clamp", {"noise_scales": 1}),
-        (1024, "sigmoid", {"noise_scales": 2}),
-    ],
-)
-def test_tiled_equals_untiled(block, output, arch):
-    model = fold_batchnorm(trained_looking(output=output, **arch))
+@pytest.mark.parametrize("block,output", [(13, "sigmoid"), (32, "clamp"), (1024, "sigmoid")])
+def test_tiled_equals_untiled(block, output):
+    model = fold_batchnorm(trained_looking(output=output))
     expected = whole_image(model, (48, 64), 5)
     tiled = generate(prepare(model), (48, 64), seed=5, block=block)
     torch.testing.assert_close(tiled, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("arch", [{}, {"noise_scales": 2}])
-def test_seamless_output_wraps_without_a_seam(arch):
-    model = prepare(fold_batchnorm(trained_looking(**arch)))
+def test_seamless_output_wraps_without_a_seam():
+    model = prepare(fold_batchnorm(trained_looking()))
     image = generate(model, (32, 40), seed=2, seamless=True)
     # The network evaluated on a 2x2 periodic plane, straddling every wrap, is the image repeated.
     plane = render_region(model, (-16, 48, -20, 60), (32, 40), seed=2)[0]
@@ -133,12 +123,11 @@ def test_training_starts_at_the_exemplar_colour(output):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = fold_batchnorm(trained_looking(output="clamp", noise_scales=2))
+    model = fold_batchnorm(trained_looking(output="clamp"))
     save_generator(model, tmp_path / "final", {"image_size": 32}, {"step": 7, "eval_loss": 1.5})
     loaded, meta = load_generator(tmp_path / "final")
     assert meta["config"] == {"image_size": 32} and meta["info"]["step"] == 7
     assert meta["arch"]["channels"] == list(model.channels) and loaded.output == "clamp"
-    assert len(loaded.noise_units) == 2
     torch.testing.assert_close(
         whole_image(loaded, (16, 24), 1), whole_image(model, (16, 24), 1), atol=0, rtol=0
     )
@@ -173,13 +162,3 @@ def test_random_crops_are_seeded_and_bounded():
     b = random_crops(x, 16, torch.Generator().manual_seed(1))
     assert a.shape == (3, 3, 16, 16) and torch.equal(a, b)
     assert random_crops(x, 64, None) is x
-
-
-def test_noise_free_fine_scales_ignore_their_noise():
-    model = fold_batchnorm(trained_looking(noise_scales=2))
-    z = noise_pyramid([0], (16, 16), model.scales, model.noise_channels)
-    other = noise_pyramid([1], (16, 16), model.scales, model.noise_channels)
-    with torch.no_grad():
-        image = model(z)
-        torch.testing.assert_close(model(z[:2] + other[2:]), image, atol=0, rtol=0)
-        assert not torch.allclose(model(other[:1] + z[1:]), image)
