@@ -2,8 +2,9 @@
 
 Noise at K scales; each scale's noise passes a 3x3 conv unit; the coarser scale's features
 are upsampled x2 (nearest) and concatenated with it; a join block (3x3, 3x3, 1x1 units)
-mixes them; a final 1x1 conv and a sigmoid give RGB in [0, 1]. Channels shrink towards the
-fine scales, where the pixels are: the full-resolution scale costs ~4k multiply-adds a pixel.
+mixes them; a final 1x1 conv gives RGB in [0, 1] (see ``OUTPUTS``). Channels shrink towards
+the fine scales, where the pixels are: the full-resolution scale costs ~4k multiply-adds a
+pixel.
 
 Every conv pads circularly: the generator has no image borders, so it cannot learn a frame
 where a border-blind objective (valid-mode backbone convs) does not look; its textures are
