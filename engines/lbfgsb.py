@@ -1,12 +1,12 @@
 """SciPy's compiled L-BFGS-B, driven directly so that images of millions of pixels start at once.
 
 ``scipy.optimize.minimize(method="L-BFGS-B", bounds=...)`` turns the bounds into one Python
-tuple per variable and then loops over them in Python before the first iteration: 5.6 s for
-a 512x512 RGB image and 22 s for 1024x1024 on this project's 2-core CPU (a trivial
-objective, 2026-11-25), and a list of 50M tuples at 4096x4096. This module calls the same
-solver (``scipy.optimize._lbfgsb.setulb``, the C version of SciPy >= 1.15) with the bounds
-as arrays, so the iterates are those of ``scipy.optimize.minimize`` (tested), without the
-set-up cost.
+tuple per variable and then loops over them in Python before the first iteration: 6 s for
+a 512x512 RGB image and 29 s for 1024x1024 on this project's 2-core CPU (a trivial
+objective, 2026-11-25; docs/decisions.md), and a list of 50M tuples at 4096x4096. This
+module calls the same solver (``scipy.optimize._lbfgsb.setulb``, the C version of
+SciPy >= 1.15) with the bounds as arrays, so the iterates are those of
+``scipy.optimize.minimize`` (tested), without the set-up cost.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from scipy.optimize import _lbfgsb
 # that x is a new iterate; anything else (converged, stopped, abnormal) ends the run.
 _EVALUATE, _NEW_ITERATE, _STOP, _STOP_AT_MAXITER = 3, 1, 5, 504
 _BOTH_BOUNDS = 2
+_MAX_LINE_SEARCH = 20  # evaluations per line search (maxls)
 
 
 def minimize_box(
@@ -29,8 +30,6 @@ def minimize_box(
     upper: float,
     iterations: int,
     history: int = 10,
-    max_evaluations: int | None = None,
-    max_line_search: int = 20,
     on_iterate: Callable[[np.ndarray, float], None] | None = None,
     first: tuple[float, np.ndarray] | None = None,
 ) -> int:
@@ -41,8 +40,6 @@ def minimize_box(
         x0: (n,) start, inside the bounds.
         iterations: the number of iterations to run; no tolerance stops it earlier.
         history: correction pairs kept (``maxcor``).
-        max_evaluations: stop after this many calls of ``fun`` (default 20 per iteration).
-        max_line_search: evaluations per line search (``maxls``).
         on_iterate: ``on_iterate(x, f)`` after every iteration; x is the solver's buffer,
             copy it to keep it.
         first: ``fun(x0)`` if already known, saving one evaluation.
@@ -60,13 +57,13 @@ def minimize_box(
     task, ln_task = np.zeros(2, np.int32), np.zeros(2, np.int32)
     lsave, isave, dsave = np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29, np.float64)
     f, g = np.array(0.0), np.zeros(n, np.float64)
-    max_evaluations = 20 * iterations + 20 if max_evaluations is None else max_evaluations
+    max_evaluations = 20 * iterations + 20  # a backstop against endless line searches
     done = evaluations = 0
     while True:
         # factr = pgtol = 0: only the iteration count ends a run.
         _lbfgsb.setulb(
             m, x, low, up, nbd, f, g, 0.0, 0.0, wa, iwa, task, lsave, isave, dsave,
-            max_line_search, ln_task,
+            _MAX_LINE_SEARCH, ln_task,
         )  # fmt: skip
         if task[0] == _EVALUATE:
             if first is not None:

@@ -93,10 +93,12 @@ def _run_lbfgsb(loss_fn, x0, iterations, method, history, on_iter, result):
     result.evaluations += 1
     scale = 1.0 / max(float(grad0.abs().max()), 1e-30)
 
-    def fun(z):
-        value, grad = _value_and_grad(loss_fn, to_torch(z))
-        result.evaluations += 1
+    def scaled(value: float, grad: torch.Tensor) -> tuple[float, np.ndarray]:
         return value * scale, grad.double().cpu().numpy().ravel() * scale
+
+    def fun(z):
+        result.evaluations += 1
+        return scaled(*_value_and_grad(loss_fn, to_torch(z)))
 
     def on_iterate(z, value):
         result.iterations += 1
@@ -105,7 +107,7 @@ def _run_lbfgsb(loss_fn, x0, iterations, method, history, on_iter, result):
             on_iter(result.iterations, result.image, value / scale)
 
     x0_flat = x0.detach().double().cpu().numpy().ravel()
-    first = (value0 * scale, grad0.double().cpu().numpy().ravel() * scale)
+    first = scaled(value0, grad0)
     minimize_box(fun, x0_flat, 0.0, 1.0, iterations, history, on_iterate=on_iterate, first=first)
 
 
