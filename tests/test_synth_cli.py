@@ -58,6 +58,33 @@ def test_optimisation_lowers_the_loss(exemplar_path, tmp_path):
     assert result.image.min() >= 0 and result.image.max() <= 1
 
 
+def highfreq_power_fraction(x: torch.Tensor) -> float:
+    """Share of the power (mean removed) above 1/4 cycle per pixel, over all channels."""
+    spec = torch.fft.fft2(x - x.mean((-2, -1), keepdim=True)).abs().pow(2).sum(-3)[0]
+    h, w = spec.shape
+    radius = (torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.fftfreq(w)[None, :] ** 2).sqrt()
+    return float(spec[radius >= 0.25].sum() / spec.sum())
+
+
+def test_start_image_is_smooth_noise_around_the_mean_colour():
+    from engines.synthesizer import initial_noise
+
+    exemplar = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)) * 0.5
+    start = initial_noise([exemplar], (96, 80), seed=3)
+    assert start.shape == (1, 3, 96, 80)
+    assert torch.allclose(start.mean((2, 3)), exemplar.mean((1, 2))[None], atol=0.03)
+    assert start.std() > 0.05  # still noise, not a flat colour
+    # The objective barely sees pixel-level noise, so the start must hold none of it;
+    # white noise (the control) puts most of its power there.
+    assert highfreq_power_fraction(start) < 0.02
+    assert highfreq_power_fraction(torch.randn(1, 3, 96, 80)) > 0.5
+    # Periodic, so a tile-mode start has no seam: the step across the wrap is an ordinary one.
+    steps = (start[..., 1:] - start[..., :-1]).abs().mean()
+    assert (start[..., 0] - start[..., -1]).abs().mean() < 1.3 * steps
+    assert torch.equal(start, initial_noise([exemplar], (96, 80), seed=3))
+    assert not torch.equal(start, initial_noise([exemplar], (96, 80), seed=4))
+
+
 @pytest.mark.slow
 def test_same_seed_same_bytes_and_other_seed_differs(exemplar_path, tmp_path):
     outs = []
