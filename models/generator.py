@@ -90,6 +90,13 @@ class TextureGenerator(nn.Module):
             )
             previous = c
         self.to_rgb = nn.Conv2d(channels[-1], 3, 1)
+        if norm:
+            # Noise enters at the coarsest scale only, at first: each finer scale's noise gain
+            # (its BatchNorm weight) starts at zero and grows as far as the loss asks. Started
+            # at one, the fine noise reached the output as speckle the loss barely sees, and
+            # the coarse layout trained slower (docs/generator.md, "Fine noise starts off").
+            for unit in self.noise_units[1:]:
+                nn.init.zeros_(unit.norm.weight)
 
     @property
     def scales(self) -> int:

@@ -82,6 +82,20 @@ def test_seeds_give_different_textures():
     assert not torch.allclose(a, b, atol=1e-4)
 
 
+def test_training_starts_with_noise_at_the_coarsest_scale_only():
+    torch.manual_seed(0)
+    model = build_generator("tiny").train()
+    noises = noise_pyramid([0, 1], (16, 16), model.scales, model.noise_channels)
+    with torch.no_grad():
+        x = model(noises)
+        finer = model([noises[0]] + [torch.rand_like(z) * 2 - 1 for z in noises[1:]])
+        coarser = model([torch.rand_like(noises[0]) * 2 - 1] + noises[1:])
+    assert torch.equal(finer, x)
+    assert (coarser - x).abs().mean() > 1e-3
+    (model(noises).mean()).backward()
+    assert all(u.norm.weight.grad.abs().sum() > 0 for u in model.noise_units[1:])
+
+
 def test_inference_form_re_estimates_stale_batchnorm_statistics():
     from configs import TrainConfig
     from engines.train_loop import inference_form
