@@ -3,6 +3,7 @@ the accelerate setup (devices, processes, mixed precision, TensorBoard)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from data.errors import UserError
@@ -35,4 +36,20 @@ def start_run(cfg, output_dir: Path, resume: str | None):
         ),
     )
     set_seed(cfg.seed)  # initial weights; per-step randomness is derived from the step
+    if accelerator.is_main_process:
+        print(processes_note(accelerator))
     return accelerator
+
+
+def processes_note(accelerator) -> str:
+    """One line: how many processes train on which device. ``accelerate launch --cpu
+    --num_processes N`` starts a single process (its CPU path needs MPI) and says nothing, so
+    under that launcher the line also names the command that starts N CPU processes."""
+    n = accelerator.num_processes
+    line = f"training on {n} process{'es' if n > 1 else ''} ({accelerator.device})"
+    if n == 1 and os.environ.get("ACCELERATE_USE_CPU") == "True":
+        line += (
+            "; accelerate's --cpu launcher starts one process: for N CPU processes run"
+            " accelerate launch --multi_gpu --num_processes N train.py ..."
+        )
+    return line

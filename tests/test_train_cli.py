@@ -113,6 +113,14 @@ def test_resumed_run_equals_uninterrupted(exemplar, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_training_says_how_many_processes_run(exemplar, tmp_path, monkeypatch):
+    plain = train_run(exemplar, tmp_path / "plain", "--steps", "1")
+    assert "training on 1 process (cpu)" in plain.output and "--multi_gpu" not in plain.output
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")  # what `accelerate launch --cpu` sets
+    launched = train_run(exemplar, tmp_path / "launched", "--steps", "1")
+    assert "--multi_gpu --num_processes N" in launched.output
+
+
 def test_refusals_are_one_line_exit_2(exemplar, tmp_path):
     out = tmp_path / "run"
     train_run(exemplar, out, "--steps", "2", "--checkpoint-every", "2")
