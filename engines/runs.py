@@ -12,7 +12,8 @@ from engines import checkpoints as ckpt
 
 def start_run(cfg, output_dir: Path, resume: str | None):
     """Refuse to overwrite a previous run, then build the ``Accelerator`` of this process,
-    seed it and say (main process) how many processes train on which device. ``cfg`` needs ``device`` (auto | cpu), ``mixed_precision`` and ``seed``.
+    seed it and say (main process) how many processes train on which device. ``cfg`` needs
+    ``device`` (auto | cpu), ``mixed_precision`` and ``seed``.
 
     Returns:
         ``accelerate.Accelerator`` logging to ``output_dir/logs``.
