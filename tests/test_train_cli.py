@@ -234,3 +234,24 @@ def test_loss_of_generated_size_never_seen(checkpoint):
     img = generate(prepare(model), (100, 36), seed=0)
     assert img.shape == (3, 100, 36) and math.isfinite(float(img.sum()))
     assert 0 <= float(img.min()) and float(img.max()) <= 1
+
+
+def test_target_benchmark_scores_under_the_checkpoint_objective(exemplar, tmp_path):
+    from bench.target import app as target_app
+
+    train_run(exemplar, tmp_path / "run", "--steps", "4")
+    out = tmp_path / "target"
+    args = [tmp_path / "run/final", exemplar, "--size", "48", "--seeds", "2"]
+    args += ["--iterations", "10", "--reference", exemplar, "--out", out]
+    result = run(target_app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "target.json").read_text())["rows"]
+    assert rows["real: stripes.png"]["total"] < 1e-6  # the exemplar itself matches its targets
+    optimize = next(v for k, v in rows.items() if k.startswith("optimize"))
+    generator = next(v for k, v in rows.items() if k.startswith("generator"))
+    assert optimize["vs_optimize"] == 1.0
+    assert len(generator["octaves"]) == 2  # the checkpoint's octaves, not the preset's 4
+    assert generator["total"] > 0 and (out / "sheet.png").is_file()
+
+    missing = run(target_app, [tmp_path / "nothing", exemplar, "--out", out])
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
