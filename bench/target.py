@@ -17,7 +17,6 @@ target.json and sheet.png (exemplar | optimize | samples | references) to ``--ou
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +27,9 @@ import typer
 from bench import judge as J
 from bench.sheets import contact_sheet
 from configs import LossConfig, SynthConfig, TrainConfig
+from data.errors import UserError
 from data.images import load_image
+from data.sidecar import write_json_atomic
 from engines.cli import run_cli
 from engines.generate import generate, load_generator, prepare
 from engines.synthesizer import TextureSynthesizer
@@ -97,14 +98,18 @@ def measure(checkpoint: Path, exemplar_path: Path, references, side, seeds, iter
         print(
             f"note: {checkpoint} was trained on {', '.join(trained_on)}, not {exemplar_path.name}"
         )
+    if seeds < 1 or side < 1 or iterations < 0:
+        raise UserError("--seeds and --size must be at least 1, --iterations at least 0")
     score = scorer(cfg, exemplar)
     net = prepare(model)
     samples = [generate(net, (side, side), seed=s) for s in range(seeds)]
     optimized = optimize_result(cfg, exemplar, side, iterations)
     half = (exemplar.shape[-2] // 2, exemplar.shape[-1] // 2)
+    which = "seed 0" if seeds == 1 else f"mean of seeds 0-{seeds - 1}"
+    optimize_row = f"optimize, {side} px, {iterations} L-BFGS-B iterations"
     rows = {
-        f"generator, {side} px, mean of seeds 0-{seeds - 1}": _mean([score(x) for x in samples]),
-        f"optimize, {side} px, {iterations} L-BFGS-B iterations": score(optimized),
+        f"generator, {side} px, {which}": _mean([score(x) for x in samples]),
+        optimize_row: score(optimized),
         "real: exemplar rolled by half": score(torch.roll(exemplar, half, (1, 2))),
     }
     tiles = [("exemplar", exemplar), ("optimize", optimized)]
@@ -113,15 +118,12 @@ def measure(checkpoint: Path, exemplar_path: Path, references, side, seeds, iter
         image, _ = load_image(path)
         rows[f"real: {Path(path).name}"] = score(image)
         tiles.append((Path(path).name, image))
-    base = rows[f"optimize, {side} px, {iterations} L-BFGS-B iterations"]["total"]
+    base = rows[optimize_row]["total"]
     for row in rows.values():
         row["vs_optimize"] = row["total"] / max(base, 1e-30)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "target.json").write_text(
-        json.dumps(
-            {"checkpoint": str(checkpoint), "exemplar": str(exemplar_path), "rows": rows}, indent=2
-        )
-    )
+    record = {"checkpoint": str(checkpoint), "exemplar": str(exemplar_path), "rows": rows}
+    write_json_atomic(out / "target.json", record)
     contact_sheet(tiles, out / "sheet.png")
     print(f"{'image':<48} {'loss':>9} {'x optimize':>11} {'judge':>6}   octaves (finest first)")
     for name, r in rows.items():

@@ -253,5 +253,9 @@ def test_target_benchmark_scores_under_the_checkpoint_objective(exemplar, tmp_pa
     assert len(generator["octaves"]) == 2  # the checkpoint's octaves, not the preset's 4
     assert generator["total"] > 0 and (out / "sheet.png").is_file()
 
-    missing = run(target_app, [tmp_path / "nothing", exemplar, "--out", out])
-    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
+    for bad in (
+        [tmp_path / "nothing", exemplar],
+        [tmp_path / "run/final", exemplar, "--seeds", "0"],
+    ):
+        refused = run(target_app, [*bad, "--out", out])
+        assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
