@@ -246,6 +246,12 @@ def normalise(values: dict[str, float], real: dict[str, float], floor: dict[str,
     return out
 
 
+def score(values: dict[str, float]) -> float:
+    """One number from normalised distances: their geometric mean (1.0 = a real crop)."""
+    logs = [math.log(max(values[k], 1e-12)) for k in DISTANCES]
+    return math.exp(sum(logs) / len(logs))
+
+
 def floors(ref: torch.Tensor, size: tuple[int, int]) -> dict[str, float]:
     """5% of white noise's distance: the smallest real-crop distance a ratio is taken over."""
     noise = distances(white_noise(ref, size, seed=7), ref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -85,6 +84,5 @@ def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> di
             J.diversity(crops), 1e-12
         )
     for values in table.values():
-        logs = [math.log(max(values[k], 1e-12)) for k in J.DISTANCES]
-        values["score"] = math.exp(sum(logs) / len(logs))
+        values["score"] = J.score(values)
     return table

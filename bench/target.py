@@ -17,7 +17,6 @@ target.json and sheet.png (exemplar | optimize | samples | references) to ``--ou
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -43,17 +42,9 @@ def objective_config(meta: dict) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
 
 
-def optimize_result(cfg: TrainConfig, exemplar: torch.Tensor, side: int, iterations: int):
-    """(3, side, side) optimize-mode texture made with exactly ``cfg``'s objective fields."""
-    config = SynthConfig(**_loss_fields(cfg), iterations=iterations)
-    synth = TextureSynthesizer(exemplar, config, log=lambda *_: None)
-    return synth.synthesize(size=(side, side), seed=0).image[0].cpu()
-
-
-def scorer(cfg: TrainConfig, exemplar: torch.Tensor):
-    """image (3, H, W) -> {"total", "octaves": [finest first], "judge"}, under ``cfg``'s
+def scorer(synth: TextureSynthesizer, exemplar: torch.Tensor):
+    """image (3, H, W) -> {"total", "octaves": [finest first], "judge"}, under ``synth``'s
     objective; the judge looks at the centre half."""
-    synth = TextureSynthesizer(exemplar, SynthConfig(**_loss_fields(cfg)), log=lambda *_: None)
     objective = synth.objective()
     side = min(exemplar.shape[-2:]) // 2
     view = (side, side)
@@ -65,11 +56,10 @@ def scorer(cfg: TrainConfig, exemplar: torch.Tensor):
         h, w = image.shape[-2:]
         y, x = (h - side) // 2, (w - side) // 2
         values = J.normalise(J.judge(image[:, y : y + side, x : x + side], exemplar), real, floor)
-        logs = [math.log(max(values[k], 1e-12)) for k in J.DISTANCES]
         return {
             "total": float(terms["total"]),
-            "octaves": [float(terms[f"gram/octave{s}"]) for s in range(cfg.octaves)],
-            "judge": math.exp(sum(logs) / len(logs)),
+            "octaves": [float(terms[f"gram/octave{s}"]) for s in range(synth.config.octaves)],
+            "judge": J.score(values),
         }
 
     return score
@@ -90,6 +80,8 @@ def _mean(rows: list[dict]) -> dict:
 
 
 def measure(checkpoint: Path, exemplar_path: Path, references, side, seeds, iterations, out):
+    if seeds < 1 or side < 1 or iterations < 0:
+        raise UserError("--seeds and --size must be at least 1, --iterations at least 0")
     model, meta = load_generator(checkpoint)
     cfg = objective_config(meta)
     exemplar, _ = load_image(exemplar_path)
@@ -98,12 +90,13 @@ def measure(checkpoint: Path, exemplar_path: Path, references, side, seeds, iter
         print(
             f"note: {checkpoint} was trained on {', '.join(trained_on)}, not {exemplar_path.name}"
         )
-    if seeds < 1 or side < 1 or iterations < 0:
-        raise UserError("--seeds and --size must be at least 1, --iterations at least 0")
-    score = scorer(cfg, exemplar)
+    # One synthesizer (backbone and targets built once) scores every image and makes the
+    # optimize-mode result with exactly the checkpoint's objective.
+    synth = TextureSynthesizer(exemplar, SynthConfig(**_loss_fields(cfg)), log=lambda *_: None)
+    score = scorer(synth, exemplar)
     net = prepare(model)
     samples = [generate(net, (side, side), seed=s) for s in range(seeds)]
-    optimized = optimize_result(cfg, exemplar, side, iterations)
+    optimized = synth.synthesize(size=(side, side), seed=0, iterations=iterations).image[0].cpu()
     half = (exemplar.shape[-2] // 2, exemplar.shape[-1] // 2)
     which = "seed 0" if seeds == 1 else f"mean of seeds 0-{seeds - 1}"
     optimize_row = f"optimize, {side} px, {iterations} L-BFGS-B iterations"
