@@ -17,37 +17,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bench.filters import gabor_bank, opponent
+from bench.structure import structure_distance
+
 # Metrics that are distances to the exemplar (lower is better, normalised by real crops).
-DISTANCES = ("local", "structure", "lowfreq", "highfreq", "colour", "mean_shift")
+DISTANCES = ("local", "coarse", "structure", "lowfreq", "highfreq", "colour", "mean_shift")
 LOCAL_OCTAVES = (0, 1)  # full resolution and 1/2: fine-scale texture
-STRUCTURE_OCTAVES = (3, 4)  # 1/8 and 1/16: large-scale structure
+COARSE_OCTAVES = (3, 4)  # 1/8 and 1/16: the same filter statistics, coarse
 MIN_OCTAVE_SIDE = 16  # coarser maps than this carry too few filter responses
 
 
-def _gabor_bank(orientations: int = 4, wavelength: float = 4.0, size: int = 9) -> torch.Tensor:
-    """(2 * orientations, 1, size, size) even and odd zero-mean Gabor kernels, unit L1 norm."""
-    r = torch.arange(size, dtype=torch.float32) - size // 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
-    sigma = 0.56 * wavelength  # about one octave of bandwidth
-    kernels = []
-    for k in range(orientations):
-        theta = math.pi * k / orientations
-        u = x * math.cos(theta) + y * math.sin(theta)
-        envelope = torch.exp(-(x**2 + y**2) / (2 * sigma**2))
-        for phase in (torch.cos, torch.sin):
-            g = envelope * phase(2 * math.pi * u / wavelength)
-            g = g - envelope * (g.sum() / envelope.sum())  # no response to flat areas
-            kernels.append(g / g.abs().sum())
-    return torch.stack(kernels)[:, None]
-
-
-_GABOR = _gabor_bank()
-
-
-def _opponent(x: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) RGB -> (3, H, W) luminance, red-green, blue-yellow."""
-    r, g, b = x
-    return torch.stack([0.299 * r + 0.587 * g + 0.114 * b, r - g, 0.5 * (r + g) - b])
+_GABOR = gabor_bank()
 
 
 def _box_octave(x: torch.Tensor, octave: int) -> torch.Tensor:
@@ -63,7 +43,7 @@ def filter_stats(x: torch.Tensor, octave: int) -> torch.Tensor | None:
     those energy maps with the three opponent channels; the standard deviation of each
     opponent channel.
     """
-    level = _box_octave(_opponent(x.float()), octave)
+    level = _box_octave(opponent(x.float()), octave)
     if min(level.shape[-2:]) < MIN_OCTAVE_SIDE:
         return None
     lum = F.pad(level[None, :1], (4, 4, 4, 4), mode="reflect")
@@ -96,7 +76,7 @@ def radial_power(x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     Returns:
         (K,) power per band, as a density (independent of the image size).
     """
-    lum = _opponent(x.float())[0]
+    lum = opponent(x.float())[0]
     h, w = lum.shape
     window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
     lum = (lum - lum.mean()) * window
@@ -181,11 +161,15 @@ def seam_ratio(x: torch.Tensor) -> float:
     return float(wrap / inner.clamp_min(1e-12))
 
 
-def distances(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    """Every distance of ``x`` (an output) to ``ref`` (the whole exemplar); lower is better."""
+def distances(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, float]:
+    """Every distance of ``x`` (an output) to ``ref`` (the whole exemplar); lower is better.
+
+    ``exclude``: (y, x, h, w) region of ``ref`` that ``x`` was cut from (a real crop), whose
+    patches the structure measure may not match (``bench.structure``)."""
     return {
         "local": _stats_distance(x, ref, LOCAL_OCTAVES),
-        "structure": _stats_distance(x, ref, STRUCTURE_OCTAVES),
+        "coarse": _stats_distance(x, ref, COARSE_OCTAVES),
+        "structure": structure_distance(x, ref, exclude),
         "lowfreq": _lowfreq_distance(x, ref),
         "highfreq": abs(math.log(highfreq_fraction(x) / max(highfreq_fraction(ref), 1e-12))),
         "colour": sliced_wasserstein(x, ref),
@@ -193,9 +177,9 @@ def distances(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     }
 
 
-def judge(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+def judge(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, float]:
     """``distances`` plus the copy fraction and the seam ratio of ``x``."""
-    return {**distances(x, ref), "copy": copy_fraction(x, ref), "seam": seam_ratio(x)}
+    return {**distances(x, ref, exclude), "copy": copy_fraction(x, ref), "seam": seam_ratio(x)}
 
 
 # Controls -----------------------------------------------------------------------------------
@@ -203,11 +187,19 @@ def judge(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
 
 def real_crops(ref: torch.Tensor, size: tuple[int, int], count: int, seed: int = 0):
     """``count`` random (3, *size) crops of ``ref`` (size must fit inside it)."""
+    return [crop for crop, _ in crops_with_regions(ref, size, count, seed)]
+
+
+def crops_with_regions(ref: torch.Tensor, size: tuple[int, int], count: int, seed: int = 0):
+    """``count`` (crop, (y, x, h, w)) pairs: random (3, *size) crops of ``ref`` and where."""
     g = torch.Generator().manual_seed(seed)
     h, w = ref.shape[-2:]
     ys = torch.randint(0, h - size[0] + 1, (count,), generator=g).tolist()
     xs = torch.randint(0, w - size[1] + 1, (count,), generator=g).tolist()
-    return [ref[:, y : y + size[0], x : x + size[1]] for y, x in zip(ys, xs, strict=True)]
+    return [
+        (ref[:, y : y + size[0], x : x + size[1]], (y, x, *size))
+        for y, x in zip(ys, xs, strict=True)
+    ]
 
 
 def white_noise(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -233,7 +225,7 @@ def shuffled_blocks(ref: torch.Tensor, size: tuple[int, int], block: int, seed: 
 
 def reference(ref: torch.Tensor, size: tuple[int, int], crops: int = 4) -> dict[str, float]:
     """The real-crop distances that ``normalise`` divides by: the mean over ``crops`` crops."""
-    rows = [distances(c, ref) for c in real_crops(ref, size, crops, seed=123)]
+    rows = [distances(c, ref, r) for c, r in crops_with_regions(ref, size, crops, seed=123)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in DISTANCES}
 
 
@@ -247,8 +239,10 @@ def normalise(values: dict[str, float], real: dict[str, float], floor: dict[str,
 
 
 def score(values: dict[str, float]) -> float:
-    """One number from normalised distances: their geometric mean (1.0 = a real crop)."""
-    logs = [math.log(max(values[k], 1e-12)) for k in DISTANCES]
+    """One number from normalised distances: their geometric mean (1.0 = a real crop).
+
+    A distance that is NaN (the structure measure on images under 64 px) is left out."""
+    logs = [math.log(max(values[k], 1e-12)) for k in DISTANCES if not math.isnan(values[k])]
     return math.exp(sum(logs) / len(logs))
 
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from losses import TextureLoss, gaussian_pyramid, gram_matrix
+from losses import TextureLoss, gaussian_pyramid
 from losses.spectrum import spectrum_loss
 from losses.tv import total_variation
 
@@ -41,12 +41,8 @@ def _evaluate(objective: TextureLoss, x: torch.Tensor, clock: dict[str, float]) 
             continue
         feats = objective.backbone(level)
         t = lap("forward", t)
-        octave = x.new_zeros((), dtype=torch.float32)
-        for name, w in zip(objective.layers, objective.layer_weights, strict=True):
-            if w != 0:
-                diff = gram_matrix(feats[name]) - getattr(objective, objective._key(s, name))
-                octave = octave + w * diff.pow(2).sum((1, 2)).mean()
-        total = total + v * octave * objective.gram_scale
+        octave = sum(objective.feature_terms(s, feats).values(), x.new_zeros(()))
+        total = total + v * octave
         t = lap("gram", t)
     if objective.spectrum_weight:
         target = objective.spectrum_target(tuple(x.shape[-2:])).to(x.device)

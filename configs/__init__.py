@@ -35,6 +35,12 @@ class LossConfig:
     octave_weights: list[float] | None = None  # one per octave; None = all 1
     spectrum_weight: float = 0.0  # beta of the Liu 2016 spectrum term (0 = off)
     tv_weight: float = 0.0  # lambda of the total-variation term (0 = off)
+    # global: one divisor for all Gram terms (the seed presets); per_term: each (octave, layer)
+    # term divided by its own target energy, so that weights are shares (losses/texture.py)
+    normalisation: str = "global"
+    autocorr_weights: list[float] | None = None  # feature autocorrelation weight per layer
+    autocorr_shift: float = 0.5  # its largest shift, as a fraction of the exemplar's map side
+    swd_weights: list[float] | None = None  # sliced Wasserstein weight per layer (0 = off)
     # Gatys: rescale filters to mean activation 1 on the exemplar. Off by default: with the
     # offline vgg16-hed weights it gave muddier colours and checkerboard noise (README).
     activation_norm: bool = False

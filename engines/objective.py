@@ -9,6 +9,7 @@ import torch
 from configs import LossConfig
 from data.errors import UserError
 from losses import TextureLoss
+from losses.texture import NORMALISATIONS
 from models.backbones import build_backbone, resolve_backbone
 
 
@@ -30,6 +31,10 @@ def _weights(values: list[float] | None, n: int, what: str) -> list[float]:
     if len(values) != n:
         raise UserError(f"{what} has {len(values)} values but {n} are needed")
     return [float(v) for v in values]
+
+
+def _optional(values: list[float] | None, n: int, what: str) -> list[float] | None:
+    return None if values is None else _weights(values, n, what)
 
 
 def min_image_size(backbone, octaves: int) -> int:
@@ -88,6 +93,12 @@ def build_objective(
     cfg: LossConfig, exemplars: list[torch.Tensor], backbone, tile: bool
 ) -> TextureLoss:
     """TextureLoss for ``exemplars`` ((3, H, W) in [0, 1] on the backbone's device)."""
+    if cfg.normalisation not in NORMALISATIONS:
+        raise UserError(
+            f"unknown normalisation '{cfg.normalisation}'; use {' or '.join(NORMALISATIONS)}"
+        )
+    if not 0 < cfg.autocorr_shift <= 1:
+        raise UserError("autocorr_shift must be in (0, 1]")
     for i, u in enumerate(exemplars):
         check_image_size(backbone, cfg.octaves, tuple(u.shape[-2:]), f"exemplar {i + 1}")
     return TextureLoss(
@@ -98,4 +109,9 @@ def build_objective(
         spectrum_weight=cfg.spectrum_weight,
         tv_weight=cfg.tv_weight,
         circular=tile,
+        normalisation=cfg.normalisation,
+        autocorr_weights=_optional(cfg.autocorr_weights, len(backbone.layers), "autocorr_weights"),
+        autocorr_shift=cfg.autocorr_shift,
+        swd_weights=_optional(cfg.swd_weights, len(backbone.layers), "swd_weights"),
+        seed=cfg.seed,
     )

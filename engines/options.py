@@ -24,6 +24,16 @@ Octaves = Annotated[int | None, Opt(help="Gaussian pyramid octaves matched joint
 OctaveWeights = Annotated[str | None, Opt(help="Comma-separated weight per octave.")]
 SpectrumWeight = Annotated[float | None, Opt(help="Weight of the Fourier spectrum term.")]
 TvWeight = Annotated[float | None, Opt(help="Weight of the total-variation term.")]
+Normalisation = Annotated[
+    str | None, Opt(help="Gram term balance: global (one divisor) | per_term (weights = shares).")
+]
+AutocorrWeights = Annotated[
+    str | None, Opt(help="Comma-separated feature-autocorrelation weight per layer.")
+]
+AutocorrShift = Annotated[
+    float | None, Opt(help="Autocorrelation's largest shift, fraction of the exemplar's side.")
+]
+SwdWeights = Annotated[str | None, Opt(help="Comma-separated sliced-Wasserstein weight per layer.")]
 Pooling = Annotated[str | None, Opt(help="Backbone pooling: avg | max.")]
 Padding = Annotated[str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")]
 ActivationNorm = Annotated[
@@ -38,6 +48,8 @@ Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress
 
 def parse_objective_lists(values: dict) -> dict:
     """Turn the comma-separated list options of ``values`` into lists, in place."""
-    for key, kind in [("layers", str), ("layer_weights", float), ("octave_weights", float)]:
+    lists = ["layers", "layer_weights", "octave_weights", "autocorr_weights", "swd_weights"]
+    for key in lists:
+        kind = str if key == "layers" else float
         values[key] = parse_list(values[key], kind, key.replace("_", "-"))
     return values

@@ -5,39 +5,63 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from losses.autocorrelation import autocorrelation, centre_window
 from losses.gram import gram_matrix
 from losses.pyramid import gaussian_pyramid
+from losses.sliced import random_directions, sliced_wasserstein, sorted_projections
 from losses.spectrum import spectrum_loss, spectrum_target
 from losses.tv import total_variation
 
+NORMALISATIONS = ("global", "per_term")
+
 
 class TextureLoss(nn.Module):
-    """``L = sum_s v_s sum_l w_l E^{l,s} / Z + beta * L_spec + lambda_tv * TV`` (DESIGN.md).
+    """``L = sum_s v_s sum_l (w_l E^{l,s} + a_l A^{l,s} + q_l W^{l,s}) + beta L_spec + lambda TV``.
 
-    ``E^{l,s} = sum_ij (G^{l,s}(x) - G^{l,s}(u))^2`` with ``G`` the normalised Gram
-    matrix of backbone layer ``l`` at Gaussian-pyramid octave ``s``, and
-    ``Z = sum_s v_s sum_l w_l ||G^{l,s}(u)||^2`` the targets' own energy, a constant: the
-    Gram term is a relative error (noise scores ~1, a real crop ~1e-4), so beta and
-    lambda_tv do not depend on the backbone. With several exemplars the targets are the
-    mean of their Grams (and spectra).
+    ``E^{l,s} = sum_ij (G^{l,s}(x) - G^{l,s}(u))^2`` with ``G`` the normalised Gram matrix of
+    backbone layer ``l`` at Gaussian-pyramid octave ``s`` (DESIGN.md). Two normalisations:
+
+    - ``global`` (the seed presets): every E is divided by one constant,
+      ``Z = sum_s v_s sum_l w_l ||G^{l,s}(u)||^2``, the targets' weighted energy. The Gram term
+      is then a relative error (noise ~1, a real crop ~1e-4), but layers whose Grams are small
+      (deep ones: pool4 of vgg16-hed carries ~1e-8 of the energy) barely count.
+    - ``per_term``: each E^{l,s} is divided by its own ``||G^{l,s}(u)||^2``, so every
+      (octave, layer) term is a relative error and the weights are shares of the objective,
+      the same for any backbone.
+
+    ``A^{l,s}`` (weights ``autocorr_weights``) is the long-range term of Gonthier et al. 2022:
+    the squared difference of the per-channel spatial autocorrelations of the features
+    (``losses.autocorrelation``) over shifts up to ``autocorr_shift`` times the exemplar's
+    feature-map side, divided by the target's own energy. ``W^{l,s}`` (``swd_weights``) is the
+    sliced Wasserstein distance of Heitz et al. 2021 (``losses.sliced``) on C fixed random
+    directions, divided by the target projections' variance. Both are always per-term
+    normalised, so their weights are shares too. With several exemplars the targets are the
+    mean of their statistics (and spectra); the sorted projections of several exemplars are
+    pooled.
 
     Args:
         exemplars: list of (3, H, W) images in [0, 1], on the backbone's device.
         backbone: a ``models.backbones.FeatureExtractor`` (frozen).
-        layer_weights: one weight per ``backbone.layers`` entry.
+        layer_weights: Gram weight w_l per ``backbone.layers`` entry (0 skips it).
         octave_weights: one weight per octave; its length is the number of octaves.
         spectrum_weight: beta; 0 skips the term.
         tv_weight: lambda_tv; 0 skips the term.
-        circular: periodic output (tile mode): the pyramid and TV wrap around.
+        circular: periodic output (tile mode): the pyramid, TV and autocorrelation wrap around.
+        normalisation: ``global`` or ``per_term`` (for the Gram terms).
+        autocorr_weights: a_l per layer, or None (no autocorrelation term).
+        autocorr_shift: largest shift as a fraction of the exemplar's feature-map side.
+        swd_weights: q_l per layer, or None (no sliced Wasserstein term).
+        seed: seeds the sliced Wasserstein directions.
 
     Call: ``loss(x)`` with x (B, 3, H, W) in [0, 1] returns a dict of scalars:
-    ``total``, ``gram``, ``spectrum``, ``tv`` and ``gram/octave{s}``. Batch terms are
-    averaged over samples; every term is fp32.
+    ``total``, ``gram``, ``spectrum``, ``tv`` and ``gram/octave{s}`` (the whole feature term
+    of octave s: Gram, autocorrelation and sliced terms, before v_s); ``autocorr`` and ``swd``
+    when used. Batch terms are averaged over samples; every term is fp32.
 
     ``loss(x, crop=c, generator=g)`` (generator training views) feeds the backbone, at every
     octave larger than c x c, one random c x c crop per sample drawn from ``g``: coarse
-    octaves are seen whole, fine ones in bounded crops. Normalised Grams make the crops'
-    statistics comparable to the whole exemplar's.
+    octaves are seen whole, fine ones in bounded crops. Normalised statistics make the crops'
+    values comparable to the whole exemplar's.
     """
 
     def __init__(
@@ -49,36 +73,88 @@ class TextureLoss(nn.Module):
         spectrum_weight: float = 0.0,
         tv_weight: float = 0.0,
         circular: bool = False,
+        normalisation: str = "global",
+        autocorr_weights: list[float] | None = None,
+        autocorr_shift: float = 0.5,
+        swd_weights: list[float] | None = None,
+        seed: int = 0,
     ):
         super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}")
         self.backbone = backbone
         self.layers = list(backbone.layers)
+        n = len(self.layers)
         self.layer_weights = list(layer_weights)
+        self.autocorr_weights = list(autocorr_weights or [0.0] * n)
+        self.swd_weights = list(swd_weights or [0.0] * n)
         self.octave_weights = list(octave_weights)
         self.spectrum_weight = spectrum_weight
         self.tv_weight = tv_weight
         self.circular = circular
+        self.normalisation = normalisation
+        self.autocorr_shift = autocorr_shift
         self.exemplars = [u.detach() for u in exemplars]
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
+        self.shifts: dict[str, int] = {}  # autocorrelation window per (octave, layer) key
+        self.term_scale: dict[str, float] = {}  # 1 / the divisor of each term
         with torch.no_grad():
-            targets = [self._grams(u[None], exemplar=True) for u in self.exemplars]
-        energy = 0.0
+            self._build_targets(seed)
+
+    @staticmethod
+    def _key(kind: str, octave: int, layer: str) -> str:
+        return f"{kind}_{octave}_{layer}"
+
+    def _terms_at(self, octave: int):
+        """(layer, kind, weight) of every active feature term at ``octave``."""
+        for name, w, a, q in zip(
+            self.layers, self.layer_weights, self.autocorr_weights, self.swd_weights, strict=True
+        ):
+            for kind, weight in (("gram", w), ("autocorr", a), ("swd", q)):
+                if weight != 0:
+                    yield name, kind, weight
+
+    def _build_targets(self, seed: int) -> None:
+        feats = [self._features(u[None], exemplar=True) for u in self.exemplars]
+        global_energy = 0.0
         for s, v in enumerate(self.octave_weights):
-            for name, w in zip(self.layers, self.layer_weights, strict=True):
-                mean = torch.stack([t[s][name] for t in targets]).mean(0)
-                self.register_buffer(self._key(s, name), mean)  # (1, C, C)
-                energy += v * w * float(mean.double().pow(2).sum())
+            if v == 0:
+                continue
+            for name, kind, weight in self._terms_at(s):
+                key = self._key(kind, s, name)
+                maps = [f[s][name] for f in feats]
+                if kind == "gram":
+                    target = torch.stack([gram_matrix(m) for m in maps]).mean(0)  # (1, C, C)
+                    energy = float(target.double().pow(2).sum())
+                    global_energy += v * weight * energy
+                elif kind == "autocorr":
+                    mean = torch.cat([m.float() for m in maps], -1).mean((0, 2, 3))  # (C,)
+                    self.register_buffer(key + "_mean", mean)
+                    side = min(min(m.shape[-2:]) for m in maps)
+                    self.shifts[key] = max(1, int(self.autocorr_shift * side))
+                    target = torch.stack(
+                        [autocorrelation(m, self.shifts[key], mean) for m in maps]
+                    ).mean(0)  # (1, C, 2k+1, 2k+1)
+                    energy = float(target.double().pow(2).sum())
+                else:
+                    dirs = random_directions(maps[0].shape[1], maps[0].shape[1], seed + s)
+                    self.register_buffer(key + "_dirs", dirs.to(maps[0].device))
+                    target = torch.cat([sorted_projections(m, dirs) for m in maps], -1)
+                    target = target.sort(-1).values  # (1, D, sum of positions)
+                    energy = float(target.double().var(-1).mean())
+                self.register_buffer(key, target)
+                self.term_scale[key] = 1.0 / energy if energy > 0 else 1.0
         # Dividing by the targets' own weighted energy makes L_gram a relative error: its
         # scale no longer depends on the backbone's activation range (caffe-style 0..255
         # inputs give Grams ~1e7 times larger than torchvision's), so one spectrum or TV
         # weight means the same with every backbone and exemplar.
-        self.gram_scale = 1.0 / energy if energy > 0 else 1.0
+        if self.normalisation == "global":
+            scale = 1.0 / global_energy if global_energy > 0 else 1.0
+            for key in self.term_scale:
+                if key.startswith("gram_"):
+                    self.term_scale[key] = scale
 
-    @staticmethod
-    def _key(octave: int, layer: str) -> str:
-        return f"target_{octave}_{layer}"
-
-    def _grams(
+    def _features(
         self,
         x: torch.Tensor,
         exemplar: bool = False,
@@ -94,8 +170,36 @@ class TextureLoss(nn.Module):
                 continue
             if crop is not None:
                 level = random_crops(level, crop, generator)
-            feats = self.backbone(level)
-            out.append({name: gram_matrix(feats[name]) for name in self.layers})
+            out.append(self.backbone(level))
+        return out
+
+    def feature_terms(self, octave: int, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weighted, normalised statistics terms of one octave's features, summed by kind.
+
+        Args:
+            octave: pyramid octave s.
+            feats: {layer: (B, C, h, w)} the backbone's features of that octave.
+
+        Returns:
+            {"gram": scalar, "autocorr": scalar, "swd": scalar} (kinds in use only), each
+            ``sum_l weight_l * term / divisor``, averaged over the batch.
+        """
+        out: dict[str, torch.Tensor] = {}
+        for name, kind, weight in self._terms_at(octave):
+            key = self._key(kind, octave, name)
+            target, f = getattr(self, key), feats[name]
+            if kind == "gram":
+                value = (gram_matrix(f) - target).pow(2).sum((1, 2)).mean()
+            elif kind == "autocorr":
+                k = self.shifts[key]
+                mean = getattr(self, key + "_mean")
+                ours = autocorrelation(f, k, mean, self.circular)
+                ky, kx = (ours.shape[-2] - 1) // 2, (ours.shape[-1] - 1) // 2
+                value = (ours - centre_window(target, ky, kx)).pow(2).sum((1, 2, 3)).mean()
+            else:
+                value = sliced_wasserstein(f, target, getattr(self, key + "_dirs")).mean()
+            term = weight * value * self.term_scale[key]
+            out[kind] = out[kind] + term if kind in out else term
         return out
 
     def spectrum_target(self, size: tuple[int, int]) -> torch.Tensor:
@@ -108,18 +212,24 @@ class TextureLoss(nn.Module):
         self, x: torch.Tensor, crop: int | None = None, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        gram_total = x.new_zeros((), dtype=torch.float32)
-        for s, grams in enumerate(self._grams(x, crop=crop, generator=generator)):
-            octave = x.new_zeros((), dtype=torch.float32)
-            for name, weight in zip(self.layers, self.layer_weights, strict=True):
-                if name in grams and weight != 0:
-                    diff = grams[name] - getattr(self, self._key(s, name))
-                    octave = octave + weight * diff.pow(2).sum((1, 2)).mean()
-            octave = octave * self.gram_scale
+        zero = x.new_zeros((), dtype=torch.float32)
+        kinds = {"gram": zero, "autocorr": zero, "swd": zero}
+        feature_total = zero
+        for s, feats in enumerate(self._features(x, crop=crop, generator=generator)):
+            if not feats:
+                terms[f"gram/octave{s}"] = zero
+                continue
+            parts = self.feature_terms(s, feats)
+            octave = sum(parts.values(), zero)
             terms[f"gram/octave{s}"] = octave
-            gram_total = gram_total + self.octave_weights[s] * octave
-        terms["gram"] = gram_total
-        total = gram_total
+            feature_total = feature_total + self.octave_weights[s] * octave
+            for kind, value in parts.items():
+                kinds[kind] = kinds[kind] + self.octave_weights[s] * value
+        terms["gram"] = kinds["gram"]
+        for kind in ("autocorr", "swd"):
+            if any(w != 0 for w in getattr(self, f"{kind}_weights")):
+                terms[kind] = kinds[kind]
+        total = feature_total
         if self.spectrum_weight:
             target = self.spectrum_target(tuple(x.shape[-2:])).to(x.device)
             terms["spectrum"] = spectrum_loss(x, target)
