@@ -12,13 +12,12 @@ real crops about 1 and every control above ``FLAG`` (the issue's 1.5x). Writes
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bench.structure import controls, structure_terms
+from bench.structure import StructureReference, controls
 from data.errors import UserError
 from data.images import load_image
 from data.procedural import make
@@ -30,21 +29,11 @@ FLAG = 1.5  # a control must score at least this many real crops
 
 
 def control_table(ref, seed: int = 0) -> dict[str, dict[str, float]]:
-    """{control: {term: distance / mean real-crop distance, "structure": their geometric mean}}
-    for one (3, H, W) exemplar, at half its short side."""
+    """{image: {"layout", "edges", "structure"}} for the real crops and controls of one
+    (3, H, W) exemplar, at half its short side (1.0 ~ a real crop)."""
     side = min(ref.shape[-2:]) // 2
-    raw = {
-        name: structure_terms(img, ref, region)
-        for name, (img, region) in controls(ref, (side, side), seed).items()
-    }
-    real = [v for k, v in raw.items() if k.startswith("real crop")]
-    base = {t: sum(r[t] for r in real) / len(real) for t in real[0]}
-    table = {}
-    for name, terms in raw.items():
-        row = {t: v / base[t] for t, v in terms.items()}
-        row["structure"] = math.exp(sum(math.log(v) for v in row.values()) / len(row))
-        table[name] = row
-    return table
+    reference = StructureReference(ref)
+    return {name: reference(img) for name, img in controls(ref, (side, side), seed).items()}
 
 
 def _markdown(tables: dict[str, dict[str, dict[str, float]]], term: str = "structure") -> str:
@@ -92,13 +81,11 @@ def validate(images: list[Path] | None, procedural_side: int, out: Path) -> None
     tables = {}
     for name, ref in exemplars.items():
         tables[name] = control_table(ref)
-        for term in ("patches", "layout", "edges", "structure"):
+        for term in ("layout", "edges", "structure"):
             row = " ".join(f"{v[term]:5.2f}" for v in tables[name].values())
             print(f"{name:20s} {term:9s} {row}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(
-        f"{t}:\n\n{_markdown(tables, t)}" for t in ("structure", "patches", "layout", "edges")
-    )
+    text = "\n".join(f"{t}:\n\n{_markdown(tables, t)}" for t in ("structure", "layout", "edges"))
     for path, body in (
         (out / "controls.md", text),
         (out / "controls.json", json.dumps(tables, indent=1)),

@@ -161,15 +161,12 @@ def seam_ratio(x: torch.Tensor) -> float:
     return float(wrap / inner.clamp_min(1e-12))
 
 
-def distances(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, float]:
-    """Every distance of ``x`` (an output) to ``ref`` (the whole exemplar); lower is better.
-
-    ``exclude``: (y, x, h, w) region of ``ref`` that ``x`` was cut from (a real crop), whose
-    patches the structure measure may not match (``bench.structure``)."""
+def distances(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Every distance of ``x`` (an output) to ``ref`` (the whole exemplar); lower is better."""
     return {
         "local": _stats_distance(x, ref, LOCAL_OCTAVES),
         "coarse": _stats_distance(x, ref, COARSE_OCTAVES),
-        "structure": structure_distance(x, ref, exclude),
+        "structure": structure_distance(x, ref),
         "lowfreq": _lowfreq_distance(x, ref),
         "highfreq": abs(math.log(highfreq_fraction(x) / max(highfreq_fraction(ref), 1e-12))),
         "colour": sliced_wasserstein(x, ref),
@@ -177,9 +174,9 @@ def distances(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, flo
     }
 
 
-def judge(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, float]:
+def judge(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     """``distances`` plus the copy fraction and the seam ratio of ``x``."""
-    return {**distances(x, ref, exclude), "copy": copy_fraction(x, ref), "seam": seam_ratio(x)}
+    return {**distances(x, ref), "copy": copy_fraction(x, ref), "seam": seam_ratio(x)}
 
 
 # Controls -----------------------------------------------------------------------------------
@@ -187,19 +184,11 @@ def judge(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, float]:
 
 def real_crops(ref: torch.Tensor, size: tuple[int, int], count: int, seed: int = 0):
     """``count`` random (3, *size) crops of ``ref`` (size must fit inside it)."""
-    return [crop for crop, _ in crops_with_regions(ref, size, count, seed)]
-
-
-def crops_with_regions(ref: torch.Tensor, size: tuple[int, int], count: int, seed: int = 0):
-    """``count`` (crop, (y, x, h, w)) pairs: random (3, *size) crops of ``ref`` and where."""
     g = torch.Generator().manual_seed(seed)
     h, w = ref.shape[-2:]
     ys = torch.randint(0, h - size[0] + 1, (count,), generator=g).tolist()
     xs = torch.randint(0, w - size[1] + 1, (count,), generator=g).tolist()
-    return [
-        (ref[:, y : y + size[0], x : x + size[1]], (y, x, *size))
-        for y, x in zip(ys, xs, strict=True)
-    ]
+    return [ref[:, y : y + size[0], x : x + size[1]] for y, x in zip(ys, xs, strict=True)]
 
 
 def white_noise(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -225,7 +214,7 @@ def shuffled_blocks(ref: torch.Tensor, size: tuple[int, int], block: int, seed: 
 
 def reference(ref: torch.Tensor, size: tuple[int, int], crops: int = 4) -> dict[str, float]:
     """The real-crop distances that ``normalise`` divides by: the mean over ``crops`` crops."""
-    rows = [distances(c, ref, r) for c, r in crops_with_regions(ref, size, crops, seed=123)]
+    rows = [distances(c, ref) for c in real_crops(ref, size, crops, seed=123)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in DISTANCES}
 
 

@@ -138,13 +138,15 @@ def quality_section(r: dict) -> list[str]:
         "",
         "Distances to the exemplar divided by those of real crops of it (1.0 = as close as a "
         "real crop; lower is better): local = Gabor energy statistics at full and 1/2 "
-        "resolution; structure = the same at 1/8 and 1/16; lowfreq = log radial power below "
+        "resolution; coarse = the same at 1/8 and 1/16; structure = correlograms and "
+        "cross-scale phase of fixed filters z-scored against real crops (bench.structure); "
+        "lowfreq = log radial power below "
         "1/8 cycle/px; highfreq = log ratio of the power fraction above 1/4 cycle/px; colour = "
         "RGB sliced Wasserstein; mean_shift = mean colour difference. copy = fraction of 8x8 "
         "patches that are near-verbatim exemplar patches (a real crop is 1). seam = jump across "
         "the wrap / interior steps (1 = tiles seamlessly; only the generator is made tileable "
         "here). diversity = generator samples' pairwise difference / real crops'. score = "
-        "geometric mean of the six distances.",
+        "geometric mean of the seven distances.",
         "",
         "### Mean over exemplars (geometric mean of each ratio; copy, seam, diversity: mean)",
         "",

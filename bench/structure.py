@@ -1,16 +1,25 @@
 """Structure measure of the judge, and the controls that validate it.
 
-The synthesis objective sees CNN features through Gram matrices (and optionally autocorrelations
-of them); none of that is used here. Structure is judged on raw pixels: every output patch,
-at several box-filtered octaves, is looked up among all the exemplar's patches of that octave,
-and the distance to its nearest neighbour is averaged. A bent row of bricks, a broken cell
-wall, a disc of the wrong size or a block seam makes patches that the exemplar does not
-contain, while a texture made of the exemplar's own layout finds close matches everywhere.
+The synthesis objective sees CNN features through Gram matrices (and optionally
+autocorrelations of them); none of that is used here. Structure is judged on raw pixels, by
+two groups of fixed-filter statistics:
 
-Convention: images are (3, H, W) float tensors in [0, 1], RGB. Distances are RMS differences
-per patch element in opponent colour space (luminance, red-green, blue-yellow); lower is
-better. A real crop is judged against the exemplar with its own region left out (``exclude``),
-so it cannot find itself.
+- ``layout``: correlograms (autocorrelation coefficients over shifts up to 0.15 of the
+  exemplar's side) of Gabor responses and of their magnitudes at box-pyramid octaves 1-3 of
+  the contrast-normalised luminance: do elements recur at the exemplar's spacings and angles?
+- ``edges``: Portilla-Simoncelli style cross-scale phase correlations and the kurtosis and
+  skewness of each band: are edges as sharp and as aligned across scales?
+
+Real crops of a photo differ from each other (lighting, non-stationarity), so a statistic
+compared with the whole exemplar's value cannot tell a small structural change from the
+crop-to-crop spread. Each statistic is therefore z-scored against ``CROPS`` real crops of
+half the exemplar's short side (mean and standard deviation per entry), and a group's
+distance is the RMS z-score: entries that real crops agree on (the lattice spacing of cells,
+the width of a joint) weigh much more than those that vary anyway. The measure is the
+geometric mean of the two groups, each divided by the real crops' own leave-one-out value, so
+that 1.0 means "as far from the exemplar's real crops as one of them".
+
+Convention: images are (3, H, W) float tensors in [0, 1], RGB.
 """
 
 from __future__ import annotations
@@ -23,11 +32,10 @@ import torch.nn.functional as F
 from bench.filters import gabor_bank, opponent
 
 GABOR_WAVELENGTH = 4.0  # px at each octave: the band centred on 1/4 cycle per pixel
-OCTAVES = (1, 2, 3)  # box-pyramid octaves: elements of 2-8, 4-16 and 8-32 px apart
+OCTAVES = (1, 2, 3)  # box-pyramid octaves of the layout statistics
 _GABOR = gabor_bank(wavelength=GABOR_WAVELENGTH)
 MIN_SIDE = 16  # coarser maps than this hold too few responses for statistics
-PATCH = 8  # patch side, in pixels of the octave: spans of 15, 29 and 57 px of the image
-QUERIES = 512  # output patches looked up per octave (a seeded random subset)
+CROPS = 24  # real crops whose statistics' spread sets the z-scores
 SHIFT_FRACTION = 0.15  # correlogram shifts up to this fraction of the exemplar's short side
 
 
@@ -51,52 +59,6 @@ def contrast_normalised(x: torch.Tensor, sigma: float) -> torch.Tensor:
     var = _gaussian_blur((p - mean)[:1] ** 2, sigma)
     z = (p - mean) / (var.clamp_min(0).sqrt() + 0.01)
     return z[:, pad : z.shape[1] - pad, pad : z.shape[2] - pad]
-
-
-def _box_blur(x: torch.Tensor, octave: int) -> torch.Tensor:
-    """Mean over 2^octave x 2^octave windows at every pixel (no decimation, so every phase of
-    the octave's grid is kept and a crop matches its source exactly)."""
-    k = 2**octave
-    padded = F.pad(x[None], (k // 2, k - 1 - k // 2, k // 2, k - 1 - k // 2), mode="reflect")
-    return F.avg_pool2d(padded, k, stride=1)[0]
-
-
-def patch_distance(x, ref, exclude=None, seed: int = 0) -> float:
-    """Geometric mean over ``OCTAVES`` of the mean nearest-neighbour distance of x's patches.
-
-    A patch of octave s is ``PATCH`` x ``PATCH`` samples 2^s px apart on the box-blurred image;
-    the exemplar's patches start on every 2^(s-1)-th pixel. Distances are RMS per element.
-    """
-    g = torch.Generator().manual_seed(seed)
-    logs = []
-    for s in OCTAVES:
-        a, b = _box_blur(x, s), _box_blur(ref, s)
-        d, stride = 2**s, 2 ** (s - 1)
-        span = d * (PATCH - 1) + 1
-        if min(a.shape[-2:]) < span or min(b.shape[-2:]) < span:
-            continue
-        queries = F.unfold(a[None], PATCH, dilation=d, stride=d)[0].T  # (P, C * PATCH^2)
-        queries = queries[torch.randperm(queries.shape[0], generator=g)[:QUERIES]]
-        base = F.unfold(b[None], PATCH, dilation=d, stride=stride)[0].T
-        if exclude is not None:
-            y0, x0, h, w = exclude
-            nh = (b.shape[1] - span) // stride + 1
-            nw = (b.shape[2] - span) // stride + 1
-            ys = torch.arange(nh).repeat_interleave(nw) * stride
-            xs = torch.arange(nw).repeat(nh) * stride
-            inside = (ys < y0 + h) & (ys + span > y0) & (xs < x0 + w) & (xs + span > x0)
-            base = base[~inside]
-            if base.shape[0] == 0:
-                continue
-        q_sq = queries.pow(2).sum(1, keepdim=True)
-        best = torch.full((queries.shape[0],), float("inf"))
-        for chunk in torch.split(base, 16384):
-            dist = q_sq + chunk.pow(2).sum(1)[None] - 2 * queries @ chunk.T
-            best = torch.minimum(best, dist.min(1).values)
-        logs.append(math.log(float((best.clamp_min(0) / queries.shape[1]).sqrt().mean()) + 1e-9))
-    if not logs:
-        raise ValueError(f"images of {tuple(x.shape[-2:])} px are too small for the measure")
-    return math.exp(sum(logs) / len(logs))
 
 
 def _gabor(level: torch.Tensor) -> torch.Tensor:
@@ -157,58 +119,97 @@ def phase_stats(x: torch.Tensor, octaves) -> torch.Tensor:
     return torch.cat(out)
 
 
-def structure_terms(x: torch.Tensor, ref: torch.Tensor, exclude=None) -> dict[str, float]:
-    """The three parts of the structure measure, each a distance of x to ref (lower is better).
-
-    ``patches``: nearest-neighbour patch distance (are x's shapes the exemplar's?);
-    ``layout``: correlogram distance (do elements recur at the exemplar's spacings and angles?);
-    ``edges``: phase and marginal statistics (are edges as sharp and as aligned across scales?).
-    Patches and layout are taken on contrast-normalised images (sd: 1/16 of the exemplar's
-    short side), and the layout's shifts reach 0.15 of it: both scales come from the exemplar,
-    so that outputs of any size are measured alike.
-    """
-    side = min(ref.shape[-2:])
-    zx, zr = contrast_normalised(x, side / 16), contrast_normalised(ref, side / 16)
-    shift = int(SHIFT_FRACTION * side)
-    # Statistics are taken only at octaves where both images are at least MIN_SIDE px.
-    small = min(*x.shape[-2:], side)
+def structure_stats(x: torch.Tensor, ref_side: int) -> dict[str, torch.Tensor]:
+    """{"layout": (N,), "edges": (M,)} statistics of x (3, H, W) for an exemplar of short side
+    ``ref_side`` (which sets the contrast normalisation's sd, 1/16 of it, and the layout's
+    shifts, 0.15 of it, so that every image is measured on the exemplar's scale)."""
+    z = contrast_normalised(x, ref_side / 16)
+    small = ref_side // 2  # the real crops' side: x must be at least as large
     layout_octaves = [s for s in OCTAVES if small >> s >= MIN_SIDE]
     edge_octaves = [s for s in range(3) if small >> (s + 1) >= MIN_SIDE]
-    if not layout_octaves or not edge_octaves:
-        raise ValueError(f"images under {MIN_SIDE << 2} px are too small for the structure measure")
-    lx, lr = layout_stats(zx, shift, layout_octaves), layout_stats(zr, shift, layout_octaves)
-    layout = math.sqrt(
-        sum(float((a - b).pow(2).mean()) for a, b in zip(lx, lr, strict=True)) / len(lx)
-    )
-    edges = phase_stats(x, edge_octaves) - phase_stats(ref, edge_octaves)
     return {
-        "patches": patch_distance(zx, zr, exclude),
-        "layout": layout,
-        "edges": float(edges.pow(2).mean().sqrt()),
+        "layout": torch.cat(layout_stats(z, int(SHIFT_FRACTION * ref_side), layout_octaves)),
+        "edges": phase_stats(x, edge_octaves),
     }
 
 
-def structure_distance(x, ref, exclude=None) -> float:
-    """Geometric mean of ``structure_terms`` (raw; the judge divides by real crops' values).
+def _z_rms(stats, mean, std) -> dict[str, float]:
+    return {k: float(((stats[k] - mean[k]) / std[k]).pow(2).mean().sqrt()) for k in stats}
 
-    NaN (not a number, never a made-up value) for images under ``4 * MIN_SIDE`` px a side,
-    which have no octave big enough for the statistics."""
-    if min(*x.shape[-2:], *ref.shape[-2:]) < 4 * MIN_SIDE:
+
+def _moments(rows: list[dict[str, torch.Tensor]]):
+    mean = {k: torch.stack([r[k] for r in rows]).mean(0) for k in rows[0]}
+    std = {}
+    for k in rows[0]:
+        sd = torch.stack([r[k] for r in rows]).std(0)
+        # Entries on which the crops agree exactly (a correlogram's centre is always 1) would
+        # divide by ~0: floor each sd at a fifth of the group's median sd.
+        std[k] = sd.clamp_min(0.2 * float(sd.median()) + 1e-12)
+    return mean, std
+
+
+class StructureReference:
+    """The real-crop statistics of one exemplar, computed once; call it on outputs.
+
+    Args:
+        ref: (3, H, W) exemplar in [0, 1], at least ``8 * MIN_SIDE`` px on its short side.
+        crops: number of real crops (half the short side, random positions from ``seed``).
+
+    Call: ``reference(x)`` with x (3, h, w), h, w >= half the exemplar's short side (the real
+    crops' side, so that x has every statistic they have) -> {"layout", "edges",
+    "structure"}: RMS z-scores over the leave-one-out real-crop value (1.0 ~ a real crop) and
+    their geometric mean.
+    """
+
+    def __init__(self, ref: torch.Tensor, crops: int = CROPS, seed: int = 321):
+        self.side = min(ref.shape[-2:])
+        if self.side < 8 * MIN_SIDE:
+            raise ValueError(f"exemplars under {8 * MIN_SIDE} px are too small for the measure")
+        half = self.side // 2
+        g = torch.Generator().manual_seed(seed)
+        h, w = ref.shape[-2:]
+        rows = []
+        for _ in range(crops):
+            y = int(torch.randint(0, h - half + 1, (1,), generator=g))
+            x = int(torch.randint(0, w - half + 1, (1,), generator=g))
+            rows.append(structure_stats(ref[:, y : y + half, x : x + half], self.side))
+        self.mean, self.std = _moments(rows)
+        loo = [_z_rms(r, *_moments(rows[:i] + rows[i + 1 :])) for i, r in enumerate(rows)]
+        self.baseline = {k: sum(v[k] for v in loo) / len(loo) for k in rows[0]}
+
+    def __call__(self, x: torch.Tensor) -> dict[str, float]:
+        z = _z_rms(structure_stats(x, self.side), self.mean, self.std)
+        out = {k: v / self.baseline[k] for k, v in z.items()}
+        out["structure"] = math.exp(sum(math.log(max(v, 1e-12)) for v in out.values()) / 2)
+        return out
+
+
+_CACHE: dict[tuple, StructureReference] = {}
+
+
+def structure_distance(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """``StructureReference(ref)(x)["structure"]``, the reference cached per exemplar (its
+    crops' statistics are the expensive part). NaN, never a made-up value, when ref is under
+    ``8 * MIN_SIDE`` px or x under half of ref's short side: there is no real crop to compare."""
+    ref_side = min(ref.shape[-2:])
+    if ref_side < 8 * MIN_SIDE or min(x.shape[-2:]) < ref_side // 2:
         return float("nan")
-    terms = structure_terms(x, ref, exclude)
-    return math.exp(sum(math.log(max(v, 1e-12)) for v in terms.values()) / len(terms))
+    key = (ref.data_ptr(), tuple(ref.shape), float(ref.double().sum()))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = StructureReference(ref)
+    return _CACHE[key](x)["structure"]
 
 
 # Controls: images that keep the exemplar's local statistics and break its layout --------------
 
 
-def crop_at(ref: torch.Tensor, size: tuple[int, int], seed: int) -> tuple[torch.Tensor, tuple]:
-    """A random (3, *size) crop of ``ref`` and its (y, x, h, w) region."""
+def _crop(ref: torch.Tensor, size: tuple[int, int], seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     h, w = ref.shape[-2:]
     y = int(torch.randint(0, h - size[0] + 1, (1,), generator=g))
     x = int(torch.randint(0, w - size[1] + 1, (1,), generator=g))
-    return ref[:, y : y + size[0], x : x + size[1]], (y, x, size[0], size[1])
+    return ref[:, y : y + size[0], x : x + size[1]]
 
 
 def elastic_warp(x: torch.Tensor, amplitude: float, scale: float, seed: int) -> torch.Tensor:
@@ -234,15 +235,12 @@ def elastic_warp(x: torch.Tensor, amplitude: float, scale: float, seed: int) -> 
 
 
 def rescaled(ref: torch.Tensor, size: tuple[int, int], factor: float, seed: int):
-    """A crop of ``ref`` covering ``size / factor`` px, resized to ``size`` (factor > 1 enlarges).
-
-    Returns the image and the region it was cut from."""
+    """A crop of ``ref`` covering ``size / factor`` px resized to ``size`` (> 1 enlarges)."""
     src = (round(size[0] / factor), round(size[1] / factor))
-    crop, region = crop_at(ref, src, seed)
     out = F.interpolate(
-        crop[None], size=size, mode="bicubic", antialias=factor < 1, align_corners=False
+        _crop(ref, src, seed)[None], size=size, mode="bicubic", antialias=factor < 1
     )
-    return out[0].clamp(0, 1), region
+    return out[0].clamp(0, 1)
 
 
 def phase_randomised(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -270,29 +268,21 @@ def block_shuffled(x: torch.Tensor, block: int, seed: int) -> torch.Tensor:
     return out
 
 
-def controls(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> dict[str, tuple]:
-    """Named (image, excluded region or None) pairs of ``size`` made from ``ref``.
+def controls(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Named (3, *size) images made from ``ref``: three real crops, then the controls.
 
-    ``ref`` must be at least 1.25x ``size`` on each side (for the 0.8x rescale). Every control
-    but noise is made from a real crop and is judged with that crop's region left out, like the
-    real crops themselves, so that the comparison with them is fair.
+    ``ref`` must be at least 1.25x ``size`` on each side (for the 0.8x rescale). The warp moves
+    pixels by 1/64 of the side (RMS, per axis) along a field smooth over 1/16 of it; blocks are
+    1/4 of the side.
     """
     side = min(size)
-    out = {}
-    for k in range(3):
-        out[f"real crop {k + 1}"] = crop_at(ref, size, seed + k)
-    crop, region = crop_at(ref, size, seed + 10)
-    out["elastic warp"] = (
-        elastic_warp(crop, amplitude=side / 64, scale=side / 16, seed=seed),
-        region,
-    )
+    out = {f"real crop {k + 1}": _crop(ref, size, seed + k) for k in range(3)}
+    out["elastic warp"] = elastic_warp(_crop(ref, size, seed + 10), side / 64, side / 16, seed)
     out["rescaled 1.25x"] = rescaled(ref, size, 1.25, seed + 11)
     out["rescaled 0.8x"] = rescaled(ref, size, 0.8, seed + 12)
-    crop, region = crop_at(ref, size, seed + 13)
-    out["shuffled blocks"] = (block_shuffled(crop, max(8, side // 4), seed), region)
-    crop, region = crop_at(ref, size, seed + 14)
-    out["phase randomised"] = (phase_randomised(crop, seed), region)
-    gen = torch.Generator().manual_seed(seed + 15)
+    out["shuffled blocks"] = block_shuffled(_crop(ref, size, seed + 13), max(8, side // 4), seed)
+    out["phase randomised"] = phase_randomised(_crop(ref, size, seed + 14), seed)
+    g = torch.Generator().manual_seed(seed + 15)
     mean, std = ref.mean((1, 2), keepdim=True), ref.std((1, 2), keepdim=True)
-    out["noise"] = ((mean + std * torch.randn(3, *size, generator=gen)).clamp(0, 1), None)
+    out["noise"] = (mean + std * torch.randn(3, *size, generator=g)).clamp(0, 1)
     return out

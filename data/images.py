@@ -19,7 +19,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from data.errors import UserError
-from data.sidecar import library_versions, write_bytes_atomic, write_json_atomic
+from data.sidecar import json_bytes, library_versions, write_bytes_atomic, write_files_atomic
 
 MAX_SIDE = 40000
 MAX_PIXELS = 400_000_000
@@ -252,6 +252,14 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"{path}: outputs are PNG files; use a name ending in .png")
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists; use --overwrite to replace it")
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_dir():
+        raise UserError(f"{sidecar}: is a directory, where {path.name}'s sidecar goes")
+    if sidecar.exists() and not overwrite:
+        raise UserError(
+            f"{sidecar}: already exists (the sidecar {path.name} would get); "
+            "use --overwrite to replace it"
+        )
     parent = path.parent
     if not parent.is_dir():
         raise UserError(f"{parent}: is not an existing directory; create it first")
@@ -288,8 +296,9 @@ def save_image(
         UserError: as :func:`check_output_path`.
         ValueError: wrong shape, non-finite values, or ``bits`` not 8 or 16.
 
-    Both files are written through temporary files and renamed into place; if the sidecar
-    cannot be written, the new image is removed, so no output lacks its provenance.
+    Both files are written through temporary files and renamed into place together
+    (:func:`data.sidecar.write_files_atomic`): if either cannot be written, the old image and
+    sidecar are left as they were, so no output lacks its provenance and nothing is lost.
     """
     path = check_output_path(path, overwrite)
     if bits not in (8, 16):
@@ -306,13 +315,10 @@ def save_image(
     data = _png_bytes(hwc)
     if sidecar is not None:
         sidecar = {"versions": library_versions(), **sidecar}
-    write_bytes_atomic(path, data)
-    if sidecar is not None:
-        try:
-            write_json_atomic(path.with_suffix(".json"), sidecar)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+    if sidecar is None:
+        write_bytes_atomic(path, data)
+    else:
+        write_files_atomic({path: data, path.with_suffix(".json"): json_bytes(sidecar)})
     return path
 
 

@@ -43,14 +43,85 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def stage_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file beside ``path``, fsynced; return its path.
+
+    On failure the temporary file is removed and the exception propagates."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def commit_files(staged: dict[Path, Path]) -> None:
+    """Move staged temporary files ({final path: temporary path}) into place, all or none.
+
+    Each existing final file is renamed to a backup, then each temporary file renamed into
+    place, then the backups removed. If a rename fails, the files already moved in are
+    removed and the backups restored, so either every new file is in place or every old one
+    is. The temporary files are gone afterwards in both cases.
+    """
+    backups: dict[Path, Path] = {}
+    placed: list[Path] = []
+    try:
+        for path, tmp in staged.items():
+            if path.exists():
+                backup = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
+                os.replace(path, backup)
+                backups[path] = backup
+            os.replace(tmp, path)
+            placed.append(path)
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        for path, backup in backups.items():
+            os.replace(backup, path)
+        raise
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+    for backup in backups.values():
+        backup.unlink(missing_ok=True)
+
+
+def write_files_atomic(files: dict[Path, bytes]) -> None:
+    """Write several files so that either all new ones are in place or all old ones are.
+
+    Every file is first staged (written and fsynced beside its path: a full disk or an
+    unwritable name fails here, before anything is replaced), then all are committed
+    together (:func:`commit_files`). An image and its sidecar therefore never part.
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            staged[path] = stage_file(path, data)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    commit_files(staged)
+
+
+def json_bytes(obj: dict) -> bytes:
+    """``obj`` as pretty JSON (indent 2, sorted keys, trailing newline), UTF-8; values JSON
+    cannot represent (paths, enums, dtypes) are written as ``str(value)``."""
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path: str | Path, obj: dict) -> None:
     """Write ``obj`` as pretty JSON (indent 2, sorted keys, trailing newline), atomically.
 
     Values JSON cannot represent (paths, enums, dtypes) are written as ``str(value)``.
     Serialisation happens before anything touches the disk.
     """
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, json_bytes(obj))
 
 
 def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

@@ -32,7 +32,7 @@ from data.errors import UserError
 from data.images import check_output_path
 from data.sidecar import file_sha256
 from engines.checkpoints import load_generator
-from engines.png_writer import PngStream, write_sidecar
+from engines.png_writer import PngStream
 from models.generator import TextureGenerator
 from models.noise import hash_noise
 
@@ -165,19 +165,18 @@ def write_texture(
     with PngStream(path, size, bits) as png:
         for band in render_bands(model, size, seed, seamless, block, on_block):
             png.write((band * levels).round().permute(1, 2, 0).numpy().astype(dtype))
-    sidecar = {
-        "mode": "generate",
-        "checkpoint": meta["path"],
-        "checkpoint_sha256": file_sha256(meta["path"]),
-        "config": meta["config"],
-        "training": meta["info"],
-        "generator": meta["arch"],
-        "seed": seed,
-        "seamless": seamless,
-        "size": {"height": size[0], "width": size[1]},
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    write_sidecar(path, sidecar)
+        png.sidecar = sidecar = {
+            "mode": "generate",
+            "checkpoint": meta["path"],
+            "checkpoint_sha256": file_sha256(meta["path"]),
+            "config": meta["config"],
+            "training": meta["info"],
+            "generator": meta["arch"],
+            "seed": seed,
+            "seamless": seamless,
+            "size": {"height": size[0], "width": size[1]},
+            "seconds": round(time.perf_counter() - start, 3),
+        }
     return sidecar
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.sidecar import library_versions, write_json_atomic
+from data.sidecar import commit_files, json_bytes, library_versions, stage_file
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -37,13 +37,16 @@ class PngStream:
         bits: 8 (uint8 bands) or 16 (uint16 bands).
         level: zlib level; 3 is ~3x faster than Pillow's 6 on textures for ~3% more bytes.
 
-    Use as a context manager; leaving it by an exception deletes the temporary file.
+    Use as a context manager; leaving it by an exception deletes the temporary file. Set
+    ``sidecar`` (a dict) before leaving the block to write the JSON sidecar with the image
+    (a ``versions`` entry is added): both files arrive together, or the old ones stay.
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int], bits: int = 8, level: int = 3):
         self.path, self.size, self.bits = Path(path), size, bits
         self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         self.rows = 0
+        self.sidecar: dict | None = None  # set before leaving the block: written with the image
         self._zlib = zlib.compressobj(level)
 
     def __enter__(self) -> PngStream:
@@ -73,16 +76,11 @@ class PngStream:
                 os.fsync(self.file.fileno())
             self.file.close()
             if kind is None:
-                os.replace(self.tmp, self.path)
+                staged = {self.path: self.tmp}
+                if self.sidecar is not None:
+                    meta = {"versions": library_versions(), **self.sidecar}
+                    json_path = self.path.with_suffix(".json")
+                    staged[json_path] = stage_file(json_path, json_bytes(meta))
+                commit_files(staged)
         finally:
             self.tmp.unlink(missing_ok=True)
-
-
-def write_sidecar(path: Path, sidecar: dict) -> None:
-    """``path.with_suffix('.json')`` with a ``versions`` entry, as ``save_image`` writes it;
-    the image at ``path`` is removed if the sidecar cannot be written."""
-    try:
-        write_json_atomic(path.with_suffix(".json"), {"versions": library_versions(), **sidecar})
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise

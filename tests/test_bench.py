@@ -2,6 +2,7 @@
 and ``python -m bench`` writes its table and contact sheets."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -82,3 +83,16 @@ def test_bad_preset_is_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["--quick", "--out", str(tmp_path), "--presets", "nope"])
     assert result.exit_code == 2
     assert "unknown preset" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_structure_measure_scores_real_crops_about_one_and_flags_controls(stripes):
+    from bench.structure import StructureReference, controls
+
+    reference = StructureReference(stripes)
+    rows = {name: reference(img)["structure"] for name, img in controls(stripes, (96, 96)).items()}
+    real = [v for k, v in rows.items() if k.startswith("real crop")]
+    assert all(0.5 < v < 1.6 for v in real), rows
+    for name in ("rescaled 1.25x", "shuffled blocks", "phase randomised", "noise"):
+        assert rows[name] > 1.5 * max(real), (name, rows)
+    # Too small to measure is NaN, not a number that looks like a result.
+    assert math.isnan(J.structure_distance(stripes[:, :32, :32], stripes))

@@ -7,6 +7,7 @@ import json
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 import data.images as images
+import data.sidecar as sidecar_module
 from data.errors import UserError
 from data.images import check_output_path, load_image, save_image
 from data.sidecar import file_sha256, library_versions, write_json_atomic
@@ -371,10 +373,51 @@ def test_failed_sidecar_removes_image(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(images, "write_json_atomic", fail)
+    monkeypatch.setattr(sidecar_module, "stage_file", fail)
     with pytest.raises(OSError):
         save_image(torch.rand(3, 4, 4), tmp_path / "a.png", sidecar={"seed": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fail_at", ["stage", "second rename"])
+def test_overwrite_keeps_the_old_pair_when_the_new_one_cannot_be_written(
+    tmp_path, monkeypatch, fail_at
+):
+    path = tmp_path / "a.png"
+    save_image(torch.zeros(3, 4, 4), path, sidecar={"seed": 1})
+    old_png, old_json = path.read_bytes(), path.with_suffix(".json").read_bytes()
+    if fail_at == "stage":  # e.g. the disk fills up while the sidecar is written
+        real_stage = sidecar_module.stage_file
+
+        def stage(target, data):
+            if target.suffix == ".json":
+                raise OSError(28, "No space left on device")
+            return real_stage(target, data)
+
+        monkeypatch.setattr(sidecar_module, "stage_file", stage)
+    else:  # the image is already in place when the sidecar's rename fails
+        real_replace, calls = os.replace, []
+
+        def replace(src, dst):  # the new sidecar's move fails; the old one's restore works
+            calls.append(dst)
+            if Path(dst).name == "a.json" and calls.count(dst) == 1:
+                raise OSError(5, "Input/output error")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError):
+        save_image(torch.ones(3, 4, 4), path, overwrite=True, sidecar={"seed": 2})
+    monkeypatch.undo()
+    assert path.read_bytes() == old_png and path.with_suffix(".json").read_bytes() == old_json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.png"]
+
+
+def test_existing_sidecar_is_not_replaced_without_overwrite(tmp_path):
+    (tmp_path / "a.json").write_text("precious")
+    with pytest.raises(UserError, match="a.json.*--overwrite"):
+        save_image(torch.zeros(3, 2, 2), tmp_path / "a.png", sidecar={"seed": 1})
+    assert (tmp_path / "a.json").read_text() == "precious"
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_sidecar(tmp_path):

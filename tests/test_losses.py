@@ -12,6 +12,8 @@ from losses import (
     spectrum_target,
     total_variation,
 )
+from losses.autocorrelation import autocorrelation
+from losses.sliced import random_directions, resample_sorted, sliced_wasserstein, sorted_projections
 from losses.spectrum import periodic_component, spectrum_loss
 
 
@@ -137,3 +139,49 @@ def test_total_variation():
     assert torch.isclose(total_variation(stripes), torch.tensor(1.0))
     ramp = torch.linspace(0, 1, 8).view(1, 1, 1, 8).expand(1, 1, 8, 8)
     assert total_variation(ramp, circular=True) > total_variation(ramp)
+
+
+def _brute_autocorrelation(f, k):
+    c, h, w = f.shape
+    out = torch.zeros(c, 2 * k + 1, 2 * k + 1)
+    for dy in range(-k, k + 1):
+        for dx in range(-k, k + 1):
+            a = f[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+            b = f[:, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
+            out[:, dy + k, dx + k] = (a * b).mean((1, 2)) / c
+    return out
+
+
+def test_autocorrelation_matches_brute_force_over_the_overlap():
+    f = torch.randn(1, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    got = autocorrelation(f, 3)[0]
+    assert got.shape == (3, 7, 7)
+    assert torch.allclose(got, _brute_autocorrelation(f[0], 3), atol=1e-5)
+    # Shift 0 is each channel's mean square; shifts are symmetric.
+    assert torch.allclose(got[:, 3, 3], f[0].pow(2).mean((1, 2)) / 3, atol=1e-6)
+    assert torch.allclose(got, got.flip(-1).flip(-2), atol=1e-5)
+
+
+def test_circular_autocorrelation_is_shift_invariant_and_sees_layout():
+    f = torch.randn(1, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    rolled = f.roll((5, -3), (-2, -1))
+    a, b = autocorrelation(f, 4, circular=True), autocorrelation(rolled, 4, circular=True)
+    assert torch.allclose(a, b, atol=1e-5)
+    # A permutation of positions keeps every Gram entry but not the autocorrelation.
+    shuffled = f.flatten(2)[..., torch.randperm(256)].view_as(f)
+    assert torch.allclose(gram_matrix(f), gram_matrix(shuffled), atol=1e-5)
+    assert (autocorrelation(shuffled, 4) - autocorrelation(f, 4)).abs().max() > 0.05
+
+
+def test_sliced_wasserstein_ignores_positions_and_sees_distributions():
+    g = torch.Generator().manual_seed(2)
+    f = torch.randn(1, 4, 8, 8, generator=g)
+    dirs = random_directions(4, 6, seed=0)
+    target = sorted_projections(f, dirs)
+    shuffled = f.flatten(2)[..., torch.randperm(64, generator=g)].view_as(f)
+    assert float(sliced_wasserstein(shuffled, target, dirs)) < 1e-10
+    assert float(sliced_wasserstein(2 * f, target, dirs)) > 0.1
+    # A larger output is compared with the target's quantiles: a 2x2 tiling nearly matches.
+    tiled = float(sliced_wasserstein(f.repeat(1, 1, 2, 2), target, dirs))
+    assert tiled < 0.05 * float(sliced_wasserstein(2 * f, target, dirs))
+    assert torch.allclose(resample_sorted(torch.arange(5.0)[None], 9)[0], torch.arange(9.0) / 2)

@@ -1,0 +1,75 @@
+"""Judge finished textures against their exemplar: the benchmark's judge on any PNG files.
+
+    python -m bench.score EXEMPLAR IMAGE [IMAGE ...] [--json scores.json]
+
+Each image is judged in its centre square of half the exemplar's short side, against real
+crops of that size (1.0 = as close as a real crop; lower is better), the structure measure
+included (``bench.structure``). Prints one Markdown row per image; ``--json`` also writes the
+rows (atomically).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from bench import judge as J
+from data.errors import UserError
+from data.images import load_image
+from engines.cli import run_cli
+
+COLUMNS = ("score", "structure", "local", "coarse", "lowfreq", "highfreq", "colour", "copy")
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+def score_images(exemplar: torch.Tensor, images: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """{name: normalised judge values plus "score"} of (3, H, W) images for one exemplar."""
+    side = min(exemplar.shape[-2:]) // 2
+    view = (side, side)
+    real, floor = J.reference(exemplar, view), J.floors(exemplar, view)
+    rows = {}
+    for name, img in images.items():
+        h, w = img.shape[-2:]
+        if min(h, w) < side:
+            raise UserError(f"{name} is {w}x{h}; the judge needs at least {side}x{side} here")
+        y, x = (h - side) // 2, (w - side) // 2
+        values = J.normalise(J.judge(img[:, y : y + side, x : x + side], exemplar), real, floor)
+        values["score"] = J.score(values)
+        rows[name] = values
+    return rows
+
+
+def markdown(rows: dict[str, dict]) -> str:
+    lines = ["| image | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[c]:.2f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _run(exemplar: Path, images: list[Path], json_path: Path | None) -> None:
+    ref, _ = load_image(exemplar)
+    loaded = {p.name: load_image(p)[0] for p in images}
+    rows = score_images(ref, loaded)
+    print(markdown(rows))
+    if json_path is not None:
+        tmp = json_path.with_name(json_path.name + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        tmp.replace(json_path)
+
+
+@app.command(help=__doc__)
+def main(
+    exemplar: Annotated[Path, typer.Argument(help="The exemplar the images were made from.")],
+    images: Annotated[list[Path], typer.Argument(help="Textures to judge (PNG, JPEG, ...).")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write rows here.")] = None,
+) -> None:
+    run_cli(lambda: _run(exemplar, images, json_path))
+
+
+if __name__ == "__main__":
+    app()
