@@ -18,15 +18,16 @@ from typing import Annotated
 
 import typer
 
-from configs import SynthConfig, build_config, preset_names, read_config_file
+from configs import SynthConfig, build_config, default_values, preset_names
 from data.errors import UserError
 from data.images import check_output_path
 from data.sizes import parse_size
 from engines.cli import numbered, progress_bar, run_cli
 from engines.options import (
     ActivationNorm,
+    AutocorrLayers,
     AutocorrShift,
-    AutocorrWeights,
+    AutocorrWeight,
     Backbone,
     Layers,
     LayerWeights,
@@ -37,7 +38,8 @@ from engines.options import (
     Pooling,
     Progress,
     SpectrumWeight,
-    SwdWeights,
+    SwdLayers,
+    SwdWeight,
     TvWeight,
     Weights,
     parse_objective_lists,
@@ -84,9 +86,11 @@ def main(
     spectrum_weight: SpectrumWeight = None,
     tv_weight: TvWeight = None,
     normalisation: Normalisation = None,
-    autocorr_weights: AutocorrWeights = None,
+    autocorr_layers: AutocorrLayers = None,
+    autocorr_weight: AutocorrWeight = None,
     autocorr_shift: AutocorrShift = None,
-    swd_weights: SwdWeights = None,
+    swd_layers: SwdLayers = None,
+    swd_weight: SwdWeight = None,
     pooling: Pooling = None,
     padding: Padding = None,
     activation_norm: ActivationNorm = None,
@@ -123,9 +127,9 @@ def synthesize(cli: dict) -> None:
     if not cli["exemplars"]:
         raise UserError("give at least one exemplar image")
 
-    # 1. Resolve the config: CLI > --config file > dataclass defaults.
+    # 1. Resolve the config: CLI > --config file (or the default preset) > dataclass defaults.
     parse_objective_lists(cli)
-    file_values = read_config_file(cli["config"]) if cli["config"] else {}
+    file_values = default_values(SynthConfig, cli["config"])
     cfg = build_config(SynthConfig, file_values, cli)
     size = parse_size(cfg.size) if cfg.size else None
     if cfg.bits not in (8, 16):

@@ -32,12 +32,13 @@ from typing import Annotated
 
 import typer
 
-from configs import TrainConfig, build_config, preset_names, read_config_file
+from configs import TrainConfig, build_config, default_values, preset_names
 from engines.cli import progress_bar, run_cli
 from engines.options import (
     ActivationNorm,
+    AutocorrLayers,
     AutocorrShift,
-    AutocorrWeights,
+    AutocorrWeight,
     Backbone,
     Layers,
     LayerWeights,
@@ -48,7 +49,8 @@ from engines.options import (
     Pooling,
     Progress,
     SpectrumWeight,
-    SwdWeights,
+    SwdLayers,
+    SwdWeight,
     TvWeight,
     Weights,
     parse_objective_lists,
@@ -109,9 +111,11 @@ def main(
     spectrum_weight: SpectrumWeight = None,
     tv_weight: TvWeight = None,
     normalisation: Normalisation = None,
-    autocorr_weights: AutocorrWeights = None,
+    autocorr_layers: AutocorrLayers = None,
+    autocorr_weight: AutocorrWeight = None,
     autocorr_shift: AutocorrShift = None,
-    swd_weights: SwdWeights = None,
+    swd_layers: SwdLayers = None,
+    swd_weight: SwdWeight = None,
     pooling: Pooling = None,
     padding: Padding = None,
     activation_norm: ActivationNorm = None,
@@ -146,9 +150,9 @@ def train(cli: dict) -> None:
     from engines.runs import start_run
     from models.generator import build_generator
 
-    # 1. Resolve the config: CLI > --config file > dataclass defaults.
+    # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults.
     parse_objective_lists(cli)
-    file_values = read_config_file(cli["config"]) if cli["config"] else {}
+    file_values = default_values(TrainConfig, cli["config"])
     cfg = build_config(TrainConfig, file_values, cli)
     output_dir = Path(cli["output_dir"])
 

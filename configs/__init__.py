@@ -38,9 +38,11 @@ class LossConfig:
     # global: one divisor for all Gram terms (the seed presets); per_term: each (octave, layer)
     # term divided by its own target energy, so that weights are shares (losses/texture.py)
     normalisation: str = "global"
-    autocorr_weights: list[float] | None = None  # feature autocorrelation weight per layer
+    autocorr_layers: list[str] = field(default_factory=list)  # feature autocorrelation (Gonthier)
+    autocorr_weight: float = 1.0  # weight of each autocorrelation term (a share, per term)
     autocorr_shift: float = 0.5  # its largest shift, as a fraction of the exemplar's map side
-    swd_weights: list[float] | None = None  # sliced Wasserstein weight per layer (0 = off)
+    swd_layers: list[str] = field(default_factory=list)  # sliced Wasserstein (Heitz 2021)
+    swd_weight: float = 1.0  # weight of each sliced Wasserstein term
     # Gatys: rescale filters to mean activation 1 on the exemplar. Off by default: with the
     # offline vgg16-hed weights it gave muddier colours and checkerboard noise (README).
     activation_norm: bool = False
@@ -61,6 +63,22 @@ class SynthConfig(LossConfig):
     variations: int = 1  # number of outputs, seeds seed, seed+1, ...
     save_every: int = 0  # write a snapshot every K iterations (0 = never)
     bits: int = 8  # PNG bit depth of the output: 8 or 16
+
+
+# The preset a command uses when no --config is given: its values, not the dataclass
+# defaults, are what a user gets from only the required arguments (and from the Python API).
+DEFAULT_PRESET = {"SynthConfig": "autocorr_pyramid", "TrainConfig": "generator"}
+
+
+def default_values(cls, config: str | None) -> dict:
+    """The values of preset or TOML file ``config``, or of ``cls``'s default preset if None."""
+    name = config if config else DEFAULT_PRESET.get(cls.__name__)
+    return read_config_file(name) if name else {}
+
+
+def default_config(cls, **overrides):
+    """``cls`` built from its default preset with ``overrides`` (None values ignored)."""
+    return build_config(cls, default_values(cls, None), overrides)
 
 
 def preset_names(cls=None) -> list[str]:

@@ -193,7 +193,7 @@ def _optimize_one(cli: dict, state):
     """A function running one optimize-mode item, with the config resolved once."""
     import torch
 
-    from configs import SynthConfig, build_config, read_config_file
+    from configs import SynthConfig, build_config, default_values
     from data.images import load_image
     from data.sizes import parse_size
     from engines.cli import progress_bar
@@ -202,7 +202,7 @@ def _optimize_one(cli: dict, state):
 
     values = dict(cli)
     parse_objective_lists(values)
-    file_values = read_config_file(cli["config"]) if cli["config"] else {}
+    file_values = default_values(SynthConfig, cli["config"])
     cfg = build_config(SynthConfig, file_values, values)
     if state.num_processes > 1 and cfg.device == "auto":
         cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process

@@ -10,7 +10,7 @@ from configs import LossConfig
 from data.errors import UserError
 from losses import TextureLoss
 from losses.texture import NORMALISATIONS
-from models.backbones import build_backbone, resolve_backbone
+from models.backbones import build_backbone, canonical_layer, resolve_backbone
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,8 +33,27 @@ def _weights(values: list[float] | None, n: int, what: str) -> list[float]:
     return [float(v) for v in values]
 
 
-def _optional(values: list[float] | None, n: int, what: str) -> list[float] | None:
-    return None if values is None else _weights(values, n, what)
+def _canonical(name: str) -> str:
+    # Spelling only (block1_pool = pool1); an arch's missing layer is reported by the backbone.
+    try:
+        return canonical_layer(name, "vgg19")
+    except UserError:
+        return name
+
+
+def backbone_layers(cfg: LossConfig) -> list[str]:
+    """``cfg.layers`` then the autocorrelation and sliced Wasserstein layers not among them."""
+    out = list(cfg.layers)
+    for name in [*cfg.autocorr_layers, *cfg.swd_layers]:
+        if _canonical(name) not in {_canonical(n) for n in out}:
+            out.append(name)
+    return out
+
+
+def _per_layer(names: list[str], weight: float, backbone) -> list[float] | None:
+    """``weight`` at each of ``backbone.layers`` named in ``names``, 0 elsewhere; None if none."""
+    wanted = {_canonical(n) for n in names}
+    return [weight if layer in wanted else 0.0 for layer in backbone.layers] if names else None
 
 
 def min_image_size(backbone, octaves: int) -> int:
@@ -53,7 +72,12 @@ def build_backbone_for(cfg: LossConfig, tile: bool, device: torch.device, log=pr
     if cfg.octaves < 1:
         raise UserError("octaves must be at least 1")
     backbone = build_backbone(
-        name, cfg.layers, pooling=cfg.pooling, padding=padding, weights=cfg.weights, seed=cfg.seed
+        name,
+        backbone_layers(cfg),
+        pooling=cfg.pooling,
+        padding=padding,
+        weights=cfg.weights,
+        seed=cfg.seed,
     )
     return backbone.to(device)
 
@@ -101,17 +125,20 @@ def build_objective(
         raise UserError("autocorr_shift must be in (0, 1]")
     for i, u in enumerate(exemplars):
         check_image_size(backbone, cfg.octaves, tuple(u.shape[-2:]), f"exemplar {i + 1}")
+    # Layers used only by the autocorrelation or sliced terms have no Gram term.
+    gram = _weights(cfg.layer_weights, len(cfg.layers), "layer_weights")
+    gram += [0.0] * (len(backbone.layers) - len(gram))
     return TextureLoss(
         exemplars,
         backbone,
-        layer_weights=_weights(cfg.layer_weights, len(backbone.layers), "layer_weights"),
+        layer_weights=gram,
         octave_weights=_weights(cfg.octave_weights, cfg.octaves, "octave_weights"),
         spectrum_weight=cfg.spectrum_weight,
         tv_weight=cfg.tv_weight,
         circular=tile,
         normalisation=cfg.normalisation,
-        autocorr_weights=_optional(cfg.autocorr_weights, len(backbone.layers), "autocorr_weights"),
+        autocorr_weights=_per_layer(cfg.autocorr_layers, cfg.autocorr_weight, backbone),
         autocorr_shift=cfg.autocorr_shift,
-        swd_weights=_optional(cfg.swd_weights, len(backbone.layers), "swd_weights"),
+        swd_weights=_per_layer(cfg.swd_layers, cfg.swd_weight, backbone),
         seed=cfg.seed,
     )

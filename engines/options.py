@@ -27,13 +27,17 @@ TvWeight = Annotated[float | None, Opt(help="Weight of the total-variation term.
 Normalisation = Annotated[
     str | None, Opt(help="Gram term balance: global (one divisor) | per_term (weights = shares).")
 ]
-AutocorrWeights = Annotated[
-    str | None, Opt(help="Comma-separated feature-autocorrelation weight per layer.")
+AutocorrLayers = Annotated[
+    str | None, Opt(help="Comma-separated layers whose feature autocorrelation is matched.")
 ]
+AutocorrWeight = Annotated[float | None, Opt(help="Weight of each autocorrelation term.")]
 AutocorrShift = Annotated[
     float | None, Opt(help="Autocorrelation's largest shift, fraction of the exemplar's side.")
 ]
-SwdWeights = Annotated[str | None, Opt(help="Comma-separated sliced-Wasserstein weight per layer.")]
+SwdLayers = Annotated[
+    str | None, Opt(help="Comma-separated layers whose sliced Wasserstein distance is matched.")
+]
+SwdWeight = Annotated[float | None, Opt(help="Weight of each sliced Wasserstein term.")]
 Pooling = Annotated[str | None, Opt(help="Backbone pooling: avg | max.")]
 Padding = Annotated[str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")]
 ActivationNorm = Annotated[
@@ -48,8 +52,8 @@ Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress
 
 def parse_objective_lists(values: dict) -> dict:
     """Turn the comma-separated list options of ``values`` into lists, in place."""
-    lists = ["layers", "layer_weights", "octave_weights", "autocorr_weights", "swd_weights"]
-    for key in lists:
-        kind = str if key == "layers" else float
+    kinds = {"layer_weights": float, "octave_weights": float}
+    for key in ("layers", "layer_weights", "octave_weights", "autocorr_layers", "swd_layers"):
+        kind = kinds.get(key, str)
         values[key] = parse_list(values[key], kind, key.replace("_", "-"))
     return values

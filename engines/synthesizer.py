@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from configs import SynthConfig
+from configs import SynthConfig, default_config
 from data.errors import UserError
 from data.images import load_image, save_image
 from engines.objective import (
@@ -83,7 +83,7 @@ class TextureSynthesizer:
         fit_octaves: bool = False,
         **overrides,
     ):
-        self.config = dataclasses.replace(config or SynthConfig(), **overrides)
+        self.config = dataclasses.replace(config or default_config(SynthConfig), **overrides)
         cfg = self.config
         if cfg.optimizer not in METHODS:
             raise UserError(f"unknown optimizer '{cfg.optimizer}'; use one of {', '.join(METHODS)}")

@@ -18,7 +18,8 @@ def autocorrelation(
 
     Args:
         features: (B, C, H, W) feature maps.
-        shift: largest shift, in feature pixels; clipped to ``H - 1`` and ``W - 1``.
+        shift: largest shift, in feature pixels; clipped to ``H - 1`` and ``W - 1`` (to
+            ``(H - 1) // 2`` and ``(W - 1) // 2`` when circular).
         mean: (C,) values subtracted from each channel first (the exemplar's channel means,
             so that the statistic is about where features are, not their overall level);
             None subtracts nothing.
@@ -26,7 +27,7 @@ def autocorrelation(
             averages only over the positions where the map and its shifted copy overlap.
 
     Returns:
-        (B, C, 2 ky + 1, 2 kx + 1) float32 with ``ky = min(shift, H - 1)``; entry
+        (B, C, 2 ky + 1, 2 kx + 1) float32 with ky, kx the clipped shifts; entry
         ``[b, c, ky + dy, kx + dx]`` is ``mean_p f_c(p) f_c(p + (dy, dx)) / C``. Dividing by the
         overlap makes maps of different sizes comparable, as the normalised Gram does.
     """
@@ -34,7 +35,15 @@ def autocorrelation(
     f = features.float()
     if mean is not None:
         f = f - mean.view(1, c, 1, 1).float()
-    ky, kx = min(shift, h - 1), min(shift, w - 1)
+    # A periodic map repeats after half its size; a linear one has no overlap past its size.
+    ky, kx = (
+        (min(shift, (h - 1) // 2), min(shift, (w - 1) // 2))
+        if circular
+        else (
+            min(shift, h - 1),
+            min(shift, w - 1),
+        )
+    )
     # Zero-padding by the largest shift turns the FFT's circular correlation into the linear
     # one for every shift kept.
     grid = (h, w) if circular else (h + ky, w + kx)
