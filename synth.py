@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from configs import SynthConfig, build_config, default_values, preset_names
+from configs import DEFAULT_PRESET, SynthConfig, build_config, default_values, preset_names
 from data.errors import UserError
 from data.images import check_output_path
 from data.sizes import parse_size
@@ -74,7 +74,11 @@ def main(
         Opt(help="Generator checkpoint (generate mode): OUTDIR/final or a .safetensors file."),
     ] = None,
     config: Annotated[
-        str | None, Opt(help=f"Preset ({', '.join(preset_names(SynthConfig))}) or TOML file.")
+        str | None,
+        Opt(
+            help=f"Preset ({', '.join(preset_names(SynthConfig))}) or TOML file; "
+            f"default {DEFAULT_PRESET['SynthConfig']}."
+        ),
     ] = None,
     size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
     backbone: Backbone = None,

@@ -32,7 +32,7 @@ from typing import Annotated
 
 import typer
 
-from configs import TrainConfig, build_config, default_values, preset_names
+from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
 from engines.cli import progress_bar, run_cli
 from engines.options import (
     ActivationNorm,
@@ -87,7 +87,11 @@ def main(
         Path, Opt(help="Run directory: checkpoints, final/, best/, logs/.")
     ] = Path("runs/generator"),
     config: Annotated[
-        str | None, Opt(help=f"Preset ({', '.join(preset_names(TrainConfig))}) or TOML file.")
+        str | None,
+        Opt(
+            help=f"Preset ({', '.join(preset_names(TrainConfig))}) or TOML file; "
+            f"default {DEFAULT_PRESET['TrainConfig']}."
+        ),
     ] = None,
     resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
     generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,

@@ -29,15 +29,15 @@ class TextureLoss(nn.Module):
       (octave, layer) term is a relative error and the weights are shares of the objective,
       the same for any backbone.
 
-    ``A^{l,s}`` (weights ``autocorr_weights``) is the long-range term of Gonthier et al. 2022:
-    the squared difference of the per-channel spatial autocorrelations of the features
-    (``losses.autocorrelation``) over shifts up to ``autocorr_shift`` times the exemplar's
-    feature-map side, divided by the target's own energy. ``W^{l,s}`` (``swd_weights``) is the
-    sliced Wasserstein distance of Heitz et al. 2021 (``losses.sliced``) on C fixed random
-    directions, divided by the target projections' variance. Both are always per-term
-    normalised, so their weights are shares too. With several exemplars the targets are the
-    mean of their statistics (and spectra); the sorted projections of several exemplars are
-    pooled.
+    ``A^{l,s}`` (weights ``autocorr_weights``) is the long-range term of Gonthier et al.
+    2022: the squared difference of the per-channel spatial autocorrelations of the features
+    (``losses.autocorrelation``) over shifts up to ``autocorr_shift`` times the smaller of the
+    exemplar's and the output's feature-map sides. ``W^{l,s}`` (``swd_weights``) is the sliced
+    Wasserstein distance of Heitz et al. 2021 (``losses.sliced``) on C fixed random
+    directions. Each A and W term is divided by its own target's energy (the autocorrelation's
+    sum of squares, the projections' variance), whatever the Gram normalisation, so their
+    weights are shares. With several exemplars the targets are the mean of their statistics
+    (and spectra); the sorted projections of several exemplars are pooled.
 
     Args:
         exemplars: list of (3, H, W) images in [0, 1], on the backbone's device.
@@ -191,7 +191,11 @@ class TextureLoss(nn.Module):
             if kind == "gram":
                 value = (gram_matrix(f) - target).pow(2).sum((1, 2)).mean()
             elif kind == "autocorr":
-                k = self.shifts[key]
+                # Shifts reach the same fraction of the output's own map as of the exemplar's,
+                # capped by the target's window: near an output's size a shift's overlap is a
+                # few positions, whose noisy averages would outweigh everything else.
+                side = min(f.shape[-2:])
+                k = min(self.shifts[key], max(1, int(self.autocorr_shift * side)))
                 mean = getattr(self, key + "_mean")
                 ours = autocorrelation(f, k, mean, self.circular)
                 ky, kx = (ours.shape[-2] - 1) // 2, (ours.shape[-1] - 1) // 2

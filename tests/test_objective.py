@@ -1,10 +1,12 @@
 """The combined objective on a tiny random backbone."""
 
+import dataclasses
+
 import torch
 
 from configs import LossConfig
 from data.procedural import make
-from engines.objective import build_objective, min_image_size
+from engines.objective import build_backbone_for, build_objective, min_image_size
 from losses import gram_matrix
 from models.backbones import build_backbone
 
@@ -61,3 +63,34 @@ def test_min_image_size_matches_backbone():
     backbone = tiny_backbone(padding="valid", layers=("pool1", "conv3_2"))
     assert min_image_size(backbone, 1) == backbone.min_input_size()
     assert min_image_size(backbone, 3) == (backbone.min_input_size() - 1) * 4 + 1
+
+
+def test_autocorrelation_term_sees_what_the_gram_misses():
+    # Stripes cut into 16 px blocks put back in random order keep their local statistics (the
+    # Gram terms move little) but lose the period: the autocorrelation term grows much more.
+    u = make("stripes", 64, seed=1)
+    backbone = tiny_backbone(padding="zeros", layers=("conv1_1", "pool1", "pool2"))
+    cfg = LossConfig(octaves=1, layers=["conv1_1", "pool1", "pool2"], autocorr_layers=["pool2"])
+    loss = build_objective(cfg, [u], backbone, tile=False)
+    assert loss.layer_weights == [1.0, 1.0, 1.0] and loss.autocorr_weights == [0.0, 0.0, 1.0]
+    own = loss(u[None])
+    assert own["autocorr"] < 1e-8 and own["gram"] < 1e-8
+    blocks = u.unfold(1, 16, 16).unfold(2, 16, 16)  # (3, 4, 4, 16, 16)
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    shuffled = blocks.reshape(3, 16, 16, 16)[:, order].reshape(3, 4, 4, 16, 16)
+    shuffled = shuffled.permute(0, 1, 3, 2, 4).reshape(3, 64, 64)
+    terms = loss(shuffled[None])
+    assert terms["autocorr"] > 5 * terms["gram"]
+
+
+def test_autocorrelation_layers_are_added_to_the_backbone_without_a_gram_term():
+    u = make("dots", 64, seed=2)
+    cfg = LossConfig(
+        octaves=1, layers=["conv1_1"], autocorr_layers=["block2_pool"], padding="zeros"
+    )
+    backbone = build_backbone_for(
+        dataclasses.replace(cfg, backbone="random-tiny"), False, torch.device("cpu")
+    )
+    assert backbone.layers == ["conv1_1", "pool2"]
+    loss = build_objective(cfg, [u], backbone, tile=False)
+    assert loss.layer_weights == [1.0, 0.0] and loss.autocorr_weights == [0.0, 1.0]

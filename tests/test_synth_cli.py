@@ -236,3 +236,21 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert needle.lower() in lines[0].lower(), lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_default_objective_is_the_autocorrelation_pyramid(exemplar_path, tmp_path):
+    out = tmp_path / "out.png"
+    code, output = run([exemplar_path, "-o", out, "--backbone", "random-tiny", "--iterations", "3"])
+    assert code == 0, output
+    cfg = json.loads(out.with_suffix(".json").read_text())["config"]
+    assert cfg["layers"] == ["conv1_1", "pool1", "pool2", "pool3"]
+    assert cfg["autocorr_layers"] == ["pool2", "pool3"] and cfg["autocorr_weight"] == 0.01
+    assert cfg["normalisation"] == "global" and cfg["padding"] == "reflect"
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["losses"]["autocorr"] > 0 and "gram/octave0" in meta["losses"]
+    # The seed presets keep their papers' objectives: no autocorrelation term.
+    code, output = run([exemplar_path, "-o", out, "--config", "gatys2015", "--overwrite", *FAST])
+    assert code == 0, output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"]["autocorr_layers"] == [] and "autocorr" not in meta["losses"]

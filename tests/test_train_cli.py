@@ -259,3 +259,18 @@ def test_target_benchmark_scores_under_the_checkpoint_objective(exemplar, tmp_pa
     ):
         refused = run(target_app, [*bad, "--out", out])
         assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+
+
+def test_defaults_train_on_their_own_octaves():
+    """train.py with only its required arguments gets the generator preset, whose octaves fit
+    its own training images (the dataclass defaults alone, 5 valid octaves, do not)."""
+    from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values
+    from engines.objective import min_image_size
+    from models.backbones import build_backbone
+
+    assert DEFAULT_PRESET["TrainConfig"] == "generator"
+    cfg = build_config(TrainConfig, default_values(TrainConfig, None), {})
+    backbone = build_backbone("random-tiny", cfg.layers, padding=cfg.padding)
+    assert min_image_size(backbone, cfg.octaves) <= cfg.image_size
+    bare = TrainConfig()
+    assert min_image_size(backbone, bare.octaves) > bare.image_size
