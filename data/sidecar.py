@@ -23,20 +23,13 @@ _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory.
 
-    The temporary file is flushed, fsynced and renamed over ``path`` with ``os.replace``
-    (atomic on POSIX and Windows within one filesystem). On any failure it is removed and
-    the exception propagates; an existing ``path`` is then untouched.
+    The temporary file is flushed, fsynced (:func:`stage_file`) and renamed over ``path``
+    with ``os.replace`` (atomic on POSIX and Windows within one filesystem). On any failure
+    it is removed and the exception propagates; an existing ``path`` is then untouched.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide permissions, as for a plain open();
-    # tempfile would create the file 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = stage_file(path, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -48,6 +41,8 @@ def stage_file(path: Path, data: bytes) -> Path:
 
     On failure the temporary file is removed and the exception propagates."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with mode 0o666 lets the umask decide permissions, as for a plain open();
+    # tempfile would create the file 0o600.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -274,3 +274,17 @@ def test_defaults_train_on_their_own_octaves():
     assert min_image_size(backbone, cfg.octaves) <= cfg.image_size
     bare = TrainConfig()
     assert min_image_size(backbone, bare.octaves) > bare.image_size
+
+
+def test_generator_trains_on_the_autocorrelation_objective(exemplar, tmp_path):
+    out = tmp_path / "run"
+    train_run(
+        exemplar, out, "--steps", "3", "--autocorr-layers", "pool1", "--autocorr-weight", "0.5"
+    )
+    meta = json.loads((out / "final" / "config.json").read_text())
+    assert meta["config"]["autocorr_layers"] == ["pool1"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "logs" / "train"))
+    events.Reload()
+    assert "loss/autocorr" in events.Tags()["scalars"]
