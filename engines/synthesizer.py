@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from configs import SynthConfig, default_config
 from data.errors import UserError
 from data.images import load_image, save_image
+from data.sizes import parse_size
 from engines.objective import (
     build_backbone_for,
     build_objective,
@@ -70,8 +71,9 @@ class TextureSynthesizer:
         exemplars: a path, a (3, H, W) tensor in [0, 1], or a list of either.
         config: a ``SynthConfig`` (default: its defaults, the snelgrove2017 objective).
         log: where one-line messages go (``print`` by default).
-        fit_octaves: lower ``octaves`` to what the exemplars support, with a note (for
-            presets); otherwise a too-small exemplar is an error.
+        fit_octaves: lower ``octaves`` to what the exemplars and the config's output
+            ``size`` support, with a note (for presets); otherwise a too-small image is an
+            error.
         **overrides: config fields to replace.
     """
 
@@ -107,9 +109,10 @@ class TextureSynthesizer:
         self.exemplars = [u.to(self.device) for u in images]
         self.backbone = build_backbone_for(cfg, cfg.tile, self.device, log)
         if fit_octaves:
-            self.config = cfg = fit_octave_count(
-                cfg, self.backbone, [tuple(u.shape[-2:]) for u in self.exemplars], log
-            )
+            sizes = [tuple(u.shape[-2:]) for u in self.exemplars]
+            if cfg.size:  # the output must reach the deepest layer at every octave too
+                sizes.append(parse_size(cfg.size))
+            self.config = cfg = fit_octave_count(cfg, self.backbone, sizes, log)
         if cfg.activation_norm:
             # Rescale on the level the finest objective sees; coarse levels reuse it.
             self.backbone.rescale_([u[None] for u in self.exemplars])

@@ -254,3 +254,16 @@ def test_default_objective_is_the_autocorrelation_pyramid(exemplar_path, tmp_pat
     assert code == 0, output
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["config"]["autocorr_layers"] == [] and "autocorr" not in meta["losses"]
+
+
+def test_preset_octaves_are_fitted_to_a_small_output_too(tmp_path):
+    from data.procedural import make
+
+    exemplar = tmp_path / "big.png"
+    save_image(make("cells", 160, seed=1), exemplar)
+    out = tmp_path / "small.png"
+    args = ["--config", "snelgrove2017", "--backbone", "random-tiny", "--size", "48x48"]
+    code, output = run([exemplar, "-o", out, *args, "--iterations", "2", "--no-progress"])
+    assert code == 0, output
+    assert "using" in output and "for 48 px" in output
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["octaves"] < 5
