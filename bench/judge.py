@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.filters import gabor_bank, opponent
-from bench.structure import structure_distance
+from bench.structure import block_shuffled, structure_distance
 
 # Metrics that are distances to the exemplar (lower is better, normalised by real crops).
 DISTANCES = ("local", "coarse", "structure", "lowfreq", "highfreq", "colour", "mean_shift")
@@ -200,16 +200,7 @@ def white_noise(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> torc
 
 def shuffled_blocks(ref: torch.Tensor, size: tuple[int, int], block: int, seed: int = 0):
     """A real crop cut into ``block`` x ``block`` tiles put back in random order."""
-    crop = real_crops(ref, size, 1, seed)[0]
-    h, w = (size[0] // block) * block, (size[1] // block) * block
-    tiles = crop[:, :h, :w].unfold(1, block, block).unfold(2, block, block)  # (3, nh, nw, b, b)
-    nh, nw = tiles.shape[1:3]
-    g = torch.Generator().manual_seed(seed + 1)
-    order = torch.randperm(nh * nw, generator=g)
-    tiles = tiles.reshape(3, nh * nw, block, block)[:, order].reshape(3, nh, nw, block, block)
-    out = crop.clone()
-    out[:, :h, :w] = tiles.permute(0, 1, 3, 2, 4).reshape(3, h, w)
-    return out
+    return block_shuffled(real_crops(ref, size, 1, seed)[0], block, seed + 1)
 
 
 def reference(ref: torch.Tensor, size: tuple[int, int], crops: int = 4) -> dict[str, float]:
