@@ -5,9 +5,12 @@
     python synth.py --mode generate --checkpoint runs/knit/final --size 4096x4096 -o big.png
     python synth.py COLLECTION/ -o OUTDIR/   (batch: one output per image or class folder)
 
-Modes: ``optimize`` (L-BFGS on the pixels; no training) and ``generate`` (one pass of a
-generator trained by train.py; its settings come from the checkpoint). Every config field is
-an option; precedence is command line > --config preset/file > defaults.
+Modes: ``optimize`` (the pixels are optimised, no training: by default against the
+exemplar's pixel patches, coarse to fine; with ``--objective features`` or a features preset
+such as autocorr_pyramid, against a backbone's feature statistics by L-BFGS) and ``generate``
+(one pass of a generator trained by train.py; its settings come from the checkpoint).
+Every config field is an option; precedence is command line > --config preset/file >
+defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from configs import DEFAULT_PRESET, SynthConfig, build_config, default_values, preset_names
+from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
 from data.errors import UserError
 from data.images import check_output_path
 from data.sizes import parse_size
@@ -98,7 +101,22 @@ def main(
     pooling: Pooling = None,
     padding: Padding = None,
     activation_norm: ActivationNorm = None,
-    iterations: Annotated[int | None, Opt(help="L-BFGS iterations (per level).")] = None,
+    objective: Annotated[
+        str | None, Opt(help="features (backbone statistics, L-BFGS) | patches (pixel patches).")
+    ] = None,
+    iterations: Annotated[
+        int | None, Opt(help="L-BFGS iterations per level; patches: Adam steps per fine scale.")
+    ] = None,
+    patch_size: Annotated[int | None, Opt(help="patches: side of the pixel patches.")] = None,
+    projections: Annotated[int | None, Opt(help="patches: random directions a step.")] = None,
+    pyramid_factor: Annotated[float | None, Opt(help="patches: scale ratio of levels.")] = None,
+    coarsest: Annotated[
+        int | None, Opt(help="patches: exemplar's short side at the coarsest scale, px.")
+    ] = None,
+    coarse_iterations: Annotated[
+        int | None, Opt(help="patches: Adam steps at scales whose output side <= 64 px.")
+    ] = None,
+    lr: Annotated[float | None, Opt(help="patches: Adam learning rate.")] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
     optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
     history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,
@@ -126,15 +144,14 @@ def synthesize(cli: dict) -> None:
         from engines.generate import run_generate
 
         return run_generate(cli)
-    from engines.synthesizer import TextureSynthesizer  # torch import after argument parsing
+    from engines.per_image import make_synthesizer  # torch import after argument parsing
 
     if not cli["exemplars"]:
         raise UserError("give at least one exemplar image")
 
     # 1. Resolve the config: CLI > --config file (or the default preset) > dataclass defaults.
     parse_objective_lists(cli)
-    file_values = default_values(SynthConfig, cli["config"])
-    cfg = build_config(SynthConfig, file_values, cli)
+    cfg = synth_config(cli["config"], cli)
     size = parse_size(cfg.size) if cfg.size else None
     if cfg.bits not in (8, 16):
         raise UserError("--bits must be 8 or 16")
@@ -151,11 +168,12 @@ def synthesize(cli: dict) -> None:
     for path in cli["exemplars"]:
         if not Path(path).exists():
             raise UserError(f"exemplar not found: {path}")
-    synth = TextureSynthesizer(cli["exemplars"], cfg, fit_octaves=cli["octaves"] is None)
+    synth = make_synthesizer(cli["exemplars"], cfg, fit_octaves=cli["octaves"] is None)
     cfg = synth.config
-    print(f"backbone: {synth.backbone.description}")
+    print(synth.describe())
 
     # 4. Optimize each variation, with progress, snapshots and Ctrl-C saving.
+    steps = synth.level_iterations(size or tuple(synth.exemplars[0].shape[-2:]))
     for i, path in enumerate(outputs):
         seed = cfg.seed + i
         with progress_bar(cli["progress"]) as bar:
@@ -163,12 +181,10 @@ def synthesize(cli: dict) -> None:
 
             def on_iter(level, it, x, loss, path=path, bar=bar, tasks=tasks):
                 if level not in tasks:
-                    name = (
-                        f"{path.name} level {level + 1}/{cfg.levels}"
-                        if cfg.levels > 1
-                        else path.name
-                    )
-                    tasks[level] = bar.add_task(name, total=cfg.iterations, loss=float("nan"))
+                    name = path.name
+                    if len(steps) > 1:
+                        name = f"{path.name} level {level + 1}/{len(steps)}"
+                    tasks[level] = bar.add_task(name, total=steps[level], loss=float("nan"))
                 bar.update(tasks[level], completed=it, loss=loss)
                 if cfg.save_every and it % cfg.save_every == 0:
                     snap = (

@@ -13,6 +13,7 @@ from bench import judge as J
 from bench.speed import ours, preset_config
 from data.images import load_image
 from data.procedural import make
+from engines.patch_pyramid import PatchSynthesizer
 
 SEEDS = (0, 1, 2, 3)  # generator samples for the diversity measurement
 
@@ -41,8 +42,11 @@ def run_methods(exemplar: torch.Tensor, opts) -> tuple[dict, dict]:
     size = (opts.quality_size, opts.quality_size)
     images, info = {}, {}
     for preset in opts.presets:
-        cfg = preset_config(preset, backbone=opts.backbone, iterations=opts.iterations)
-        synth = ours(cfg, exemplar, sizes=[size])
+        if preset_config(preset).objective == "patches":  # no backbone; its own step counts
+            synth = PatchSynthesizer(exemplar, preset_config(preset), log=lambda *_: None)
+        else:
+            cfg = preset_config(preset, backbone=opts.backbone, iterations=opts.iterations)
+            synth = ours(cfg, exemplar, sizes=[size])
         result = synth.synthesize(size=size, seed=0)
         images[preset] = result.image[0].cpu()
         info[preset] = {

@@ -55,7 +55,10 @@ class SynthConfig(LossConfig):
     """Everything ``synth.py`` needs; fields not used by a mode are ignored there."""
 
     size: str | None = None  # WxH of the output; None = the exemplar's size
-    iterations: int = 300  # L-BFGS iterations (per pyramid level with levels > 1)
+    # features: L-BFGS against the backbone's feature statistics (the LossConfig fields);
+    # patches: coarse-to-fine Adam against the pixel patch distribution (the patch_* fields)
+    objective: str = "features"
+    iterations: int = 300  # L-BFGS iterations per level; patches: Adam steps per fine scale
     levels: int = 1  # coarse-to-fine levels: synthesize at size/2^(L-1), upsample, repeat
     optimizer: str = "lbfgsb"  # lbfgsb (box bounds) | lbfgs-clamp | lbfgs-sigmoid
     history: int = 10  # L-BFGS history size (memory ~ 2 x history x image)
@@ -63,11 +66,19 @@ class SynthConfig(LossConfig):
     variations: int = 1  # number of outputs, seeds seed, seed+1, ...
     save_every: int = 0  # write a snapshot every K iterations (0 = never)
     bits: int = 8  # PNG bit depth of the output: 8 or 16
+    patch_size: int = 7  # patches: side of the pixel patches matched
+    projections: int = 64  # patches: random directions drawn each step
+    pyramid_factor: float = 0.75  # patches: scale ratio between pyramid levels
+    coarsest: int = 32  # patches: the exemplar's short side at the coarsest scale, px
+    coarse_iterations: int = 300  # patches: Adam steps at scales whose output side <= 64 px
+    lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
 
 
 # The preset a command uses when no --config is given: its values, not the dataclass
 # defaults, are what a user gets from only the required arguments (and from the Python API).
-DEFAULT_PRESET = {"SynthConfig": "autocorr_pyramid", "TrainConfig": "generator"}
+DEFAULT_PRESET = {"SynthConfig": "patch_pyramid", "TrainConfig": "generator"}
+# The default of the features objective (TextureSynthesizer's; the generator's objective).
+FEATURES_PRESET = "autocorr_pyramid"
 
 
 def default_values(cls, config: str | None) -> dict:
@@ -79,6 +90,54 @@ def default_values(cls, config: str | None) -> dict:
 def default_config(cls, **overrides):
     """``cls`` built from its default preset with ``overrides`` (None values ignored)."""
     return build_config(cls, default_values(cls, None), overrides)
+
+
+# Fields only one objective of SynthConfig reads; the other one refuses them (a flag that
+# would be ignored silently is a flag that lies).
+PATCH_FIELDS = (
+    "patch_size",
+    "projections",
+    "pyramid_factor",
+    "coarsest",
+    "coarse_iterations",
+    "lr",
+)
+
+
+def features_fields() -> tuple[str, ...]:
+    shared = {"seed", "device"}
+    own = [f.name for f in dataclasses.fields(LossConfig) if f.name not in shared]
+    return (*own, "levels", "optimizer", "history")
+
+
+def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig:
+    """synth.py's config: CLI > ``config`` preset/file > the default preset > dataclasses.
+
+    Without ``config``, the default preset is patch_pyramid, unless ``objective`` is
+    "features" or an option only the features objective reads is given (``--backbone``,
+    ``--layers``, ...): then it is autocorr_pyramid, said in one line. An option of the
+    objective not in use is an error, not ignored.
+    """
+    given = {k for k, v in cli_values.items() if v is not None}
+    name = config
+    if name is None:
+        objective = cli_values.get("objective")
+        wants = sorted(given & set(features_fields()))
+        features = objective == "features" or (objective is None and bool(wants))
+        name = FEATURES_PRESET if features else DEFAULT_PRESET["SynthConfig"]
+        if features and objective is None:
+            flags = ", ".join("--" + k.replace("_", "-") for k in wants)
+            log(f"{flags}: using the features objective ({FEATURES_PRESET} preset)")
+    cfg = build_config(SynthConfig, read_config_file(name), cli_values)
+    if cfg.objective not in ("features", "patches"):
+        raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
+    other = features_fields() if cfg.objective == "patches" else PATCH_FIELDS
+    wrong = [k for k in other if k in given]
+    if wrong:
+        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        hint = "a features preset" if cfg.objective == "patches" else "--config patch_pyramid"
+        raise UserError(f"{flags}: not used by the {cfg.objective} objective (see {hint})")
+    return cfg
 
 
 def preset_names(cls=None) -> list[str]:

@@ -193,23 +193,24 @@ def _optimize_one(cli: dict, state):
     """A function running one optimize-mode item, with the config resolved once."""
     import torch
 
-    from configs import SynthConfig, build_config, default_values
+    from configs import synth_config
     from data.images import load_image
     from data.sizes import parse_size
     from engines.cli import progress_bar
     from engines.objective import build_backbone_for
-    from engines.synthesizer import TextureSynthesizer
+    from engines.per_image import make_synthesizer
 
     values = dict(cli)
     parse_objective_lists(values)
-    file_values = default_values(SynthConfig, cli["config"])
-    cfg = build_config(SynthConfig, file_values, values)
+    cfg = synth_config(cli["config"], values)
     if state.num_processes > 1 and cfg.device == "auto":
         cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process
     size = parse_size(cfg.size) if cfg.size else None
     # Options wrong for every item (backbone, weights, layers) stop the batch before any work.
     log = say if state.is_main_process else lambda _: None
-    log(f"backbone: {build_backbone_for(cfg, cfg.tile, torch.device('cpu'), log).description}")
+    if cfg.objective == "features":
+        backbone = build_backbone_for(cfg, cfg.tile, torch.device("cpu"), log)
+        log(f"backbone: {backbone.description}")
     show = cli["progress"] and state.is_main_process
 
     def run(cli, item: Item, tag: str) -> None:
@@ -224,17 +225,20 @@ def _optimize_one(cli: dict, state):
                 say(f"{tag}skipped: {e}")
         if not images:
             raise UserError(f"no readable image in {item.name}")
-        synth = TextureSynthesizer(
+        synth = make_synthesizer(
             images, cfg, log=lambda m: None, fit_octaves=cli["octaves"] is None
         )
         synth.sources = sources  # the sidecar names the files, not the tensors
         for i, path in enumerate(item.outputs):
             seed = synth.config.seed + i
             with progress_bar(show) as bar:
-                task = bar.add_task(path.name, total=cfg.iterations, loss=float("nan"))
+                steps = synth.level_iterations(size or tuple(images[0].shape[-2:]))
+                task = bar.add_task(path.name, total=sum(steps), loss=float("nan"))
+                done = [0]
 
-                def on_iter(level, it, x, loss, bar=bar, task=task):
-                    bar.update(task, completed=it, loss=loss)
+                def on_iter(level, it, x, loss, bar=bar, task=task, done=done):
+                    done[0] += 1
+                    bar.update(task, completed=done[0], loss=loss)
 
                 result = synth.synthesize(size=size, seed=seed, on_iter=on_iter)
             synth.save(result, path, seed=seed, overwrite=True)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from configs import SynthConfig, default_config
+from configs import FEATURES_PRESET, SynthConfig, build_config, read_config_file
 from data.errors import UserError
-from data.images import load_image, save_image
 from data.sizes import parse_size
 from engines.objective import (
     build_backbone_for,
@@ -21,6 +19,7 @@ from engines.objective import (
     resolve_device,
 )
 from engines.optimize import METHODS, OptimizeResult, optimize
+from engines.per_image import PerImageSynthesizer, load_exemplars
 from losses import TextureLoss
 
 START_BLUR = 2.0  # sd, in pixels, of the Gaussian that smooths the start's noise
@@ -57,7 +56,7 @@ def downscale(img: torch.Tensor, factor: int) -> torch.Tensor:
     )[0]
 
 
-class TextureSynthesizer:
+class TextureSynthesizer(PerImageSynthesizer):
     """Per-image texture synthesis by L-BFGS on the pixels.
 
     Example::
@@ -69,7 +68,8 @@ class TextureSynthesizer:
 
     Args:
         exemplars: a path, a (3, H, W) tensor in [0, 1], or a list of either.
-        config: a ``SynthConfig`` (default: its defaults, the snelgrove2017 objective).
+        config: a ``SynthConfig`` with ``objective = "features"`` (default: the
+            autocorr_pyramid preset).
         log: where one-line messages go (``print`` by default).
         fit_octaves: lower ``octaves`` to what the exemplars and the config's output
             ``size`` support, with a note (for presets); otherwise a too-small image is an
@@ -85,27 +85,20 @@ class TextureSynthesizer:
         fit_octaves: bool = False,
         **overrides,
     ):
-        self.config = dataclasses.replace(config or default_config(SynthConfig), **overrides)
-        cfg = self.config
+        base = config or build_config(SynthConfig, read_config_file(FEATURES_PRESET), {})
+        self.config = cfg = dataclasses.replace(base, **overrides)
+        if cfg.objective != "features":
+            raise UserError(
+                f"TextureSynthesizer runs the features objective, not '{cfg.objective}' "
+                "(engines.per_image.make_synthesizer picks the engine)"
+            )
         if cfg.optimizer not in METHODS:
             raise UserError(f"unknown optimizer '{cfg.optimizer}'; use one of {', '.join(METHODS)}")
         if cfg.levels < 1 or cfg.iterations < 0:
             raise UserError("levels must be >= 1 and iterations >= 0")
         self.device = resolve_device(cfg.device)
         self.log = log
-        items = exemplars if isinstance(exemplars, (list, tuple)) else [exemplars]
-        if not items:
-            raise UserError("no exemplar given")
-        self.sources, images = [], []
-        for item in items:
-            if isinstance(item, torch.Tensor):
-                images.append(item.detach().float().clamp(0, 1))
-                self.sources.append(f"tensor {tuple(item.shape)}")
-            else:
-                img, note = load_image(item)
-                log(note)
-                images.append(img)
-                self.sources.append(str(item))
+        images, self.sources = load_exemplars(exemplars, log)
         self.exemplars = [u.to(self.device) for u in images]
         self.backbone = build_backbone_for(cfg, cfg.tile, self.device, log)
         if fit_octaves:
@@ -192,40 +185,18 @@ class TextureSynthesizer:
                 break
         return total
 
-    def metadata(self, result: OptimizeResult, seed: int) -> dict:
-        """The JSON sidecar: resolved config, seed, backbone, losses, timings."""
+    def describe(self) -> str:
+        return f"backbone: {self.backbone.description}"
+
+    def level_iterations(self, size: tuple[int, int]) -> list[int]:
+        """L-BFGS iterations at each coarse-to-fine level, coarsest first."""
+        return [self.config.iterations] * self.config.levels
+
+    def engine_metadata(self) -> dict:
         return {
-            "mode": "optimize",
-            "config": dataclasses.asdict(self.config),
-            "seed": seed,
-            "exemplars": self.sources,
-            "size": {"height": result.image.shape[-2], "width": result.image.shape[-1]},
             "backbone": {
                 "name": self.backbone.name,
                 "description": self.backbone.description,
                 "weights_sha256": self.backbone.weights_sha256,
-            },
-            "losses": result.terms,
-            "iterations": result.iterations,
-            "evaluations": result.evaluations,
-            "seconds": round(result.seconds, 3),
-            "interrupted": result.interrupted,
-            "device": str(self.device),
+            }
         }
-
-    def save(
-        self,
-        result: OptimizeResult,
-        path: str | Path,
-        seed: int | None = None,
-        overwrite: bool = False,
-    ) -> Path:
-        """Write the image as PNG (config's bit depth) with its JSON sidecar, atomically."""
-        seed = self.config.seed if seed is None else seed
-        return save_image(
-            result.image[0],
-            path,
-            bits=self.config.bits,
-            overwrite=overwrite,
-            sidecar=self.metadata(result, seed),
-        )

@@ -25,7 +25,10 @@ from models.classifier import VGGClassifier, folded_trunk, read_backbone
 from models.vgg import FeatureExtractor
 
 ROOT = Path(__file__).resolve().parents[1]
-SYNTH_FAST = ["--backbone", "random-tiny", "--iterations", "3", "--octaves", "1", "--no-progress"]
+SYNTH_FAST = [
+    "--objective", "features", "--backbone", "random-tiny", "--iterations", "3", "--octaves", "1",
+    "--no-progress",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +177,8 @@ def test_backbone_trains_above_chance_resumes_and_drives_synthesis(collection, t
     png = tmp_path / "synth.png"
     result = cli(
         synth.app,
-        [exemplar, "-o", png, "--backbone", out / "final" / "backbone.safetensors",
+        [exemplar, "-o", png, "--objective", "features",
+         "--backbone", out / "final" / "backbone.safetensors",
          "--iterations", "5", "--octaves", "1", "--padding", "zeros", "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -15,7 +15,10 @@ import synth
 from data.images import save_image
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--backbone", "random-tiny", "--octaves", "2", "--iterations", "15", "--no-progress"]
+FAST = [
+    "--objective", "features", "--backbone", "random-tiny", "--octaves", "2", "--iterations", "15",
+    "--no-progress",
+]  # fmt: skip
 
 
 def run(args):
@@ -239,9 +242,10 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_objective_is_the_autocorrelation_pyramid(exemplar_path, tmp_path):
+def test_features_objective_defaults_to_the_autocorrelation_pyramid(exemplar_path, tmp_path):
     out = tmp_path / "out.png"
-    code, output = run([exemplar_path, "-o", out, "--backbone", "random-tiny", "--iterations", "3"])
+    args = ["--objective", "features", "--backbone", "random-tiny", "--iterations", "3"]
+    code, output = run([exemplar_path, "-o", out, *args])
     assert code == 0, output
     cfg = json.loads(out.with_suffix(".json").read_text())["config"]
     assert cfg["layers"] == ["conv1_1", "pool1", "pool2", "pool3"]

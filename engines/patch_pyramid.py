@@ -1,0 +1,228 @@
+"""Coarse-to-fine synthesis by matching the distribution of pixel patches (``objective =
+"patches"``; Elnekave and Weiss 2022, GPDM).
+
+The exemplar and the output are seen through a pyramid of scales ``factor**k``, from the one
+where the exemplar's short side is ``coarsest`` px up to 1. At the coarsest scale a 7 x 7
+patch spans a fifth of the exemplar, so matching the patch distribution there fixes the
+layout (where cells, rows and discs go); each finer scale starts from the coarser result,
+upsampled, and fixes smaller detail. At each scale Adam moves the output's pixels to
+minimise the sliced Wasserstein distance between its patches and the exemplar's
+(``losses.patches``), with fresh random directions every step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from configs import SynthConfig, default_config
+from data.errors import UserError
+from engines.objective import resolve_device
+from engines.optimize import OptimizeResult
+from engines.per_image import PerImageSynthesizer, load_exemplars
+from losses.patches import patch_directions, patch_sliced_wasserstein
+
+MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
+COARSE_SIDE = 64  # output levels up to this side get ``coarse_iterations`` (they set the layout)
+LR_END = 0.1  # each scale's learning rate decays (cosine) to this fraction of lr
+MAX_PATCHES = int(__import__("os").environ.get("MAX_PATCHES", "100000000"))
+START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
+
+
+def pyramid_scales(side: int, coarsest: int, factor: float) -> list[float]:
+    """Scales ``factor**k``, coarsest first, ending at 1, the first taking ``side`` to about
+    ``coarsest`` px (one scale, 1, when ``side <= coarsest``)."""
+    count = 1 + max(0, math.floor(math.log(coarsest / side) / math.log(factor) + 1e-9))
+    return [factor**k for k in reversed(range(count))]
+
+
+def scaled(size: tuple[int, int], scale: float, minimum: int) -> tuple[int, int]:
+    return tuple(max(minimum, round(s * scale)) for s in size)
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int], periodic: bool) -> torch.Tensor:
+    """(1, C, h, w) -> (1, C, H, W) bilinear; ``periodic`` interpolates across the wrap-around
+    (a tileable image stays tileable)."""
+    if not periodic:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="circular")
+    # Pixel centres of the output in the input's pixel coordinates, then in grid_sample's
+    # [-1, 1] over the padded image (its pixel centres at -1 + (2j + 1) / (n + 2)).
+    ys = (torch.arange(size[0], device=x.device) + 0.5) * h / size[0] - 0.5 + 1
+    xs = (torch.arange(size[1], device=x.device) + 0.5) * w / size[1] - 0.5 + 1
+    gy = (2 * ys + 1) / (h + 2) - 1
+    gx = (2 * xs + 1) / (w + 2) - 1
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
+    return F.grid_sample(padded, grid.to(x), mode="bilinear", align_corners=False)
+
+
+class PatchSynthesizer(PerImageSynthesizer):
+    """Per-image texture synthesis by patch distribution matching, coarse to fine.
+
+    Example::
+
+        synth = PatchSynthesizer("knit.jpg", default_config(SynthConfig))
+        result = synth.synthesize(size=(512, 1024), seed=1)
+        synth.save(result, "out.png", overwrite=True)
+
+    Args:
+        exemplars: a path, a (3, H, W) tensor in [0, 1], or a list of either; their patches
+            are pooled.
+        config: a ``SynthConfig`` with ``objective = "patches"`` (default: the patch_pyramid
+            preset).
+        log: where one-line messages go.
+        **overrides: config fields to replace.
+    """
+
+    mode = "optimize"
+
+    def __init__(self, exemplars, config: SynthConfig | None = None, log=print, **overrides):
+        import dataclasses
+
+        base = config or default_config(SynthConfig, objective="patches")
+        self.config = cfg = dataclasses.replace(base, **overrides)
+        if cfg.patch_size < 2 or cfg.projections < 1 or cfg.iterations < 0:
+            raise UserError("--patch-size must be >= 2, --projections >= 1, --iterations >= 0")
+        if cfg.coarse_iterations < 0 or cfg.lr <= 0:
+            raise UserError("--coarse-iterations must be >= 0 and --lr > 0")
+        if not 0 < cfg.pyramid_factor < 1:
+            raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+        if cfg.coarsest < 2 * cfg.patch_size:
+            raise UserError(f"--coarsest must be at least twice --patch-size ({cfg.patch_size})")
+        self.device = resolve_device(cfg.device)
+        self.log = log
+        images, self.sources = load_exemplars(exemplars, log)
+        self.exemplars = [u.to(self.device) for u in images]
+        side = min(min(u.shape[-2:]) for u in self.exemplars)
+        if side < 2 * cfg.patch_size:
+            h, w = self.exemplars[0].shape[-2:]
+            raise UserError(
+                f"exemplar is {w}x{h}; patch synthesis needs a side of at least "
+                f"{2 * cfg.patch_size} px (twice --patch-size)"
+            )
+        self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
+        self._pyramid = [
+            [
+                F.interpolate(
+                    u[None],
+                    size=scaled(u.shape[-2:], s, cfg.patch_size),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )
+                if s < 1
+                else u[None]
+                for u in self.exemplars
+            ]
+            for s in self.scales
+        ]
+        self.description = (
+            f"pixel patches {cfg.patch_size}x{cfg.patch_size}, {cfg.projections} projections "
+            f"a step, {len(self.scales)} scales (x{cfg.pyramid_factor}), no network"
+        )
+
+    def describe(self) -> str:
+        return f"objective: {self.description}"
+
+    def level_iterations(self, size: tuple[int, int]) -> list[int]:
+        """Adam steps at each scale for an (H, W) output, coarsest first."""
+        cfg = self.config
+        return [
+            cfg.coarse_iterations
+            if max(scaled(size, s, cfg.patch_size)) <= COARSE_SIDE
+            else cfg.iterations
+            for s in self.scales
+        ]
+
+    def synthesize(
+        self,
+        size: tuple[int, int] | None = None,
+        seed: int | None = None,
+        iterations: int | None = None,
+        init: torch.Tensor | None = None,
+        on_iter=None,
+    ) -> OptimizeResult:
+        """Synthesize one texture.
+
+        Args:
+            size: (H, W) of the output; default the config's ``size`` or the first exemplar's.
+            seed: seeds the start noise, the directions and the exemplar patch subsets.
+            iterations: Adam steps at every scale (coarse ones included); default the
+                config's ``iterations`` and ``coarse_iterations``.
+            init: (3, H, W) or (1, 3, H, W) image in [0, 1] to refine at the finest scale
+                only; it fixes the size.
+            on_iter: ``on_iter(level, step, x, loss)`` after every step.
+
+        Returns:
+            ``OptimizeResult``, ``image`` (1, 3, H, W) in [0, 1]; ``iterations`` counts the
+            steps of every scale. Ctrl-C stops it with ``interrupted`` and the last image.
+        """
+        cfg = self.config
+        seed = cfg.seed if seed is None else seed
+        g = torch.Generator().manual_seed(seed)
+        if init is not None:
+            x = (init[None] if init.dim() == 3 else init).float().clamp(0, 1).to(self.device)
+            size, levels = tuple(x.shape[-2:]), [len(self.scales) - 1]
+        else:
+            x = None
+            levels = list(range(len(self.scales)))
+        size = size or tuple(self.exemplars[0].shape[-2:])
+        if min(size) < cfg.patch_size:
+            raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")
+        steps = self.level_iterations(size)
+        if iterations is not None:
+            steps = [iterations] * len(steps)
+        result = OptimizeResult(image=torch.empty(0))
+        start = time.perf_counter()
+        loss = math.nan
+        # A pixel at the border lies in one patch, an inner one in p^2: the canvas is larger
+        # than the output by a margin (cut off at the end), unless the output is periodic.
+        m = 0 if cfg.tile else MARGIN * (cfg.patch_size - 1)
+        for level in levels:
+            level_size = scaled(size, self.scales[level], cfg.patch_size)
+            if x is None:
+                mean = torch.cat([u.mean((2, 3)) for u in self._pyramid[0]]).mean(0)
+                canvas = (level_size[0] + 2 * m, level_size[1] + 2 * m)
+                noise = START_SD * torch.randn((1, 1, *canvas), generator=g)
+                x = mean.view(1, 3, 1, 1).cpu() + noise
+            elif tuple(x.shape[-2:]) != level_size or m:
+                x = upsample(x, level_size, cfg.tile)
+                x = F.pad(x, (m, m, m, m), mode="reflect") if m else x
+            x = x.detach().to(self.device).requires_grad_(True)
+            opt = torch.optim.Adam([x], lr=cfg.lr)
+            decay = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, max(1, steps[level]), eta_min=cfg.lr * LR_END
+            )
+            try:
+                for step in range(1, steps[level] + 1):
+                    directions = patch_directions(3, cfg.patch_size, cfg.projections, g)
+                    opt.zero_grad(set_to_none=True)
+                    value = patch_sliced_wasserstein(
+                        x, self._pyramid[level], directions, cfg.tile, g, MAX_PATCHES
+                    )
+                    value.backward()
+                    opt.step()
+                    decay.step()
+                    loss = float(value.detach())
+                    result.iterations += 1
+                    if on_iter is not None:
+                        view = x.detach()[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
+                        on_iter(level, step, view.clamp(0, 1), loss)
+            except KeyboardInterrupt:
+                result.interrupted = True
+            x = x.detach().clamp(0, 1)
+            x = x[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
+            if result.interrupted:
+                break
+        result.image = x
+        result.evaluations = result.iterations
+        result.terms = {"total": loss, "patches": loss}
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def engine_metadata(self) -> dict:
+        return {"scales": self.scales, "backbone": None, "objective": self.description}

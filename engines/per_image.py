@@ -1,0 +1,85 @@
+"""What the per-image engines share: exemplar loading, the JSON sidecar, saving, and the
+choice of engine by the config's ``objective``.
+
+- ``features`` (``engines.synthesizer.TextureSynthesizer``): L-BFGS on the pixels against a
+  backbone's feature statistics (Gram matrices, autocorrelation, spectrum).
+- ``patches`` (``engines.patch_pyramid.PatchSynthesizer``): Adam on the pixels, coarse to
+  fine, against the exemplar's pixel patch distribution. No network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from configs import SynthConfig
+from data.errors import UserError
+from data.images import load_image, save_image
+
+OBJECTIVES = ("features", "patches")
+
+
+def load_exemplars(exemplars, log=print) -> tuple[list[torch.Tensor], list[str]]:
+    """A path, a (3, H, W) tensor in [0, 1], or a list of either -> (images, source names)."""
+    items = exemplars if isinstance(exemplars, (list, tuple)) else [exemplars]
+    if not items:
+        raise UserError("no exemplar given")
+    images, sources = [], []
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            images.append(item.detach().float().clamp(0, 1))
+            sources.append(f"tensor {tuple(item.shape)}")
+        else:
+            img, note = load_image(item)
+            log(note)
+            images.append(img)
+            sources.append(str(item))
+    return images, sources
+
+
+def make_synthesizer(exemplars, config: SynthConfig, log=print, fit_octaves: bool = False):
+    """The engine ``config.objective`` names, built on ``exemplars``."""
+    if config.objective == "patches":
+        from engines.patch_pyramid import PatchSynthesizer
+
+        return PatchSynthesizer(exemplars, config, log=log)
+    if config.objective == "features":
+        from engines.synthesizer import TextureSynthesizer
+
+        return TextureSynthesizer(exemplars, config, log=log, fit_octaves=fit_octaves)
+    raise UserError(f"unknown objective '{config.objective}'; use one of {', '.join(OBJECTIVES)}")
+
+
+class PerImageSynthesizer:
+    """Base of the per-image engines: subclasses set ``config``, ``sources``, ``device`` and
+    implement ``synthesize``, ``level_iterations`` and ``engine_metadata``."""
+
+    def metadata(self, result, seed: int) -> dict:
+        """The JSON sidecar: resolved config, seed, engine, losses, timings."""
+        return {
+            "mode": "optimize",
+            "config": dataclasses.asdict(self.config),
+            "seed": seed,
+            "exemplars": self.sources,
+            "size": {"height": result.image.shape[-2], "width": result.image.shape[-1]},
+            **self.engine_metadata(),
+            "losses": result.terms,
+            "iterations": result.iterations,
+            "evaluations": result.evaluations,
+            "seconds": round(result.seconds, 3),
+            "interrupted": result.interrupted,
+            "device": str(self.device),
+        }
+
+    def save(self, result, path: str | Path, seed: int | None = None, overwrite: bool = False):
+        """Write the image as PNG (config's bit depth) with its JSON sidecar, atomically."""
+        seed = self.config.seed if seed is None else seed
+        return save_image(
+            result.image[0],
+            path,
+            bits=self.config.bits,
+            overwrite=overwrite,
+            sidecar=self.metadata(result, seed),
+        )

@@ -1,0 +1,136 @@
+"""The patch objective (``losses.patches``) and its coarse-to-fine engine
+(``engines.patch_pyramid``), the default of ``synth.py``."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import synth
+from data.errors import UserError
+from data.procedural import make
+from engines.patch_pyramid import PatchSynthesizer, pyramid_scales, upsample
+from losses.patches import patch_directions, patch_sliced_wasserstein, project_patches
+
+QUICK = {"coarse_iterations": 30, "iterations": 10}
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_pyramid_starts_at_the_coarsest_side_and_ends_at_full_scale():
+    scales = pyramid_scales(427, 32, 0.75)
+    assert scales[-1] == 1 and all(
+        b / a == pytest.approx(1 / 0.75) for a, b in zip(scales, scales[1:], strict=False)
+    )
+    assert 32 * 0.75 < 427 * scales[0] <= 32 / 0.75 * 1.0001
+    assert pyramid_scales(30, 32, 0.75) == [1.0]
+
+
+def test_patch_projections_cover_inner_or_wrapped_patches():
+    img = torch.rand(1, 3, 20, 17, generator=gen())
+    d = patch_directions(3, 5, 8, gen())
+    assert d.shape == (8, 3, 5, 5) and torch.allclose(d.flatten(1).norm(dim=1), torch.ones(8))
+    assert project_patches(img, d, circular=False).shape == (1, 8, 16 * 13)
+    assert project_patches(img, d, circular=True).shape == (1, 8, 20 * 17)
+
+
+def test_patch_distance_sees_patches_not_just_colours():
+    stripes = make("stripes", 48, seed=0)[None]
+    d = patch_directions(3, 7, 32, gen())
+    same = patch_sliced_wasserstein(stripes, [stripes], d, False, gen())
+    # The same pixels in random places: equal colour histogram, no stripes left.
+    order = torch.randperm(48 * 48, generator=gen(1))
+    shuffled = stripes.flatten(2)[..., order].view_as(stripes)
+    other = patch_sliced_wasserstein(shuffled, [stripes], d, False, gen())
+    assert same < 1e-10 and other > 1e-4
+    # A periodic output's wrapped patches do not change when it is rolled; inner ones do.
+    tile = torch.rand(1, 3, 24, 24, generator=gen(2))
+    rolled = tile.roll((5, 7), dims=(2, 3))
+    a = patch_sliced_wasserstein(tile, [stripes], d, True, gen())
+    b = patch_sliced_wasserstein(rolled, [stripes], d, True, gen())
+    c = patch_sliced_wasserstein(rolled, [stripes], d, False, gen())
+    d_ = patch_sliced_wasserstein(tile, [stripes], d, False, gen())
+    assert torch.isclose(a, b, rtol=1e-5) and not torch.isclose(c, d_, rtol=1e-3)
+
+
+def test_periodic_upsampling_commutes_with_rolls():
+    x = torch.rand(1, 3, 12, 10, generator=gen())
+    up = upsample(x, (24, 20), periodic=True)
+    rolled = upsample(x.roll((1, 1), dims=(2, 3)), (24, 20), periodic=True)
+    assert torch.allclose(rolled, up.roll((2, 2), dims=(2, 3)), atol=1e-5)
+    inner = torch.nn.functional.interpolate(x, size=(24, 20), mode="bilinear")
+    assert torch.allclose(up[..., 4:-4, 4:-4], inner[..., 4:-4, 4:-4], atol=1e-5)
+
+
+@pytest.fixture
+def stripes():
+    return make("stripes", 64, seed=0)
+
+
+def test_synthesis_matches_patches_deterministically(stripes):
+    synth_ = PatchSynthesizer(stripes, log=lambda m: None, **QUICK)
+    assert synth_.level_iterations((64, 80)) == [30, 30, 10]  # 80 px > 64: a fine scale
+    start = synth_.synthesize(size=(64, 80), seed=1, iterations=0).image
+    result = synth_.synthesize(size=(64, 80), seed=1)
+    assert result.image.shape == (1, 3, 64, 80) and result.iterations == 70
+    assert 0 <= result.image.min() and result.image.max() <= 1
+    d = patch_directions(3, 7, 64, gen(5))
+    before = patch_sliced_wasserstein(start, [stripes[None]], d, False, gen())
+    after = patch_sliced_wasserstein(result.image, [stripes[None]], d, False, gen())
+    assert after < 0.2 * before
+    again = synth_.synthesize(size=(64, 80), seed=1).image
+    assert torch.equal(again, result.image)
+    assert not torch.equal(synth_.synthesize(size=(64, 80), seed=2).image, result.image)
+
+
+def test_tiled_output_wraps_without_a_seam(stripes):
+    synth_ = PatchSynthesizer(stripes, log=lambda m: None, tile=True, **QUICK)
+    x = synth_.synthesize(size=(64, 64), seed=0).image[0]
+    inner = (x[:, :, 1:] - x[:, :, :-1]).abs().mean()
+    seam = (x[:, :, 0] - x[:, :, -1]).abs().mean()
+    assert seam < 1.5 * inner
+
+
+def test_ctrl_c_returns_the_image_so_far(stripes):
+    synth_ = PatchSynthesizer(stripes, log=lambda m: None, **QUICK)
+
+    def stop(level, step, x, loss):
+        if level == 1 and step == 3:
+            raise KeyboardInterrupt
+
+    result = synth_.synthesize(size=(48, 48), on_iter=stop)
+    assert result.interrupted and result.iterations == 33
+    assert result.image.shape[0] == 1 and 0 <= result.image.min() <= result.image.max() <= 1
+
+
+def test_refuses_what_it_cannot_do(stripes):
+    with pytest.raises(UserError, match="side of at least 14 px"):
+        PatchSynthesizer(stripes[:, :10, :10], log=lambda m: None)
+    with pytest.raises(UserError, match="pyramid-factor"):
+        PatchSynthesizer(stripes, log=lambda m: None, pyramid_factor=1.0)
+    with pytest.raises(UserError, match="smaller than one patch"):
+        PatchSynthesizer(stripes, log=lambda m: None).synthesize(size=(5, 40))
+
+
+def test_default_command_uses_the_patch_pyramid(exemplar_path, tmp_path):
+    out = tmp_path / "out.png"
+    args = [exemplar_path, "-o", out, "--coarse-iterations", "20", "--iterations", "5"]
+    result = CliRunner().invoke(synth.app, [str(a) for a in [*args, "--no-progress"]])
+    assert result.exit_code == 0, result.output
+    assert "objective: pixel patches 7x7" in result.output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"]["objective"] == "patches" and meta["backbone"] is None
+    assert meta["iterations"] == 60 and meta["losses"]["patches"] > 0
+    # A backbone option selects the features objective, and says so; with the patches
+    # objective asked for explicitly, it is refused rather than ignored.
+    feats = [str(exemplar_path), "-o", str(out), "--overwrite", "--no-progress"]
+    tiny = ["--backbone", "random-tiny", "--octaves", "1", "--iterations", "2"]
+    ok = CliRunner().invoke(synth.app, [*feats, *tiny])
+    assert ok.exit_code == 0, ok.output
+    assert "--backbone, --octaves: using the features objective (autocorr_pyramid" in ok.output
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["objective"] == "features"
+    bad = CliRunner().invoke(synth.app, [*feats, "--objective", "patches", "--layers", "pool1"])
+    assert bad.exit_code == 2 and "--layers: not used by the patches objective" in bad.output
