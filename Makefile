@@ -17,12 +17,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 setup: $(BIN)/.installed
 
 # A procedural exemplar (made in code, free to share), then a wider 384x256 texture from it
-# with the default objective (autocorr_pyramid).
+# with the default objective (patch_pyramid) and its default steps.
 demo: setup
 	mkdir -p out
 	$(BIN)/python -m data.procedural cells out/exemplar.png --size 256 --overwrite
-	$(BIN)/python synth.py out/exemplar.png -o out/texture.png --size 384x256 \
-		--iterations 120 --overwrite
+	$(BIN)/python synth.py out/exemplar.png -o out/texture.png --size 384x256 --overwrite
 
 # Tiny images and a tiny random backbone; one OpenMP thread, since small tensors only
 # lose time to thread hand-offs on a shared 2-core machine.

@@ -25,7 +25,7 @@ from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
 from data.errors import UserError
 from data.images import check_output_path
 from data.sizes import parse_size
-from engines.cli import numbered, progress_bar, run_cli
+from engines.cli import first_interrupt_only, numbered, progress_bar, run_cli
 from engines.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -117,6 +117,9 @@ def main(
         int | None, Opt(help="patches: Adam steps at scales whose output side <= 64 px.")
     ] = None,
     lr: Annotated[float | None, Opt(help="patches: Adam learning rate.")] = None,
+    max_patches: Annotated[
+        int | None, Opt(help="patches: output patches compared a step (0 = all).")
+    ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
     optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
     history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,
@@ -132,7 +135,8 @@ def main(
     progress: Progress = True,
 ) -> None:
     cli = dict(locals())
-    run_cli(lambda: synthesize(cli))
+    with first_interrupt_only():
+        run_cli(lambda: synthesize(cli))
 
 
 def synthesize(cli: dict) -> None:
@@ -200,7 +204,11 @@ def synthesize(cli: dict) -> None:
         terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if "/" not in k)
         print(f"wrote {path} ({result.iterations} iterations, {result.seconds:.1f} s; {terms})")
         if result.interrupted:
-            print("interrupted: saved the image reached so far")
+            coarse = ""
+            if result.stopped_at:
+                h, w = result.stopped_at
+                coarse = f", upsampled from the {w}x{h} level it had reached"
+            print(f"interrupted: saved the image reached so far{coarse}")
             raise SystemExit(130)
 
 

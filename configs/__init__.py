@@ -9,6 +9,7 @@ live beside this module as ``NAME.toml``; their keys equal the field names
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class SynthConfig(LossConfig):
     coarsest: int = 32  # patches: the exemplar's short side at the coarsest scale, px
     coarse_iterations: int = 300  # patches: Adam steps at scales whose output side <= 64 px
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
+    max_patches: int = 65536  # patches: output patches compared a step, a random subset (0 = all)
 
 
 # The preset a command uses when no --config is given: its values, not the dataclass
@@ -110,6 +112,32 @@ def features_fields() -> tuple[str, ...]:
     return (*own, "levels", "optimizer", "history")
 
 
+NON_NEGATIVE = (
+    "spectrum_weight", "tv_weight", "autocorr_weight", "swd_weight", "layer_weights",
+    "octave_weights", "iterations", "coarse_iterations", "save_every", "max_patches",
+)  # fmt: skip
+
+
+def check_synth_values(cfg: SynthConfig) -> None:
+    """Refuse values no run can use (they used to run and write nonsense)."""
+    for name in NON_NEGATIVE:
+        value = getattr(cfg, name)
+        if any(v < 0 for v in (value if isinstance(value, list) else [value] if value else [])):
+            raise UserError(f"--{name.replace('_', '-')} must not be negative (got {value})")
+    limits = {"history": 1, "variations": 1, "patch_size": 2, "projections": 1, "levels": 1}
+    for name, low in limits.items():
+        if getattr(cfg, name) < low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low}")
+    if not cfg.lr > 0:
+        raise UserError("--lr must be positive")
+    if not (0 <= cfg.seed and cfg.seed + cfg.variations <= 2**63):
+        raise UserError("--seed must lie in [0, 2^63) (with its variations)")
+    if not 0 < cfg.autocorr_shift <= 1:
+        raise UserError("--autocorr-shift must lie in (0, 1]")
+    if not 0 < cfg.pyramid_factor < 1:
+        raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+
+
 def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig:
     """synth.py's config: CLI > ``config`` preset/file > the default preset > dataclasses.
 
@@ -131,6 +159,7 @@ def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig
     cfg = build_config(SynthConfig, read_config_file(name), cli_values)
     if cfg.objective not in ("features", "patches"):
         raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
+    check_synth_values(cfg)
     other = features_fields() if cfg.objective == "patches" else PATCH_FIELDS
     wrong = [k for k in other if k in given]
     if wrong:
@@ -170,14 +199,44 @@ def read_config_file(name_or_path: str) -> dict:
     return {k.replace("-", "_"): v for k, v in values.items()}
 
 
+def _type_ok(annotation: str, value) -> bool:
+    """Whether ``value`` fits a field annotated ``annotation`` (a string: ``int``,
+    ``list[float] | None``, ...); bool is not an int here, an int is a float."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    for kind in kinds:
+        if kind == "None" and value is None:
+            return True
+        if kind == "bool" and isinstance(value, bool):
+            return True
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if kind == "str" and isinstance(value, str):
+            return True
+        if kind.startswith("list[") and isinstance(value, list):
+            inner = kind[5:-1]
+            return all(_type_ok(inner, v) for v in value)
+    return False
+
+
 def build_config(cls, file_values: dict, cli_values: dict):
-    """Merge dataclass defaults < file values < CLI values (those not None)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(file_values) - names)
+    """Merge dataclass defaults < file values < CLI values (those not None), type-checked;
+    every float must be finite."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(file_values) - set(fields))
     if unknown:
         raise UserError(f"unknown config key(s): {', '.join(unknown)}")
     merged = dict(file_values)
-    merged.update({k: v for k, v in cli_values.items() if v is not None and k in names})
+    merged.update({k: v for k, v in cli_values.items() if v is not None and k in fields})
+    for name, value in merged.items():
+        annotation = str(fields[name].type)
+        if not _type_ok(annotation, value):
+            raise UserError(f"config value {name} = {value!r} is not of type {annotation}")
+        numbers = value if isinstance(value, list) else [value]
+        bad = [v for v in numbers if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise UserError(f"config value {name} = {value!r} must be finite")
     return cls(**merged)
 
 

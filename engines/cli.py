@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +21,35 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def run_cli(main: Callable[[], None]) -> None:
-    """Run ``main``; a UserError becomes one line on stderr and exit code 2."""
+    """Run ``main``; a UserError becomes one line on stderr and exit code 2, a Ctrl-C that
+    no engine caught (start-up, loading) one line and exit code 130."""
     try:
         main()
     except UserError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted (outputs are written atomically: none is half-written)", 130)
+
+
+@contextmanager
+def first_interrupt_only():
+    """Ctrl-C raises KeyboardInterrupt once; later presses are ignored, so that a second
+    press cannot cut short the saving of what the first one stopped (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+
+    def handler(signum, frame):
+        if not pressed:
+            pressed.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def parse_list(text: str | None, kind=str, what: str = "list") -> list | None:

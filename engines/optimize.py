@@ -34,6 +34,8 @@ class OptimizeResult:
     evaluations: int = 0  # loss + gradient evaluations (line searches included)
     seconds: float = 0.0
     interrupted: bool = False  # stopped by Ctrl-C; image is the last accepted iterate
+    # (H, W) of the coarse level a stopped run had reached; its image was upsampled from it
+    stopped_at: tuple[int, int] | None = None
 
 
 def _value_and_grad(loss_fn, x: torch.Tensor) -> tuple[float, torch.Tensor]:

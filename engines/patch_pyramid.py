@@ -22,13 +22,12 @@ from configs import SynthConfig, default_config
 from data.errors import UserError
 from engines.objective import resolve_device
 from engines.optimize import OptimizeResult
-from engines.per_image import PerImageSynthesizer, load_exemplars
+from engines.per_image import PerImageSynthesizer, at_size, load_exemplars
 from losses.patches import patch_directions, patch_sliced_wasserstein
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
 COARSE_SIDE = 64  # output levels up to this side get ``coarse_iterations`` (they set the layout)
 LR_END = 0.1  # each scale's learning rate decays (cosine) to this fraction of lr
-MAX_PATCHES = int(__import__("os").environ.get("MAX_PATCHES", "100000000"))
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 
@@ -87,8 +86,8 @@ class PatchSynthesizer(PerImageSynthesizer):
         self.config = cfg = dataclasses.replace(base, **overrides)
         if cfg.patch_size < 2 or cfg.projections < 1 or cfg.iterations < 0:
             raise UserError("--patch-size must be >= 2, --projections >= 1, --iterations >= 0")
-        if cfg.coarse_iterations < 0 or cfg.lr <= 0:
-            raise UserError("--coarse-iterations must be >= 0 and --lr > 0")
+        if cfg.coarse_iterations < 0 or not cfg.lr > 0 or cfg.max_patches < 0:
+            raise UserError("--coarse-iterations and --max-patches must be >= 0, --lr > 0")
         if not 0 < cfg.pyramid_factor < 1:
             raise UserError("--pyramid-factor must lie strictly between 0 and 1")
         if cfg.coarsest < 2 * cfg.patch_size:
@@ -202,7 +201,7 @@ class PatchSynthesizer(PerImageSynthesizer):
                     directions = patch_directions(3, cfg.patch_size, cfg.projections, g)
                     opt.zero_grad(set_to_none=True)
                     value = patch_sliced_wasserstein(
-                        x, self._pyramid[level], directions, cfg.tile, g, MAX_PATCHES
+                        x, self._pyramid[level], directions, cfg.tile, g, cfg.max_patches or None
                     )
                     value.backward()
                     opt.step()
@@ -219,6 +218,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             if result.interrupted:
                 break
         result.image = x
+        at_size(result, size)
         result.evaluations = result.iterations
         result.terms = {"total": loss, "patches": loss}
         result.seconds = time.perf_counter() - start

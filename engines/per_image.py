@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from configs import SynthConfig
 from data.errors import UserError
@@ -37,6 +38,18 @@ def load_exemplars(exemplars, log=print) -> tuple[list[torch.Tensor], list[str]]
             images.append(img)
             sources.append(str(item))
     return images, sources
+
+
+def at_size(result, size: tuple[int, int]):
+    """Upsample a run stopped at a coarse level to the requested (H, W), noting the level's
+    size in ``result.stopped_at``: the file is then what its name and size promise."""
+    reached = tuple(result.image.shape[-2:])
+    if reached != tuple(size):
+        result.stopped_at = reached
+        result.image = F.interpolate(
+            result.image, size=tuple(size), mode="bilinear", align_corners=False
+        ).clamp(0, 1)
+    return result
 
 
 def make_synthesizer(exemplars, config: SynthConfig, log=print, fit_octaves: bool = False):
@@ -70,6 +83,7 @@ class PerImageSynthesizer:
             "evaluations": result.evaluations,
             "seconds": round(result.seconds, 3),
             "interrupted": result.interrupted,
+            "stopped_at_size": list(result.stopped_at) if result.stopped_at else None,
             "device": str(self.device),
         }
 

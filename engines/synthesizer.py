@@ -19,7 +19,7 @@ from engines.objective import (
     resolve_device,
 )
 from engines.optimize import METHODS, OptimizeResult, optimize
-from engines.per_image import PerImageSynthesizer, load_exemplars
+from engines.per_image import PerImageSynthesizer, at_size, load_exemplars
 from losses import TextureLoss
 
 START_BLUR = 2.0  # sd, in pixels, of the Gaussian that smooths the start's noise
@@ -183,7 +183,7 @@ class TextureSynthesizer(PerImageSynthesizer):
             if result.interrupted:
                 total.interrupted = True
                 break
-        return total
+        return at_size(total, size)
 
     def describe(self) -> str:
         return f"backbone: {self.backbone.description}"

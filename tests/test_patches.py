@@ -46,6 +46,10 @@ def test_patch_distance_sees_patches_not_just_colours():
     shuffled = stripes.flatten(2)[..., order].view_as(stripes)
     other = patch_sliced_wasserstein(shuffled, [stripes], d, False, gen())
     assert same < 1e-10 and other > 1e-4
+    # A random subset of the output's patches samples the same distribution.
+    subset = patch_sliced_wasserstein(stripes, [stripes], d, False, gen(), max_patches=400)
+    subset_other = patch_sliced_wasserstein(shuffled, [stripes], d, False, gen(), max_patches=400)
+    assert subset < 0.1 * other and subset_other > 0.5 * other
     # A periodic output's wrapped patches do not change when it is rolled; inner ones do.
     tile = torch.rand(1, 3, 24, 24, generator=gen(2))
     rolled = tile.roll((5, 7), dims=(2, 3))
@@ -103,7 +107,24 @@ def test_ctrl_c_returns_the_image_so_far(stripes):
 
     result = synth_.synthesize(size=(48, 48), on_iter=stop)
     assert result.interrupted and result.iterations == 33
-    assert result.image.shape[0] == 1 and 0 <= result.image.min() <= result.image.max() <= 1
+    # Stopped at a coarse scale, the image still has the size asked for, and says so.
+    assert result.image.shape == (1, 3, 48, 48) and result.stopped_at == (36, 36)
+    assert 0 <= result.image.min() <= result.image.max() <= 1
+
+
+def test_ctrl_c_at_a_coarse_level_of_the_features_engine_keeps_the_size(stripes):
+    from engines.synthesizer import TextureSynthesizer
+
+    synth_ = TextureSynthesizer(
+        stripes, backbone="random-tiny", octaves=1, levels=2, log=lambda m: None
+    )
+
+    def stop(level, it, x, loss):
+        raise KeyboardInterrupt
+
+    result = synth_.synthesize(size=(40, 40), iterations=5, on_iter=stop)
+    assert result.interrupted and result.stopped_at == (20, 20)
+    assert result.image.shape == (1, 3, 40, 40)
 
 
 def test_refuses_what_it_cannot_do(stripes):
@@ -134,3 +155,6 @@ def test_default_command_uses_the_patch_pyramid(exemplar_path, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["config"]["objective"] == "features"
     bad = CliRunner().invoke(synth.app, [*feats, "--objective", "patches", "--layers", "pool1"])
     assert bad.exit_code == 2 and "--layers: not used by the patches objective" in bad.output
+    for args, words in [(["--lr", "nan"], "finite"), (["--pyramid-factor", "1.5"], "between")]:
+        bad = CliRunner().invoke(synth.app, [*feats, *args])
+        assert bad.exit_code == 2 and words in bad.output, bad.output

@@ -214,6 +214,16 @@ BAD_CASES = {
         ["small.png", "--backbone", "vgg19", "--weights", "nope.pth"],
         "nope.pth",
     ),
+    # Values that used to run and write nonsense, or end in a traceback (issue 15, 5-6).
+    "nan weight": (["small.png", "--layer-weights", "nan,1"], "finite"),
+    "inf spectrum weight": (["small.png", "--spectrum-weight", "inf"], "finite"),
+    "negative tv weight": (["small.png", "--tv-weight", "-1"], "negative"),
+    "no history": (["small.png", "--history", "0"], "history"),
+    "negative save-every": (["small.png", "--save-every", "-1"], "save-every"),
+    "huge seed": (["small.png", "--seed", str(2**70)], "seed"),
+    "negative seed": (["small.png", "--seed", "-1"], "seed"),
+    "zero variations": (["small.png", "--variations", "0"], "variations"),
+    "toml value of the wrong type": (["small.png", "--config", "bad.toml"], "octaves"),
 }
 
 
@@ -222,6 +232,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
     args, needle = BAD_CASES[case]
     save_image(torch.rand(3, 40, 40), tmp_path / "small.png")
     (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "bad.toml").write_text('octaves = "five"\n')
     cmd = [
         sys.executable,
         str(ROOT / "synth.py"),
@@ -271,3 +282,21 @@ def test_preset_octaves_are_fitted_to_a_small_output_too(tmp_path):
     assert code == 0, output
     assert "using" in output and "for 48 px" in output
     assert json.loads(out.with_suffix(".json").read_text())["config"]["octaves"] < 5
+
+
+def test_a_second_ctrl_c_cannot_cut_short_the_save():
+    import os
+    import signal
+
+    from engines.cli import first_interrupt_only
+
+    saved = False
+    with first_interrupt_only():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("the first Ctrl-C must interrupt")
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGINT)  # a second press while saving: ignored
+            saved = True
+    assert saved
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
