@@ -32,14 +32,20 @@ from engines.options import (
     AutocorrShift,
     AutocorrWeight,
     Backbone,
+    Coarsest,
     Layers,
     LayerWeights,
+    MaxPatches,
     Normalisation,
+    Objective,
     Octaves,
     OctaveWeights,
     Padding,
+    PatchSize,
     Pooling,
     Progress,
+    Projections,
+    PyramidFactor,
     SpectrumWeight,
     SwdLayers,
     SwdWeight,
@@ -101,25 +107,19 @@ def main(
     pooling: Pooling = None,
     padding: Padding = None,
     activation_norm: ActivationNorm = None,
-    objective: Annotated[
-        str | None, Opt(help="features (backbone statistics, L-BFGS) | patches (pixel patches).")
-    ] = None,
+    objective: Objective = None,
     iterations: Annotated[
         int | None, Opt(help="L-BFGS iterations per level; patches: Adam steps per fine scale.")
     ] = None,
-    patch_size: Annotated[int | None, Opt(help="patches: side of the pixel patches.")] = None,
-    projections: Annotated[int | None, Opt(help="patches: random directions a step.")] = None,
-    pyramid_factor: Annotated[float | None, Opt(help="patches: scale ratio of levels.")] = None,
-    coarsest: Annotated[
-        int | None, Opt(help="patches: exemplar's short side at the coarsest scale, px.")
-    ] = None,
+    patch_size: PatchSize = None,
+    projections: Projections = None,
+    pyramid_factor: PyramidFactor = None,
+    coarsest: Coarsest = None,
     coarse_iterations: Annotated[
         int | None, Opt(help="patches: Adam steps at scales whose output side <= 64 px.")
     ] = None,
     lr: Annotated[float | None, Opt(help="patches: Adam learning rate.")] = None,
-    max_patches: Annotated[
-        int | None, Opt(help="patches: output patches compared a step (0 = all).")
-    ] = None,
+    max_patches: MaxPatches = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
     optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
     history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,

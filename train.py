@@ -40,14 +40,20 @@ from engines.options import (
     AutocorrShift,
     AutocorrWeight,
     Backbone,
+    Coarsest,
     Layers,
     LayerWeights,
+    MaxPatches,
     Normalisation,
+    Objective,
     Octaves,
     OctaveWeights,
     Padding,
+    PatchSize,
     Pooling,
     Progress,
+    Projections,
+    PyramidFactor,
     SpectrumWeight,
     SwdLayers,
     SwdWeight,
@@ -123,6 +129,12 @@ def main(
     pooling: Pooling = None,
     padding: Padding = None,
     activation_norm: ActivationNorm = None,
+    objective: Objective = None,
+    patch_size: PatchSize = None,
+    projections: Projections = None,
+    pyramid_factor: PyramidFactor = None,
+    coarsest: Coarsest = None,
+    max_patches: MaxPatches = None,
     tile: Annotated[
         bool | None,
         Opt("--tile/--no-tile", help="Periodic objective; generate seamless by default."),
@@ -152,6 +164,7 @@ def train(cli: dict) -> None:
     from engines import train_loop as T
     from engines.objective import build_backbone_for, build_objective
     from engines.runs import start_run
+    from losses.patches import PatchPyramidLoss
     from models.generator import build_generator
 
     # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults.
@@ -165,19 +178,26 @@ def train(cli: dict) -> None:
     is_main, device = accelerator.is_main_process, accelerator.device
     log = print if is_main else lambda *_: None
 
-    # 3. Backbone, exemplars and targets, built once.
-    backbone = build_backbone_for(cfg, cfg.tile, device, log)
-    T.check_config(cfg, backbone.min_input_size())
+    # 3. Objective (a backbone's feature statistics, or pixel patches), exemplars, targets.
+    patches = cfg.objective == "patches"
+    backbone = None if patches else build_backbone_for(cfg, cfg.tile, device, log)
+    T.check_config(cfg, backbone.min_input_size() if backbone else 0)
     exemplars = []
     for path in cli["exemplars"]:
         img, note = load_image(path)
         log(note)
         exemplars.append(img.to(device))
-    if cfg.activation_norm:
-        backbone.rescale_([u[None] for u in exemplars])
-    objective = build_objective(cfg, exemplars, backbone, cfg.tile)
-    info = {"backbone": backbone.description, "exemplars": [str(p) for p in cli["exemplars"]]}
-    log(f"backbone: {backbone.description}")
+    if patches:
+        objective = PatchPyramidLoss(exemplars, cfg, circular=cfg.tile)
+        size = f"{cfg.patch_size}x{cfg.patch_size}"
+        description = f"none: pixel patches {size}, {len(objective.scales)} scales"
+    else:
+        if cfg.activation_norm:
+            backbone.rescale_([u[None] for u in exemplars])
+        objective = build_objective(cfg, exemplars, backbone, cfg.tile)
+        description = backbone.description
+    info = {"backbone": description, "exemplars": [str(p) for p in cli["exemplars"]]}
+    log(f"backbone: {description}")
 
     # 4. Generator, Adam and the learning-rate schedule, prepared for the devices.
     model = build_generator(cfg.generator, cfg.output).to(device)

@@ -24,6 +24,9 @@ PRESET_DIR = Path(__file__).parent
 class LossConfig:
     """The texture objective (DESIGN.md "The objective"). Defaults: snelgrove2017."""
 
+    # features: the backbone's feature statistics (the fields below); patches: the pixel
+    # patch distribution over a pyramid of scales (PatchFields), no network
+    objective: str = "features"
     backbone: str = "auto"  # vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE
     weights: str | None = (
         None  # local weights file for vgg19 (torchvision or Gatys vgg_conv layout)
@@ -52,13 +55,21 @@ class LossConfig:
 
 
 @dataclass
-class SynthConfig(LossConfig):
+class PatchFields:
+    """The patch objective's own fields (``objective = "patches"``; losses/patches.py)."""
+
+    patch_size: int = 7  # side of the pixel patches matched
+    projections: int = 64  # random directions drawn each step
+    pyramid_factor: float = 0.75  # scale ratio between pyramid levels
+    coarsest: int = 32  # the exemplar's short side at the coarsest scale, px
+    max_patches: int = 65536  # output patches compared a step, a random subset (0 = all)
+
+
+@dataclass
+class SynthConfig(PatchFields, LossConfig):
     """Everything ``synth.py`` needs; fields not used by a mode are ignored there."""
 
     size: str | None = None  # WxH of the output; None = the exemplar's size
-    # features: L-BFGS against the backbone's feature statistics (the LossConfig fields);
-    # patches: coarse-to-fine Adam against the pixel patch distribution (the patch_* fields)
-    objective: str = "features"
     iterations: int = 300  # L-BFGS iterations per level; patches: Adam steps per fine scale
     levels: int = 1  # coarse-to-fine levels: synthesize at size/2^(L-1), upsample, repeat
     optimizer: str = "lbfgsb"  # lbfgsb (box bounds) | lbfgs-clamp | lbfgs-sigmoid
@@ -67,13 +78,8 @@ class SynthConfig(LossConfig):
     variations: int = 1  # number of outputs, seeds seed, seed+1, ...
     save_every: int = 0  # write a snapshot every K iterations (0 = never)
     bits: int = 8  # PNG bit depth of the output: 8 or 16
-    patch_size: int = 7  # patches: side of the pixel patches matched
-    projections: int = 64  # patches: random directions drawn each step
-    pyramid_factor: float = 0.75  # patches: scale ratio between pyramid levels
-    coarsest: int = 32  # patches: the exemplar's short side at the coarsest scale, px
     coarse_iterations: int = 300  # patches: Adam steps at scales whose output side <= 64 px
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
-    max_patches: int = 65536  # patches: output patches compared a step, a random subset (0 = all)
 
 
 # The preset a command uses when no --config is given: its values, not the dataclass
@@ -107,7 +113,7 @@ PATCH_FIELDS = (
 
 
 def features_fields() -> tuple[str, ...]:
-    shared = {"seed", "device"}
+    shared = {"seed", "device", "objective"}
     own = [f.name for f in dataclasses.fields(LossConfig) if f.name not in shared]
     return (*own, "levels", "optimizer", "history")
 
@@ -241,7 +247,7 @@ def build_config(cls, file_values: dict, cli_values: dict):
 
 
 @dataclass
-class TrainConfig(LossConfig):
+class TrainConfig(PatchFields, LossConfig):
     """Everything ``train.py`` needs: the shared objective plus the generator and its training."""
 
     generator: str = "base"  # variant in models.generator.GENERATORS

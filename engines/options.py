@@ -47,6 +47,16 @@ ActivationNorm = Annotated[
         help="Rescale filters to mean activation 1 on the exemplar.",
     ),
 ]
+Objective = Annotated[
+    str | None, Opt(help="features (backbone statistics) | patches (pixel patches, no network).")
+]
+PatchSize = Annotated[int | None, Opt(help="patches: side of the pixel patches.")]
+Projections = Annotated[int | None, Opt(help="patches: random directions a step.")]
+PyramidFactor = Annotated[float | None, Opt(help="patches: scale ratio of levels.")]
+Coarsest = Annotated[
+    int | None, Opt(help="patches: exemplar's short side at the coarsest scale, px.")
+]
+MaxPatches = Annotated[int | None, Opt(help="patches: output patches compared a step (0 = all).")]
 Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]
 
 

@@ -23,23 +23,18 @@ from data.errors import UserError
 from engines.objective import resolve_device
 from engines.optimize import OptimizeResult
 from engines.per_image import PerImageSynthesizer, at_size, load_exemplars
-from losses.patches import patch_directions, patch_sliced_wasserstein
+from losses.patches import (
+    downscaled,
+    patch_directions,
+    patch_sliced_wasserstein,
+    pyramid_scales,
+    scaled,
+)
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
 COARSE_SIDE = 64  # output levels up to this side get ``coarse_iterations`` (they set the layout)
 LR_END = 0.1  # each scale's learning rate decays (cosine) to this fraction of lr
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
-
-
-def pyramid_scales(side: int, coarsest: int, factor: float) -> list[float]:
-    """Scales ``factor**k``, coarsest first, ending at 1, the first taking ``side`` to about
-    ``coarsest`` px (one scale, 1, when ``side <= coarsest``)."""
-    count = 1 + max(0, math.floor(math.log(coarsest / side) / math.log(factor) + 1e-9))
-    return [factor**k for k in reversed(range(count))]
-
-
-def scaled(size: tuple[int, int], scale: float, minimum: int) -> tuple[int, int]:
-    return tuple(max(minimum, round(s * scale)) for s in size)
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int], periodic: bool) -> torch.Tensor:
@@ -105,19 +100,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             )
         self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
         self._pyramid = [
-            [
-                F.interpolate(
-                    u[None],
-                    size=scaled(u.shape[-2:], s, cfg.patch_size),
-                    mode="bilinear",
-                    antialias=True,
-                    align_corners=False,
-                )
-                if s < 1
-                else u[None]
-                for u in self.exemplars
-            ]
-            for s in self.scales
+            [downscaled(u[None], s, cfg.patch_size) for u in self.exemplars] for s in self.scales
         ]
         self.description = (
             f"pixel patches {cfg.patch_size}x{cfg.patch_size}, {cfg.projections} projections "

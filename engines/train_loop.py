@@ -48,7 +48,11 @@ def check_config(cfg: TrainConfig, min_view: int) -> None:
         raise UserError(
             f"--image-size must be a multiple of {multiple} for generator {cfg.generator}"
         )
-    if cfg.image_size >> (cfg.octaves - 1) < min_view:
+    if cfg.objective not in ("features", "patches"):
+        raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
+    if cfg.objective == "patches" and cfg.diversity_weight:
+        raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
+    if cfg.objective == "features" and cfg.image_size >> (cfg.octaves - 1) < min_view:
         raise UserError(
             f"--image-size {cfg.image_size} gives a {cfg.image_size >> (cfg.octaves - 1)} px "
             f"coarsest octave, below the backbone's {min_view} px; use fewer --octaves"

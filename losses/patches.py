@@ -8,11 +8,33 @@ network is involved, so nothing here depends on a backbone.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from losses.sliced import resample_sorted
+
+
+def pyramid_scales(side: int, coarsest: int, factor: float) -> list[float]:
+    """Scales ``factor**k``, coarsest first, ending at 1, the first taking ``side`` to about
+    ``coarsest`` px (one scale, 1, when ``side <= coarsest``)."""
+    count = 1 + max(0, math.floor(math.log(coarsest / side) / math.log(factor) + 1e-9))
+    return [factor**k for k in reversed(range(count))]
+
+
+def scaled(size: tuple[int, int], scale: float, minimum: int) -> tuple[int, int]:
+    return tuple(max(minimum, round(s * scale)) for s in size)
+
+
+def downscaled(img: torch.Tensor, scale: float, minimum: int) -> torch.Tensor:
+    """(B, C, H, W) resized by ``scale`` (antialiased bilinear; each side at least
+    ``minimum``), or ``img`` itself at scale 1. Differentiable."""
+    if scale >= 1:
+        return img
+    size = scaled(tuple(img.shape[-2:]), scale, minimum)
+    return F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def patch_directions(
@@ -88,3 +110,43 @@ def patch_sliced_wasserstein(
     ours = ours.sort(dim=-1).values
     theirs = sorted_target(exemplars, directions, ours.shape[-1], generator).to(ours)
     return (ours - theirs).pow(2).mean()
+
+
+class PatchPyramidLoss:
+    """The patch objective of a whole image at once, for training a generator: the sliced
+    Wasserstein distance of patches at every scale of the pyramid, averaged.
+
+    Called like ``TextureLoss`` (``loss(x, crop=None, generator=g)`` -> dict with ``total``),
+    on (B, 3, H, W) images in [0, 1]; ``generator`` draws the directions and subsets (a fixed
+    one when None, so that evaluations are comparable).
+
+    Args:
+        exemplars: (3, h, w) images; their patches are pooled.
+        cfg: a config with the ``PatchFields``.
+        circular: the images' patches wrap around (periodic training).
+    """
+
+    def __init__(self, exemplars: list[torch.Tensor], cfg, circular: bool = False):
+        self.cfg, self.circular = cfg, circular
+        side = min(min(u.shape[-2:]) for u in exemplars)
+        self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
+        self.targets = [
+            [downscaled(u[None].float(), s, cfg.patch_size) for u in exemplars] for s in self.scales
+        ]
+
+    def __call__(self, x: torch.Tensor, crop=None, generator: torch.Generator | None = None):
+        cfg = self.cfg
+        g = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+        terms = {}
+        for k, (s, targets) in enumerate(zip(self.scales, self.targets, strict=True)):
+            view = downscaled(x.float(), s, cfg.patch_size)
+            directions = patch_directions(x.shape[1], cfg.patch_size, cfg.projections, g)
+            values = [
+                patch_sliced_wasserstein(
+                    view[i : i + 1], targets, directions, self.circular, g, cfg.max_patches or None
+                )
+                for i in range(view.shape[0])
+            ]
+            terms[f"patches/scale{k}"] = torch.stack(values).mean()
+        terms["total"] = torch.stack(list(terms.values())).mean()
+        return terms

@@ -288,3 +288,29 @@ def test_generator_trains_on_the_autocorrelation_objective(exemplar, tmp_path):
     events = EventAccumulator(str(out / "logs" / "train"))
     events.Reload()
     assert "loss/autocorr" in events.Tags()["scalars"]
+
+
+def test_generator_trains_on_the_patch_objective_and_resumes_exactly(exemplar, tmp_path):
+    patches = ["--objective", "patches", "--coarsest", "16", "--projections", "16"]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    args = ["--steps", "20", "--checkpoint-every", "10", "--keep-checkpoints", "0", *patches]
+    result = train_run(exemplar, full, *args)
+    assert "backbone: none: pixel patches 7x7" in result.output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(full / "logs" / "train"))
+    events.Reload()
+    assert "loss/patches/scale0" in events.Tags()["scalars"]
+    total = [e.value for e in events.Scalars("loss/total")]
+    assert np.mean(total[-5:]) < 0.8 * np.mean(total[:5])
+    # The step's directions come from its own seeded generator: resuming repeats them.
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-10", resumed / "checkpoint-10")
+    train_run(exemplar, resumed, *args, "--resume", "latest")
+    a = weights(full / "final" / "model.safetensors")
+    b = weights(resumed / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # A backbone-only term cannot be combined with it.
+    bad = run(train.app, [exemplar, "--output-dir", tmp_path / "x", *TINY, *patches,
+                          "--diversity-weight", "1"])  # fmt: skip
+    assert bad.exit_code == 2 and "features objective" in bad.output
