@@ -245,6 +245,8 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
         UserError: ``path`` is a directory, does not end in ``.png``, exists while
             ``overwrite`` is false, or its parent directory is missing or not writable.
     """
+    if str(path).strip() in ("", "."):  # the command line turns -o '' into "."
+        raise UserError("the output path is empty (or '.'); give a file name such as out.png")
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give a file name such as {path / 'out.png'}")

@@ -69,11 +69,17 @@ def _bgr_to_rgb(params: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tenso
     return [(w.flip(1), b), *rest]
 
 
+def check_weights_file(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(f"weights file {path} is a directory; give the file inside it")
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist")
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Tensors of a .safetensors file, or of a .pth/.pt state_dict read with weights_only=True."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"weights file {path} does not exist")
+    check_weights_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -172,8 +178,7 @@ def vgg16_hed(path: str | Path | None = None) -> ConvWeights:
         )
     else:
         path = Path(path).expanduser()
-        if not path.is_file():
-            raise UserError(f"weights file {path} does not exist")
+        check_weights_file(path)
         source = f"HED VGG-16 trunk from {path.name}"
     per_block = [0] * 5
     block = 0

@@ -224,6 +224,13 @@ BAD_CASES = {
     "negative seed": (["small.png", "--seed", "-1"], "seed"),
     "zero variations": (["small.png", "--variations", "0"], "variations"),
     "toml value of the wrong type": (["small.png", "--config", "bad.toml"], "octaves"),
+    # Messages that named the wrong cause (issue 15, item 10).
+    "config is a directory": (["small.png", "--config", "."], "is a directory"),
+    "weights is a directory": (
+        ["small.png", "--backbone", "vgg19", "--weights", "."],
+        "is a directory",
+    ),
+    "empty output path": (["small.png", "-o", ""], "empty"),
 }
 
 
@@ -242,7 +249,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
         "--iterations",
         "1",
     ]
-    if case == "missing weights file":
+    if case in ("missing weights file", "weights is a directory"):
         cmd = cmd[:-4] + cmd[-2:]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
