@@ -12,6 +12,7 @@ minimise the sliced Wasserstein distance between its patches and the exemplar's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -72,11 +73,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         **overrides: config fields to replace.
     """
 
-    mode = "optimize"
-
     def __init__(self, exemplars, config: SynthConfig | None = None, log=print, **overrides):
-        import dataclasses
-
         base = config or default_config(SynthConfig, objective="patches")
         self.config = cfg = dataclasses.replace(base, **overrides)
         if cfg.patch_size < 2 or cfg.projections < 1 or cfg.iterations < 0:
