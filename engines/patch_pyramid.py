@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from configs import SynthConfig, default_config
+from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
 from engines.objective import resolve_device
 from engines.optimize import OptimizeResult
@@ -76,12 +76,7 @@ class PatchSynthesizer(PerImageSynthesizer):
     def __init__(self, exemplars, config: SynthConfig | None = None, log=print, **overrides):
         base = config or default_config(SynthConfig, objective="patches")
         self.config = cfg = dataclasses.replace(base, **overrides)
-        if cfg.patch_size < 2 or cfg.projections < 1 or cfg.iterations < 0:
-            raise UserError("--patch-size must be >= 2, --projections >= 1, --iterations >= 0")
-        if cfg.coarse_iterations < 0 or not cfg.lr > 0 or cfg.max_patches < 0:
-            raise UserError("--coarse-iterations and --max-patches must be >= 0, --lr > 0")
-        if not 0 < cfg.pyramid_factor < 1:
-            raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+        check_synth_values(cfg)  # the Python API does not pass through synth_config
         if cfg.coarsest < 2 * cfg.patch_size:
             raise UserError(f"--coarsest must be at least twice --patch-size ({cfg.patch_size})")
         self.device = resolve_device(cfg.device)
