@@ -7,7 +7,8 @@ patch spans a fifth of the exemplar, so matching the patch distribution there fi
 layout (where cells, rows and discs go); each finer scale starts from the coarser result,
 upsampled, and fixes smaller detail. At each scale Adam moves the output's pixels to
 minimise the sliced Wasserstein distance between its patches and the exemplar's
-(``losses.patches``), with fresh random directions every step.
+(``losses.patches``), on random directions drawn from a bank that is renewed every few
+steps, over a random sample of the output's patches when it is large.
 """
 
 from __future__ import annotations
@@ -25,16 +26,26 @@ from engines.objective import resolve_device
 from engines.optimize import OptimizeResult
 from engines.per_image import PerImageSynthesizer, at_size, load_exemplars
 from losses.patches import (
+    DirectionBank,
     downscaled,
-    patch_directions,
     patch_sliced_wasserstein,
     pyramid_scales,
     scaled,
 )
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
-COARSE_SIDE = 64  # output levels up to this side get ``coarse_iterations`` (they set the layout)
+# Scales at which the exemplar's short side is at most COARSE_SPAN x ``coarsest`` get
+# ``coarse_iterations``: a patch spans a large part of the exemplar there, so they set the
+# layout. Measured on the exemplar, not the output, so that a larger output gets the same
+# layout work (an output-side rule gave a 512 px honeycomb two such scales, a 256 px one five).
+COARSE_SPAN = 3.2
 LR_END = 0.1  # each scale's learning rate decays (cosine) to this fraction of lr
+# Each step's directions come from a bank of BANK_SIZE, redrawn every BANK_REFRESH steps,
+# with the exemplar's exact quantiles (``losses.patches.DirectionBank``); QUANTILES of them
+# kept per direction when every output patch is compared (max_patches = 0).
+BANK_SIZE = 256
+BANK_REFRESH = 25
+QUANTILES = 65536
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 
@@ -102,13 +113,12 @@ class PatchSynthesizer(PerImageSynthesizer):
     def describe(self) -> str:
         return f"objective: {self.description}"
 
-    def level_iterations(self, size: tuple[int, int]) -> list[int]:
-        """Adam steps at each scale for an (H, W) output, coarsest first."""
+    def level_iterations(self, size: tuple[int, int] | None = None) -> list[int]:
+        """Adam steps at each scale, coarsest first (the same for every output ``size``)."""
         cfg = self.config
+        side = min(min(u.shape[-2:]) for u in self.exemplars)
         return [
-            cfg.coarse_iterations
-            if max(scaled(size, s, cfg.patch_size)) <= COARSE_SIDE
-            else cfg.iterations
+            cfg.coarse_iterations if s * side <= COARSE_SPAN * cfg.coarsest else cfg.iterations
             for s in self.scales
         ]
 
@@ -171,12 +181,25 @@ class PatchSynthesizer(PerImageSynthesizer):
             decay = torch.optim.lr_scheduler.CosineAnnealingLR(
                 opt, max(1, steps[level]), eta_min=cfg.lr * LR_END
             )
+            bank = DirectionBank(
+                self._pyramid[level],
+                cfg.patch_size,
+                max(BANK_SIZE, cfg.projections),
+                BANK_REFRESH,
+                cfg.max_patches or QUANTILES,
+            )
             try:
                 for step in range(1, steps[level] + 1):
-                    directions = patch_directions(3, cfg.patch_size, cfg.projections, g)
+                    directions, quantiles = bank.draw(cfg.projections, g)
                     opt.zero_grad(set_to_none=True)
                     value = patch_sliced_wasserstein(
-                        x, self._pyramid[level], directions, cfg.tile, g, cfg.max_patches or None
+                        x,
+                        self._pyramid[level],
+                        directions,
+                        cfg.tile,
+                        g,
+                        cfg.max_patches or None,
+                        quantiles,
                     )
                     value.backward()
                     opt.step()

@@ -16,6 +16,13 @@ import torch.nn.functional as F
 
 from losses.sliced import resample_sorted
 
+# The exemplar's quantiles come from TARGET_SAMPLE x the output's patch count, drawn afresh
+# each step: fewer made the output grainier (honeycomb, judge's highfreq 8.4 at 1x, 3.4
+# with 2x). Above GATHER_ABOVE x that many exemplar patches, they are gathered one by one
+# instead of convolving the whole exemplar.
+TARGET_SAMPLE = 2
+GATHER_ABOVE = 8
+
 
 def pyramid_scales(side: int, coarsest: int, factor: float) -> list[float]:
     """Scales ``factor**k``, coarsest first, ending at 1, the first taking ``side`` to about
@@ -57,28 +64,114 @@ def project_patches(img: torch.Tensor, directions: torch.Tensor, circular: bool)
     return F.conv2d(img, directions.to(img)).flatten(2)
 
 
+def project_sampled_patches(
+    img: torch.Tensor, directions: torch.Tensor, circular: bool, count: int, generator
+) -> torch.Tensor:
+    """(1, C, H, W) image -> (1, D, N) projections of the patches on a grid of stride s at a
+    random offset, s the largest stride (at most p) that keeps N at least ``count``; every
+    patch when s = 1. Differentiable.
+
+    A strided grid, not scattered patches: the strided convolution costs what its N patches
+    cost, where gathering scattered patches costs ~5x more per patch. And a grid, not blocks
+    or rows of patches: with s <= p every pixel lies in a sampled patch at every step. With
+    rows or blocks most pixels went without a gradient at most steps, and Adam turned that
+    into horizontal streaks (rows) or grain (blocks) at 512 px.
+    """
+    p = directions.shape[-1]
+    if circular:
+        img = F.pad(img, (0, p - 1, 0, p - 1), mode="circular")
+    rows, cols = img.shape[-2] - p + 1, img.shape[-1] - p + 1
+    stride = max(1, min(p, math.isqrt(rows * cols // max(1, count))))
+    if stride == 1:
+        return project_patches(img, directions, False)
+    dy, dx = torch.randint(stride, (2,), generator=generator).tolist()
+    proj = F.conv2d(img[..., dy:, dx:], directions.to(img), stride=stride)
+    return proj.flatten(2)
+
+
+def project_random_patches(
+    img: torch.Tensor, directions: torch.Tensor, count: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(1, C, H, W) image -> (1, D, count) projections of ``count`` patches drawn
+    independently (with replacement), inside the image, or of every patch when the image
+    has at most ``count``. Not differentiable.
+
+    Independent draws, unlike ``project_sampled_patches``' rows: a target's quantiles
+    from correlated rows are noisier, and that noise shows in the output as grain.
+    """
+    c, p = img.shape[1], directions.shape[-1]
+    rows, cols = img.shape[-2] - p + 1, img.shape[-1] - p + 1
+    with torch.no_grad():
+        if rows * cols <= GATHER_ABOVE * count:
+            proj = project_patches(img, directions, False)
+            if rows * cols <= count:
+                return proj
+            pick = torch.randint(rows * cols, (count,), generator=generator)
+            return proj[..., pick.to(proj.device)]
+        width = img.shape[-1]
+        # Flat offsets of a patch's C x p x p pixels from its top-left corner, in the order
+        # of a convolution weight's (c, dy, dx), so that the directions apply unchanged.
+        dy, dx = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+        offsets = torch.arange(c).view(c, 1) * img.shape[-2] * width + (dy * width + dx).view(1, -1)
+        corners = torch.randint(rows * cols, (count,), generator=generator)
+        corners = (corners // cols) * width + corners % cols
+        index = (corners.view(-1, 1) + offsets.view(1, -1).flatten()).to(img.device)
+        patches = img.reshape(-1)[index]  # (count, C p p)
+        return (patches @ directions.reshape(len(directions), -1).to(img).T).T[None]
+
+
 def sorted_target(
     exemplars: list[torch.Tensor], directions: torch.Tensor, count: int, generator: torch.Generator
 ) -> torch.Tensor:
     """(1, D, count) quantiles of the exemplars' pooled patch projections.
 
     Args:
-        exemplars: (1, C, H, W) images; their patches are pooled into one distribution.
+        exemplars: (1, C, H, W) images; their patches are pooled (each contributes in
+            proportion to its patch count).
         count: number of quantiles wanted (the output's patch count).
-        generator: draws a random subset when the exemplars hold more than 2 x ``count``
-            patches (sorting is the cost; a subset of that size keeps the quantiles).
+        generator: draws ``TARGET_SAMPLE`` x ``count`` random patches (sorting is the cost;
+            a fresh sample each step, its quantiles interpolated to ``count``).
     """
-    with torch.no_grad():
-        proj = torch.cat([project_patches(u, directions, False) for u in exemplars], dim=-1)
-        n = proj.shape[-1]
-        if n > 2 * count:
-            proj = proj[..., torch.randperm(n, generator=generator)[: 2 * count].to(proj.device)]
-        # NumPy's sort is ~5x torch's on the CPU (vectorised quicksort); no gradient is needed.
-        if proj.device.type == "cpu":
-            values = torch.from_numpy(np.sort(proj.float().numpy(), axis=-1))
-        else:
-            values = proj.float().sort(dim=-1).values
-        return resample_sorted(values, count)
+    p = directions.shape[-1]
+    sizes = [(u.shape[-2] - p + 1) * (u.shape[-1] - p + 1) for u in exemplars]
+    want = TARGET_SAMPLE * count
+    proj = torch.cat(
+        [
+            project_random_patches(u, directions, max(1, round(want * n / sum(sizes))), generator)
+            for u, n in zip(exemplars, sizes, strict=True)
+        ],
+        dim=-1,
+    )
+    # NumPy's sort is ~3x torch's on the CPU (vectorised quicksort); no gradient is needed.
+    if proj.device.type == "cpu":
+        values = torch.from_numpy(np.sort(proj.float().numpy(), axis=-1))
+    else:
+        values = proj.float().sort(dim=-1).values
+    return resample_sorted(values, count)
+
+
+def argsort_rows(values: torch.Tensor) -> torch.Tensor:
+    """(..., N) float values -> (..., N) int64 indices that sort each row, ascending.
+
+    On the CPU, each float32 is mapped to an unsigned integer of the same order (IEEE bits:
+    negatives flipped whole, positives with the sign bit set), its index packed into the low
+    32 bits, and the 64-bit keys sorted by NumPy's vectorised sort: 1.6x its argsort, which
+    is itself ~1.7x torch's sort here (64 rows of 65536).
+    """
+    if values.device.type != "cpu":
+        return values.argsort(dim=-1)
+    bits = values.detach().float().contiguous().numpy().view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+    keys = (keys << np.uint64(32)) | np.arange(bits.shape[-1], dtype=np.uint64)
+    keys.sort(axis=-1)
+    return torch.from_numpy((keys & np.uint64(0xFFFFFFFF)).astype(np.int64))
+
+
+def matched_sorted(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(1, D, N) values, (1, D, N) sorted target -> (1, D, N) the target value of each value's
+    rank: (values - matched)^2 has the value and gradient of (sort(values) - target)^2
+    without a differentiable sort."""
+    return torch.empty_like(target).scatter_(-1, argsort_rows(values), target)
 
 
 def patch_sliced_wasserstein(
@@ -88,6 +181,7 @@ def patch_sliced_wasserstein(
     circular: bool,
     generator: torch.Generator,
     max_patches: int | None = None,
+    quantiles: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared difference between sorted patch projections of ``img`` and the exemplars'.
 
@@ -96,20 +190,71 @@ def patch_sliced_wasserstein(
         exemplars: (1, C, h, w) exemplars at the same scale.
         directions: (D, C, p, p) from ``patch_directions``.
         circular: the output's patches wrap around (tileable output).
-        generator: for the exemplars' patch subset (and the output's).
-        max_patches: compare a random subset of this many of the output's patches (sorting
-            is the cost of a step; a subset is an unbiased sample of the distribution).
+        generator: for the exemplars' patch sample (and the output's).
+        max_patches: compare this many of the output's patches at random positions (sorting
+            is the cost of a step; a sample is an unbiased view of the distribution).
+        quantiles: (1, D, Q) the exemplars' sorted projections on ``directions``, computed
+            beforehand (``exemplar_quantiles``); default: from a fresh sample of patches.
 
     Returns:
         Scalar float32 loss.
     """
-    ours = project_patches(img, directions, circular).float()
-    n = ours.shape[-1]
-    if max_patches is not None and n > max_patches:
-        ours = ours[..., torch.randperm(n, generator=generator)[:max_patches].to(ours.device)]
-    ours = ours.sort(dim=-1).values
-    theirs = sorted_target(exemplars, directions, ours.shape[-1], generator).to(ours)
-    return (ours - theirs).pow(2).mean()
+    if max_patches is None:
+        ours = project_patches(img, directions, circular).float()
+    else:
+        ours = project_sampled_patches(img, directions, circular, max_patches, generator).float()
+    if quantiles is None:
+        theirs = sorted_target(exemplars, directions, ours.shape[-1], generator)
+    else:
+        theirs = resample_sorted(quantiles, ours.shape[-1])
+    return (ours - matched_sorted(ours, theirs.to(ours))).pow(2).mean()
+
+
+def exemplar_quantiles(
+    exemplars: list[torch.Tensor], directions: torch.Tensor, count: int, chunk: int = 64
+) -> torch.Tensor:
+    """(1, D, min(count, N)) quantiles of all N patches of the exemplars on ``directions``
+    (exact, no sample), ``chunk`` directions at a time to bound memory."""
+    out = []
+    with torch.no_grad():
+        for d in torch.split(directions, chunk):
+            proj = torch.cat([project_patches(u, d, False) for u in exemplars], dim=-1)
+            if proj.device.type == "cpu":
+                values = torch.from_numpy(np.sort(proj.float().numpy(), axis=-1))
+            else:
+                values = proj.float().sort(dim=-1).values
+            out.append(resample_sorted(values, min(count, values.shape[-1])).to(directions.device))
+    return torch.cat(out, dim=1)
+
+
+class DirectionBank:
+    """Random patch directions with the exemplars' exact quantiles on them, drawn in banks:
+    each step takes ``projections`` of the bank's ``size`` at random, and a new bank is drawn
+    every ``refresh`` steps. Sorting all the exemplar's patches once per bank costs less than
+    sorting a fresh sample every step, and its quantiles carry no sampling noise.
+
+    Args:
+        exemplars: (1, C, h, w) images at one scale; their patches are pooled.
+        patch: patch side p.
+        size, refresh: directions in a bank; steps between banks.
+        quantiles: quantiles kept per direction (at most the exemplars' patch count).
+    """
+
+    def __init__(self, exemplars, patch: int, size: int, refresh: int, quantiles: int):
+        self.exemplars, self.patch, self.size = exemplars, patch, size
+        self.refresh, self.count, self.steps = refresh, quantiles, 0
+        self.directions = self.quantiles = None
+
+    def draw(self, projections: int, generator: torch.Generator):
+        """-> (projections, C, p, p) directions and their (1, projections, Q) quantiles."""
+        if self.steps % self.refresh == 0:
+            c = self.exemplars[0].shape[1]
+            self.directions = patch_directions(c, self.patch, self.size, generator)
+            self.directions = self.directions.to(self.exemplars[0].device)
+            self.quantiles = exemplar_quantiles(self.exemplars, self.directions, self.count)
+        self.steps += 1
+        pick = torch.randperm(self.size, generator=generator)[:projections]
+        return self.directions[pick.to(self.directions.device)], self.quantiles[:, pick]
 
 
 class PatchPyramidLoss:

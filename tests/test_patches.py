@@ -11,6 +11,7 @@ import synth
 from data.errors import UserError
 from data.procedural import make
 from engines.patch_pyramid import PatchSynthesizer, pyramid_scales, upsample
+from losses import patches
 from losses.patches import patch_directions, patch_sliced_wasserstein, project_patches
 
 QUICK = {"coarse_iterations": 30, "iterations": 10}
@@ -75,11 +76,13 @@ def stripes():
 
 
 def test_synthesis_matches_patches_deterministically(stripes):
-    synth_ = PatchSynthesizer(stripes, log=lambda m: None, **QUICK)
-    assert synth_.level_iterations((64, 80)) == [30, 30, 10]  # 80 px > 64: a fine scale
+    synth_ = PatchSynthesizer(stripes, log=lambda m: None, coarsest=16, **QUICK)
+    # Coarse steps where the exemplar's side is at most 3.2 x 16 px: 20, 27, 36, 48, not 64.
+    assert synth_.level_iterations((64, 80)) == [30, 30, 30, 30, 10]
+    assert synth_.level_iterations((640, 800)) == synth_.level_iterations((64, 80))
     start = synth_.synthesize(size=(64, 80), seed=1, iterations=0).image
     result = synth_.synthesize(size=(64, 80), seed=1)
-    assert result.image.shape == (1, 3, 64, 80) and result.iterations == 70
+    assert result.image.shape == (1, 3, 64, 80) and result.iterations == 130
     assert 0 <= result.image.min() and result.image.max() <= 1
     d = patch_directions(3, 7, 64, gen(5))
     before = patch_sliced_wasserstein(start, [stripes[None]], d, False, gen())
@@ -158,3 +161,45 @@ def test_default_command_uses_the_patch_pyramid(exemplar_path, tmp_path):
     for args, words in [(["--lr", "nan"], "finite"), (["--pyramid-factor", "1.5"], "between")]:
         bad = CliRunner().invoke(synth.app, [*feats, *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output
+
+
+def test_sampled_patches_are_real_and_reach_every_pixel():
+    img = torch.rand(1, 3, 40, 37, generator=gen(3), requires_grad=True)
+    d = patch_directions(3, 5, 8, gen())
+    everything = project_patches(img, d, circular=False)[0].T  # (N, D), N = 36 x 33
+    sample = patches.project_sampled_patches(img, d, False, 100, gen(4))
+    assert 100 <= sample.shape[-1] <= 36 * 33 / 4  # a stride-3 grid (N / 9 >= 100)
+    nearest = (sample[0].T[:, None] - everything[None]).abs().amax(-1).amin(1)
+    assert nearest.max() < 1e-5  # every sampled projection is one of a real patch
+    sample.sum().backward()
+    inner = img.grad[..., 4:-4, 4:-4].abs().sum(1)
+    assert (inner > 0).all()  # every inner pixel lies in a sampled patch
+    assert not torch.equal(sample, patches.project_sampled_patches(img, d, False, 100, gen(5)))
+    # The exemplar's independent sample: real patches too, all of them when few.
+    ex = torch.rand(1, 3, 30, 40, generator=gen(5))
+    ex_all = project_patches(ex, d, circular=False)[0].T
+    drawn = patches.project_random_patches(ex, d, 10, gen(6))[0].T
+    assert (drawn[:, None] - ex_all[None]).abs().amax(-1).amin(1).max() < 1e-5
+    assert patches.project_random_patches(ex, d, 10**6, gen(6)).shape[-1] == ex_all.shape[0]
+
+
+def test_direction_bank_quantiles_are_exact_and_renewed():
+    ex = torch.rand(1, 3, 24, 24, generator=gen(7))
+    bank = patches.DirectionBank([ex], patch=5, size=16, refresh=3, quantiles=10**6)
+    g = gen(8)
+    d, q = bank.draw(4, g)
+    assert d.shape == (4, 3, 5, 5) and q.shape == (1, 4, 20 * 20)
+    assert torch.allclose(q, project_patches(ex, d, False).sort(dim=-1).values, atol=1e-5)
+    first = bank.directions
+    bank.draw(4, g), bank.draw(4, g)
+    assert bank.directions is first  # three draws from one bank
+    bank.draw(4, g)
+    assert bank.directions is not first
+
+
+def test_argsort_rows_sorts_negatives_zeros_and_ties():
+    values = torch.tensor([[0.5, -2.0, 0.0, -0.0, 3.0, -1e-30, 0.5, float("inf"), -float("inf")]])
+    order = patches.argsort_rows(values)
+    assert torch.equal(values.gather(-1, order), values.sort(dim=-1).values)
+    rows = torch.randn(4, 1000, generator=gen(9))
+    assert torch.equal(patches.argsort_rows(rows), rows.argsort(dim=-1, stable=True))
