@@ -68,8 +68,8 @@ def project_sampled_patches(
     img: torch.Tensor, directions: torch.Tensor, circular: bool, count: int, generator
 ) -> torch.Tensor:
     """(1, C, H, W) image -> (1, D, N) projections of the patches on a grid of stride s at a
-    random offset, s the largest stride (at most p) that keeps N at least ``count``; every
-    patch when s = 1. Differentiable.
+    random offset, s the smallest stride that keeps N at most ``count`` (but at most p);
+    every patch when s = 1. Differentiable.
 
     A strided grid, not scattered patches: the strided convolution costs what its N patches
     cost, where gathering scattered patches costs ~5x more per patch. And a grid, not blocks
@@ -81,7 +81,7 @@ def project_sampled_patches(
     if circular:
         img = F.pad(img, (0, p - 1, 0, p - 1), mode="circular")
     rows, cols = img.shape[-2] - p + 1, img.shape[-1] - p + 1
-    stride = max(1, min(p, math.isqrt(rows * cols // max(1, count))))
+    stride = min(p, math.ceil(math.sqrt(rows * cols / max(1, count))))
     if stride == 1:
         return project_patches(img, directions, False)
     dy, dx = torch.randint(stride, (2,), generator=generator).tolist()
