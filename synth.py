@@ -188,7 +188,7 @@ def synthesize(cli: dict) -> None:
                     name = path.name
                     if len(steps) > 1:
                         name = f"{path.name} level {level + 1}/{len(steps)}"
-                    tasks[level] = bar.add_task(name, total=steps[level], loss=float("nan"))
+                    tasks[level] = bar.add_task(name, total=steps[level], loss=None)
                 bar.update(tasks[level], completed=it, loss=loss)
                 if cfg.save_every and it % cfg.save_every == 0:
                     snap = (

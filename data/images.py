@@ -8,7 +8,6 @@ explicitly and reported in one human line, so a user sees what the model was giv
 from __future__ import annotations
 
 import io
-import os
 import struct
 import warnings
 import zlib
@@ -19,7 +18,14 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from data.errors import UserError
-from data.sidecar import json_bytes, library_versions, write_bytes_atomic, write_files_atomic
+from data.sidecar import (
+    check_writable,
+    json_bytes,
+    library_versions,
+    recover_leftovers,
+    write_bytes_atomic,
+    write_files_atomic,
+)
 
 MAX_SIDE = 40000
 MAX_PIXELS = 400_000_000
@@ -231,8 +237,11 @@ def _wide_grey(values: np.ndarray, mode: str, path: Path) -> tuple[np.ndarray, s
     return grey.astype(np.float32), f"values rescaled from [{low:g}, {high:g}] to [0, 1]"
 
 
-def check_output_path(path: str | Path, overwrite: bool) -> Path:
+def check_output_path(path: str | Path, overwrite: bool, log=print) -> Path:
     """Check, before a long computation, that an image can be written at ``path``.
+
+    Leftovers of an earlier run killed while writing ``path`` and its sidecar are cleaned up
+    first, each said in one line through ``log`` (:func:`data.sidecar.recover_leftovers`).
 
     Args:
         path: where the PNG will go.
@@ -243,7 +252,8 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
 
     Raises:
         UserError: ``path`` is a directory, does not end in ``.png``, exists while
-            ``overwrite`` is false, or its parent directory is missing or not writable.
+            ``overwrite`` is false, or its parent directory is missing or a file cannot be
+            created in it (tried, not guessed from permission bits).
     """
     if str(path).strip() in ("", "."):  # the command line turns -o '' into "."
         raise UserError("the output path is empty (or '.'); give a file name such as out.png")
@@ -252,9 +262,14 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"{path}: is a directory; give a file name such as {path / 'out.png'}")
     if path.suffix.lower() != ".png":
         raise UserError(f"{path}: outputs are PNG files; use a name ending in .png")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserError(f"{parent}: is not an existing directory; create it first")
+    sidecar = path.with_suffix(".json")
+    for line in recover_leftovers([path, sidecar]):
+        log(line)
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists; use --overwrite to replace it")
-    sidecar = path.with_suffix(".json")
     if sidecar.is_dir():
         raise UserError(f"{sidecar}: is a directory, where {path.name}'s sidecar goes")
     if sidecar.exists() and not overwrite:
@@ -262,11 +277,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
             f"{sidecar}: already exists (the sidecar {path.name} would get); "
             "use --overwrite to replace it"
         )
-    parent = path.parent
-    if not parent.is_dir():
-        raise UserError(f"{parent}: is not an existing directory; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{parent}: output directory is not writable")
+    check_writable(parent)
     return path
 
 

@@ -233,7 +233,7 @@ def _optimize_one(cli: dict, state):
             seed = synth.config.seed + i
             with progress_bar(show) as bar:
                 steps = synth.level_iterations(size or tuple(images[0].shape[-2:]))
-                task = bar.add_task(path.name, total=sum(steps), loss=float("nan"))
+                task = bar.add_task(path.name, total=sum(steps), loss=None)
                 done = [0]
 
                 def on_iter(level, it, x, loss, bar=bar, task=task, done=done):

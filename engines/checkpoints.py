@@ -18,13 +18,10 @@ import re
 import shutil
 from pathlib import Path
 
-import safetensors
-import safetensors.torch
-
 from data.errors import UserError
-from data.sidecar import write_bytes_atomic, write_json_atomic
+from data.sidecar import json_bytes, write_files_atomic
 from models.generator import TextureGenerator
-from models.weights import read_safetensors
+from models.weights import read_safetensors, safetensors_bytes
 
 FORMAT = "texsynth-generator-1"
 WEIGHTS = "model.safetensors"
@@ -32,7 +29,8 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 def save_generator(model: TextureGenerator, directory: Path, config: dict, info: dict) -> Path:
-    """Write ``directory/model.safetensors`` (and ``config.json``) atomically.
+    """Write ``directory/model.safetensors`` and ``config.json`` atomically, together; the
+    same model, config and facts give the same bytes.
 
     Args:
         model: the folded (norm-free) generator.
@@ -47,8 +45,11 @@ def save_generator(model: TextureGenerator, directory: Path, config: dict, info:
         "info": json.dumps(info),
     }
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(directory / WEIGHTS, safetensors.torch.save(state, metadata))
-    write_json_atomic(directory / "config.json", {"config": config, **info})
+    files = {
+        directory / WEIGHTS: safetensors_bytes(state, metadata),
+        directory / "config.json": json_bytes({"config": config, **info}),
+    }
+    write_files_atomic(files)  # a new best/ or final/ is both files or neither
     return directory / WEIGHTS
 
 

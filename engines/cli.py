@@ -9,7 +9,15 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from data.errors import UserError
 
@@ -70,14 +78,24 @@ def numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}_{index:03d}{path.suffix}")
 
 
+class LossColumn(ProgressColumn):
+    """``loss 0.1234``, or ``loss -`` while a task's ``loss`` field is None (nothing evaluated
+    yet: a NaN there would read as a failed run)."""
+
+    def render(self, task) -> Text:
+        loss = task.fields.get("loss")
+        return Text("loss -" if loss is None else f"loss {loss:.4g}")
+
+
 @contextmanager
 def progress_bar(enabled: bool = True):
-    """A rich progress bar with a ``loss`` field; a disabled one is a no-op."""
+    """A rich progress bar with a ``loss`` field (None until the first value); a disabled one
+    is a no-op."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4g}"),
+        LossColumn(),
         TimeElapsedColumn(),
         disable=not enabled,
         transient=False,

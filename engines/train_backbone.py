@@ -208,7 +208,7 @@ def train_backbone(cli: dict) -> None:
     clock, clock_step = time.perf_counter(), global_step
     try:
         with progress_bar(cli["progress"] and is_main) as bar:
-            task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=float("nan"))
+            task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=None)
             while global_step < cfg.steps:
                 for x, y in loader:
                     with accelerator.autocast():

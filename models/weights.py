@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,25 @@ def vgg16_hed(path: str | Path | None = None) -> ConvWeights:
         raise _fail(path, error) from None
     scale, shift = caffe_normalisation(HED_MEAN_BGR)
     return ConvWeights(_bgr_to_rgb(params), scale, shift, sha256_file(path), source)
+
+
+def safetensors_bytes(state: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """``safetensors.torch.save(state, metadata)`` with the metadata in sorted key order.
+
+    The library writes the metadata from a hash map whose order changes from process to
+    process, so two same-seed runs wrote identical tensors under different bytes; the header
+    (8-byte little-endian length, JSON padded with spaces to 8 bytes) is rewritten sorted.
+    """
+    import safetensors.torch
+
+    data = safetensors.torch.save(state, metadata)
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def read_safetensors(file: Path, what: str) -> tuple[dict, dict[str, Tensor]]:

@@ -1,0 +1,197 @@
+"""Hostile input and faults (issue 15): each case is one line on stderr, its exit code, and
+the files that were there before are byte for byte what they were, with no temporary file left.
+
+The cases run the real scripts in child processes, so that a file-size limit
+(``RLIMIT_FSIZE``: the disk-full path of every writer) applies to that run only.
+"""
+
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data.images import save_image
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = [
+    "--backbone", "random-tiny", "--generator", "tiny", "--image-size", "48", "--crop", "24",
+    "--octaves", "2", "--padding", "zeros", "--batch-size", "2", "--log-every", "1",
+    "--sample-every", "5", "--checkpoint-every", "2", "--no-progress",
+]  # fmt: skip
+OPTIMIZE = ["--iterations", "1", "--coarse-iterations", "1", "--no-progress"]
+
+
+def script(name: str, *args, fsize: int | None = None, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``name`` (synth.py or train.py) in ``cwd``; ``fsize``: the child's file-size limit
+    in bytes (writes beyond it fail with EFBIG, as on a full disk)."""
+
+    def limit():
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / name), *[str(a) for a in args]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+        env={"OMP_NUM_THREADS": "1", "PATH": "", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) -> its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished 4-step run of a tiny generator: checkpoint-2, checkpoint-4, best, final."""
+    folder = tmp_path_factory.mktemp("trained")
+    save_image(torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0)),
+               folder / "ex.png")  # fmt: skip
+    proc = script("train.py", "ex.png", "--output-dir", "run", *TRAIN, "--steps", "4", cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    return folder
+
+
+def damage(path: Path) -> None:
+    """Keep the first bytes of a file only, as a crash or a bad copy would."""
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 10)])
+
+
+def half_the_weights(run: Path) -> int:
+    """A file-size limit that logs pass and a checkpoint's weights do not."""
+    return (run / "checkpoint-4" / "model.safetensors").stat().st_size // 2
+
+
+# name: (script, args, fsize limit (None, or a function of the run dir), damaged file,
+#        expected exit code, words in the one line)
+CASES = {
+    "optimize into /proc": (
+        "synth.py", ["ex.png", "-o", "/proc/x.png", *OPTIMIZE], None, None, 2, "not writable"),
+    "optimize, disk full, --overwrite": (
+        "synth.py", ["ex.png", "-o", "old.png", "--overwrite", *OPTIMIZE], 1, None, 2,
+        "file too large"),
+    "generate, disk full, --overwrite": (
+        "synth.py", ["--mode", "generate", "--checkpoint", "run/final", "-o", "old.png",
+                     "--overwrite", "--no-progress"], 1, None, 2, "file too large"),
+    "generate into /proc": (
+        "synth.py", ["--mode", "generate", "--checkpoint", "run/final", "-o", "/proc/x.png",
+                     "--no-progress"], None, None, 2, "not writable"),
+    "train, --output-dir is a file": (
+        "train.py", ["ex.png", "--output-dir", "old.png", *TRAIN], None, None, 2, "is a file"),
+    "train, --output-dir cannot be made": (
+        "train.py", ["ex.png", "--output-dir", "/proc/runs", *TRAIN], None, None, 2,
+        "cannot create"),
+    "train, disk full at the logs": (
+        "train.py", ["ex.png", "--output-dir", "new", *TRAIN], 1, None, 2, "file too large"),
+    "train, disk full at a checkpoint": (
+        "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
+                     "latest"], half_the_weights, None, 2, "checkpoint-6"),
+    "resume, damaged config.json": (
+        "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
+                     "latest"], None, "checkpoint-4/config.json", 2, "config.json is damaged"),
+    "resume, damaged optimizer state": (
+        "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
+                     "latest"], None, "checkpoint-4/state/optimizer.bin", 2, "checkpoint-2"),
+    "resume, damaged weights": (
+        "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
+                     "latest"], None, "checkpoint-4/state/model.safetensors", 2, "damaged"),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_case_is_one_line_and_changes_no_file(case, trained, tmp_path):
+    name, args, fsize, damaged, code, words = CASES[case]
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
+    save_image(torch.zeros(3, 8, 8), tmp_path / "old.png", sidecar={"seed": 1})
+    if damaged:
+        damage(tmp_path / "run" / damaged)
+    before = snapshot(tmp_path)
+    limit = fsize(tmp_path / "run") if callable(fsize) else fsize
+    proc = script(name, *args, fsize=limit, cwd=tmp_path)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert words.lower() in lines[0].lower(), lines[0]
+    after = snapshot(tmp_path)
+    changed = [f for f in before if after.get(f) != before[f]]
+    assert changed == [], changed
+    # New files may only be logs (a run that started); never a temporary or partial output.
+    new = [f for f in after if f not in before]
+    assert all(f.startswith(("run/logs/", "new/logs/")) for f in new), new
+
+
+def test_same_seed_same_checkpoint_bytes(trained, tmp_path):
+    """Issue 15, item 9: the safetensors metadata is written in a fixed order."""
+    shutil.copy(trained / "ex.png", tmp_path)  # the sidecars name it: the same relative path
+    proc = script("train.py", "ex.png", "--output-dir", "again", *TRAIN, "--steps", "4",
+                  cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first, again = snapshot(trained / "run"), snapshot(tmp_path / "again")
+    weights = [f for f in first if not f.startswith("logs/")]
+    assert len([f for f in weights if f.endswith(".safetensors")]) >= 5
+    assert [f for f in weights if first[f] != again[f]] == []
+
+
+def test_safetensors_bytes_are_canonical_and_readable(tmp_path):
+    import safetensors.torch
+
+    from models.weights import read_safetensors, safetensors_bytes
+
+    state = {"b": torch.rand(2, 3), "a": torch.arange(4.0)}
+    metadata = {name: name * 2 for name in ["format", "arch", "config", "info", "x", "y"]}
+    # Control: the library's own bytes change from call to call.
+    assert len({safetensors.torch.save(state, metadata) for _ in range(8)}) > 1
+    assert len({safetensors_bytes(state, metadata) for _ in range(8)}) == 1
+    (tmp_path / "w.safetensors").write_bytes(safetensors_bytes(state, metadata))
+    meta, tensors = read_safetensors(tmp_path / "w.safetensors", "test file")
+    assert meta == metadata and all(torch.equal(tensors[k], state[k]) for k in state)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("stage", ["staging", "committing", "first write, committing"])
+def test_a_killed_writer_is_rolled_back_or_forward_by_the_next_run(tmp_path, stage):
+    """A kill -9 while staging leaves the old pair; one while committing (every new file was
+    already complete) is finished by the next run. Either way no temporary file remains."""
+    from data.images import check_output_path
+
+    png, sidecar = tmp_path / "out.png", tmp_path / "out.json"
+    if stage != "first write, committing":
+        png.write_bytes(b"old png")
+        sidecar.write_bytes(b"old json")
+    token = f"{dead_pid()}-0123abcd"
+    if stage == "staging":  # the image is staged, the sidecar half-written
+        (tmp_path / f".out.png.{token}.tmp").write_bytes(b"new png")
+        (tmp_path / f".out.json.{token}.tmp").write_bytes(b"new js")
+    else:  # the new image is in place (the old one in its backup), the sidecar not yet
+        if png.exists():
+            png.rename(tmp_path / f".out.png.{token}.old")
+        png.write_bytes(b"new png")
+        (tmp_path / f".out.json.{token}.tmp").write_bytes(b"new json")
+    live = tmp_path / f".out.png.{subprocess.os.getpid()}-89abcdef.tmp"  # a write in progress
+    live.write_bytes(b"being written")
+    said = []
+    check_output_path(png, overwrite=True, log=said.append)
+    assert len(said) == 1
+    expected = (b"old png", b"old json") if stage == "staging" else (b"new png", b"new json")
+    assert (png.read_bytes(), sidecar.read_bytes()) == expected
+    assert leftovers(tmp_path) == [live.name]
+    assert ("removed" if stage == "staging" else "finished") in said[0]
