@@ -28,15 +28,32 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs (temporary files are
+    removed); a BaseException, so that no ``except Exception`` swallows it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run ``main``; a UserError becomes one line on stderr and exit code 2, a Ctrl-C that
-    no engine caught (start-up, loading) one line and exit code 130."""
+    no engine caught (start-up, loading) one line and exit code 130, a SIGTERM one line and
+    exit code 143 after the temporary files of the write under way are removed."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         main()
     except UserError as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted (outputs are written atomically: none is half-written)", 130)
+    except Terminated:
+        fail("terminated (SIGTERM); outputs are written atomically: none is half-written", 143)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -195,3 +195,39 @@ def test_a_killed_writer_is_rolled_back_or_forward_by_the_next_run(tmp_path, sta
     assert (png.read_bytes(), sidecar.read_bytes()) == expected
     assert leftovers(tmp_path) == [live.name]
     assert ("removed" if stage == "staging" else "finished") in said[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_signal_during_a_streamed_write_leaves_no_temporary_file(trained, tmp_path, how):
+    """Issue 15, item 8: SIGTERM removes the write's temporary file at once; after a kill -9
+    the next run of the same output removes it and says so."""
+    import signal
+    import time
+
+    args = ["--mode", "generate", "--checkpoint", trained / "run" / "final", "-o", "big.png",
+            "--no-progress"]  # fmt: skip
+    cmd = [sys.executable, str(ROOT / "synth.py"), *[str(a) for a in args]]
+    env = {"OMP_NUM_THREADS": "1", "PATH": ""}
+    # Large enough to take seconds for the tiny generator; the first bands appear at once.
+    proc = subprocess.Popen([*cmd, "--size", "4096x4096"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".big.png.*.tmp")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, how))
+    _, err = proc.communicate(timeout=60)
+    assert not (tmp_path / "big.png").exists()
+    if how == "SIGTERM":
+        assert proc.returncode == 143 and err.strip().splitlines() == [
+            "error: terminated (SIGTERM); outputs are written atomically: none is half-written"
+        ]
+        assert leftovers(tmp_path) == []
+        return
+    assert proc.returncode == -signal.SIGKILL and len(leftovers(tmp_path)) == 1
+    again = subprocess.run([*cmd, "--size", "64x64"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "removed 1 temporary file(s)" in again.stdout and "big.png" in again.stdout
+    assert leftovers(tmp_path) == [] and (tmp_path / "big.png").is_file()
