@@ -210,6 +210,8 @@ def synthesize(cli: dict) -> None:
                 coarse = f", upsampled from the {w}x{h} level it had reached"
             print(f"interrupted: saved the image reached so far{coarse}")
             raise SystemExit(130)
+        if result.diverged:
+            raise UserError(f"{result.diverged}; {path} holds the last finite image")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,10 @@ def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig
     if cfg.objective not in ("features", "patches"):
         raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
     check_synth_values(cfg)
+    steps = cfg.iterations + (cfg.coarse_iterations if cfg.objective == "patches" else 0)
+    if steps < 1:  # the API's iterations=0 evaluates the start; as a command it writes noise
+        flags = "--iterations" + (" and --coarse-iterations" if cfg.objective == "patches" else "")
+        raise UserError(f"{flags} 0 would write the start image (noise); give at least 1")
     other = features_fields() if cfg.objective == "patches" else PATCH_FIELDS
     wrong = [k for k in other if k in given]
     if wrong:

@@ -109,7 +109,8 @@ def is_done(item: Item) -> bool:
         if not (path.is_file() and sidecar.is_file()):
             return False
         try:
-            if json.loads(sidecar.read_text()).get("interrupted"):
+            meta = json.loads(sidecar.read_text())
+            if meta.get("interrupted") or meta.get("diverged"):
                 return False
         except (OSError, ValueError):
             return False
@@ -245,6 +246,8 @@ def _optimize_one(cli: dict, state):
             if result.interrupted:
                 say(f"{tag}interrupted: saved {path} as reached; rerun to redo it")
                 raise SystemExit(130)
+            if result.diverged:
+                raise UserError(f"{result.diverged}; {path} holds the last finite image")
 
     return run
 

@@ -5,6 +5,7 @@ The cases run the real scripts in child processes, so that a file-size limit
 (``RLIMIT_FSIZE``: the disk-full path of every writer) applies to that run only.
 """
 
+import json
 import resource
 import shutil
 import subprocess
@@ -103,6 +104,14 @@ CASES = {
     "resume, damaged weights": (
         "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
                      "latest"], None, "checkpoint-4/state/model.safetensors", 2, "damaged"),
+    # Nonsense that used to exit 0 (item 6; negative --save-every and --tv-weight: test_synth_cli).
+    "zero iterations, features": (
+        "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--objective", "features",
+                     "--backbone", "random-tiny", "--iterations", "0"], None, None, 2,
+        "start image"),
+    "zero steps, patches": (
+        "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--iterations", "0",
+                     "--coarse-iterations", "0"], None, None, 2, "--coarse-iterations 0"),
 }  # fmt: skip
 
 
@@ -231,3 +240,73 @@ def test_a_signal_during_a_streamed_write_leaves_no_temporary_file(trained, tmp_
     assert again.returncode == 0, again.stderr
     assert "removed 1 temporary file(s)" in again.stdout and "big.png" in again.stdout
     assert leftovers(tmp_path) == [] and (tmp_path / "big.png").is_file()
+
+
+@pytest.mark.parametrize("method", ["lbfgsb", "lbfgs-clamp"])
+def test_a_nan_loss_stops_the_run_at_the_last_finite_image(method):
+    """Issue 15, item 6: the run stops at the first NaN, keeping the last accepted iterate."""
+    from engines.optimize import optimize
+
+    calls, seen = [0], []
+
+    def loss(x):  # Rosenbrock's valley: many iterations before it converges
+        calls[0] += 1
+        z = x.flatten()
+        total = (100 * (z[1:] - z[:-1] ** 2) ** 2 + (1 - z[:-1]) ** 2).sum()
+        return {"total": total * float("nan") if calls[0] > 12 else total}
+
+    x0 = torch.full((1, 3, 4, 4), 0.5)
+    result = optimize(loss, x0, 100, method, on_iter=lambda it, x, v: seen.append(x.clone()))
+    assert result.diverged and "nan" in result.diverged and not result.interrupted
+    assert 0 < result.iterations < 100 and len(seen) >= 1
+    assert torch.equal(result.image, seen[-1]) and torch.isfinite(result.image).all()
+
+
+@pytest.mark.parametrize("after", [0, 40])
+def test_a_nan_during_synth_is_one_line_and_keeps_the_last_finite_image(
+    exemplar_path, tmp_path, monkeypatch, after
+):
+    from typer.testing import CliRunner
+
+    import synth
+    from losses.texture import TextureLoss
+
+    forward, calls = TextureLoss.forward, [0]
+
+    def poisoned(self, *args, **kwargs):
+        calls[0] += 1
+        terms = forward(self, *args, **kwargs)
+        if calls[0] > after:
+            terms["total"] = terms["total"] * float("inf")
+        return terms
+
+    monkeypatch.setattr(TextureLoss, "forward", poisoned)
+    out = tmp_path / "out.png"
+    args = [exemplar_path, "-o", out, "--backbone", "random-tiny", "--octaves", "2",
+            "--iterations", "100", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(synth.app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: the loss became inf at iteration"), last
+    if after == 0:  # nothing but the start image: nothing written
+        assert "nothing to save" in last and not out.exists()
+        return
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["diverged"] in last and 0 < meta["iterations"] < 100
+
+
+def test_fitted_octaves_say_that_the_octave_weights_were_cut(tmp_path):
+    from typer.testing import CliRunner
+
+    import synth
+
+    save_image(torch.rand(3, 48, 48), tmp_path / "ex.png")
+    out = tmp_path / "out.png"
+    args = [tmp_path / "ex.png", "-o", out, "--config", "snelgrove2017", "--backbone",
+            "random-tiny", "--octave-weights", "1,2,3,4,5", "--iterations", "1",
+            "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(synth.app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    config = json.loads(out.with_suffix(".json").read_text())["config"]
+    assert config["octaves"] < 5 and len(config["octave_weights"]) == config["octaves"]
+    assert f"octave weights cut to the first {config['octaves']}" in result.output
