@@ -176,8 +176,14 @@ def synthesize(cli: dict) -> None:
     cfg = synth.config
     print(synth.describe())
 
-    # 4. Optimize each variation, with progress, snapshots and Ctrl-C saving.
-    steps = synth.level_iterations(size or tuple(synth.exemplars[0].shape[-2:]))
+    # 4. Refuse a run that cannot fit in memory, before it allocates (engines/memory.py).
+    from engines.memory import check_fits, optimize_advice, optimize_estimate
+
+    out_size = size or tuple(synth.exemplars[0].shape[-2:])
+    check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))
+
+    # 5. Optimize each variation, with progress, snapshots and Ctrl-C saving.
+    steps = synth.level_iterations(out_size)
     for i, path in enumerate(outputs):
         seed = cfg.seed + i
         with progress_bar(cli["progress"]) as bar:

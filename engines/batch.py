@@ -198,6 +198,7 @@ def _optimize_one(cli: dict, state):
     from data.images import load_image
     from data.sizes import parse_size
     from engines.cli import progress_bar
+    from engines.memory import check_fits, optimize_advice, optimize_estimate
     from engines.objective import build_backbone_for
     from engines.per_image import make_synthesizer
 
@@ -230,10 +231,12 @@ def _optimize_one(cli: dict, state):
             images, cfg, log=lambda m: None, fit_octaves=cli["octaves"] is None
         )
         synth.sources = sources  # the sidecar names the files, not the tensors
+        out_size = size or tuple(images[0].shape[-2:])
+        check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))
         for i, path in enumerate(item.outputs):
             seed = synth.config.seed + i
             with progress_bar(show) as bar:
-                steps = synth.level_iterations(size or tuple(images[0].shape[-2:]))
+                steps = synth.level_iterations(out_size)
                 task = bar.add_task(path.name, total=sum(steps), loss=None)
                 done = [0]
 

@@ -112,6 +112,10 @@ CASES = {
     "zero steps, patches": (
         "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--iterations", "0",
                      "--coarse-iterations", "0"], None, None, 2, "--coarse-iterations 0"),
+    # Refused by the memory estimate before any allocation (item 4); not a real allocation.
+    "optimize, an output no machine here holds": (
+        "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--size", "32768x32768"], None,
+        None, 2, "needs about"),
 }  # fmt: skip
 
 
@@ -310,3 +314,34 @@ def test_fitted_octaves_say_that_the_octave_weights_were_cut(tmp_path):
     config = json.loads(out.with_suffix(".json").read_text())["config"]
     assert config["octaves"] < 5 and len(config["octave_weights"]) == config["octaves"]
     assert f"octave weights cut to the first {config['octaves']}" in result.output
+
+
+@pytest.mark.parametrize("mode", ["patches", "features", "generate"])
+def test_a_run_that_does_not_fit_in_memory_is_refused_before_it_starts(
+    trained, tmp_path, monkeypatch, mode
+):
+    """Issue 15, item 4: the estimate is compared with the available memory (a fake figure
+    here, so that no real allocation is needed), and the line gives both and what to change."""
+    from accelerate.state import AcceleratorState
+    from typer.testing import CliRunner
+
+    import engines.memory
+    import synth
+
+    AcceleratorState._reset_state(True)
+    out = tmp_path / "out.png"
+    args = {
+        "patches": [trained / "ex.png", *OPTIMIZE],
+        "features": [trained / "ex.png", "--backbone", "random-tiny", "--iterations", "1"],
+        "generate": ["--mode", "generate", "--checkpoint", trained / "run" / "final"],
+    }[mode]
+    command = [str(a) for a in [*args, "-o", out, "--no-progress"]]
+    assert CliRunner().invoke(synth.app, command).exit_code == 0  # the control: it fits
+    out.unlink()
+    out.with_suffix(".json").unlink()
+    monkeypatch.setattr(engines.memory, "available_bytes", lambda device: (2**20, "a test"))
+    result = CliRunner().invoke(synth.app, command)
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "needs about" in last and "1.0 MiB is available (a test)" in last, last
+    assert "--size" in last and not out.exists() and leftovers(tmp_path) == []
