@@ -8,6 +8,7 @@ explicitly and reported in one human line, so a user sees what the model was giv
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -86,24 +87,85 @@ def load_image(path: str | Path) -> tuple[torch.Tensor, str]:
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give an image file")
     try:
+        if path.exists() and not path.is_file():  # a FIFO, /dev/zero: stat says 0 bytes
+            raise UserError(f"{path}: not a regular file (a pipe or device); give an image file")
         if path.stat().st_size == 0:
             raise UserError(f"{path}: empty file (0 bytes); give an image file ({FORMATS})")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return _decode(im, path)
+                img, note = _decode(im, path)
+        damaged = _bad_png_crcs(path)
+        if damaged:
+            note += f", {damaged}"
+        return img, note
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except PermissionError:
         raise UserError(f"{path}: permission denied; make the file readable") from None
     except UnidentifiedImageError:
+        kind = _signature(path)
+        if kind:  # Pillow reports a damaged header (a bad IHDR CRC) as an unknown format
+            raise UserError(
+                f"{path}: a {kind} file whose header is damaged (Pillow cannot read it); "
+                "the file is corrupt"
+            ) from None
         raise UserError(f"{path}: not an image file Pillow can read ({FORMATS})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UserError(f"{path}: too large ({_one_line(e)}); downscale it first") from None
+        # Pillow's message quotes its own limit (twice ours for the error); say ours.
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        count = f"{int(pixels[1]) // 1_000_000} megapixels, " if pixels else ""
+        raise UserError(
+            f"{path}: too large ({count}at most {MAX_PIXELS // 1_000_000} megapixels); "
+            "downscale it first"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
         raise UserError(
             f"{path}: cannot decode the image ({_one_line(e)}); the file is truncated or corrupt"
         ) from None
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"GIF8": "GIF",
+}
+
+
+def _signature(path: Path) -> str | None:
+    """The format a file's first bytes announce (None if none of ours)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def _bad_png_crcs(path: Path) -> str:
+    """For a PNG file, the chunks whose CRC does not match (Pillow checks no IDAT CRC, so a
+    damaged file can decode); '' if all match or the file is no PNG."""
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return ""
+        bad = []
+        while header := f.read(8):
+            if len(header) < 8:
+                break
+            length, kind = struct.unpack(">I4s", header)
+            body = f.read(length)
+            stored = f.read(4)
+            if len(stored) < 4:
+                break  # a truncated file: the decoder has reported it already
+            if zlib.crc32(kind + body) != struct.unpack(">I", stored)[0]:
+                bad.append(kind.decode("latin-1"))
+            if kind == b"IEND":
+                break
+    if not bad:
+        return ""
+    names = ", ".join(sorted(set(bad)))
+    return f"WARNING: bad CRC in chunk {names} (a damaged file; its pixels decoded, used as read)"
 
 
 def _one_line(error: Exception) -> str:

@@ -6,10 +6,13 @@ The cases run the real scripts in child processes, so that a file-size limit
 """
 
 import json
+import os
 import resource
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -71,8 +74,34 @@ def half_the_weights(run: Path) -> int:
     return (run / "checkpoint-4" / "model.safetensors").stat().st_size // 2
 
 
-# name: (script, args, fsize limit (None, or a function of the run dir), damaged file,
-#        expected exit code, words in the one line)
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that announces a width x height RGB image and holds no pixels."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def idat_crc_offset(data: bytes) -> int:
+    start = data.index(b"IDAT") - 4
+    return start + 8 + struct.unpack(">I", data[start : start + 4])[0]
+
+
+IHDR_CRC = 29  # signature (8) + length (4) + "IHDR" (4) + 13 bytes of header
+
+
+# name: (script, args, fsize limit (None, or a function of the run dir), preparation (a
+#        function of the folder), expected exit code, words in the one line)
 CASES = {
     "optimize into /proc": (
         "synth.py", ["ex.png", "-o", "/proc/x.png", *OPTIMIZE], None, None, 2, "not writable"),
@@ -97,13 +126,16 @@ CASES = {
                      "latest"], half_the_weights, None, 2, "checkpoint-6"),
     "resume, damaged config.json": (
         "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
-                     "latest"], None, "checkpoint-4/config.json", 2, "config.json is damaged"),
+                     "latest"], None,
+        lambda d: damage(d / "run/checkpoint-4/config.json"), 2, "config.json is damaged"),
     "resume, damaged optimizer state": (
         "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
-                     "latest"], None, "checkpoint-4/state/optimizer.bin", 2, "checkpoint-2"),
+                     "latest"], None,
+        lambda d: damage(d / "run/checkpoint-4/state/optimizer.bin"), 2, "checkpoint-2"),
     "resume, damaged weights": (
         "train.py", ["ex.png", "--output-dir", "run", *TRAIN, "--steps", "6", "--resume",
-                     "latest"], None, "checkpoint-4/state/model.safetensors", 2, "damaged"),
+                     "latest"], None,
+        lambda d: damage(d / "run/checkpoint-4/state/model.safetensors"), 2, "damaged"),
     # Nonsense that used to exit 0 (item 6; negative --save-every and --tv-weight: test_synth_cli).
     "zero iterations, features": (
         "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--objective", "features",
@@ -116,17 +148,39 @@ CASES = {
     "optimize, an output no machine here holds": (
         "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--size", "32768x32768"], None,
         None, 2, "needs about"),
+    # Messages that named the wrong cause (item 10).
+    "a FIFO as exemplar": (
+        "synth.py", ["fifo.png", "-o", "new.png", *OPTIMIZE], None,
+        lambda d: os.mkfifo(d / "fifo.png"), 2, "not a regular file"),
+    "/dev/zero as exemplar": (
+        "synth.py", ["/dev/zero", "-o", "new.png", *OPTIMIZE], None, None, 2,
+        "not a regular file"),
+    "a PNG above our pixel limit": (
+        "synth.py", ["big.png", "-o", "new.png", *OPTIMIZE], None,
+        lambda d: (d / "big.png").write_bytes(png_header(20000, 25000)), 2,
+        "500 megapixels, at most 400 megapixels"),
+    "a PNG above twice our pixel limit": (
+        "synth.py", ["big.png", "-o", "new.png", *OPTIMIZE], None,
+        lambda d: (d / "big.png").write_bytes(png_header(30000, 30000)), 2,
+        "900 megapixels, at most 400 megapixels"),
+    "a PNG with a bad IHDR CRC": (
+        "synth.py", ["ex.png", "-o", "new.png", *OPTIMIZE], None,
+        lambda d: flip_byte(d / "ex.png", IHDR_CRC), 2, "a PNG file whose header is damaged"),
+    "a corrupt weights file": (
+        "synth.py", ["ex.png", "-o", "new.png", "--backbone", "vgg19", "--weights", "w.pth"],
+        None, lambda d: (d / "w.pth").write_bytes(b"\x80\x02 not a state_dict"), 2,
+        "not a readable PyTorch state_dict file"),
 }  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_case_is_one_line_and_changes_no_file(case, trained, tmp_path):
-    name, args, fsize, damaged, code, words = CASES[case]
+    name, args, fsize, prepare, code, words = CASES[case]
     shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
     save_image(torch.zeros(3, 8, 8), tmp_path / "old.png", sidecar={"seed": 1})
-    if damaged:
-        damage(tmp_path / "run" / damaged)
+    if prepare:
+        prepare(tmp_path)
     before = snapshot(tmp_path)
     limit = fsize(tmp_path / "run") if callable(fsize) else fsize
     proc = script(name, *args, fsize=limit, cwd=tmp_path)
@@ -345,3 +399,33 @@ def test_a_run_that_does_not_fit_in_memory_is_refused_before_it_starts(
     last = result.output.strip().splitlines()[-1]
     assert "needs about" in last and "1.0 MiB is available (a test)" in last, last
     assert "--size" in last and not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_png_whose_idat_crc_is_bad_but_decodes_is_used_and_said(tmp_path):
+    from data.images import load_image
+
+    path = tmp_path / "a.png"
+    save_image(torch.rand(3, 16, 16), path)
+    clean, note = load_image(path)
+    assert "CRC" not in note  # the control
+    flip_byte(path, idat_crc_offset(path.read_bytes()))
+    img, note = load_image(path)
+    assert torch.equal(img, clean) and "bad CRC in chunk IDAT" in note
+
+
+def test_a_batch_over_a_folder_at_a_small_size_fits_its_octaves(tmp_path):
+    """Issue 15, item 11: --size 64x64 over a folder failed on every item (octaves)."""
+    from typer.testing import CliRunner
+
+    import synth
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, side in [("a", 96), ("b", 128)]:
+        save_image(torch.rand(3, side, side), folder / f"{name}.png")
+    args = [folder, "-o", tmp_path / "out", "--size", "64x64", "--config", "snelgrove2017",
+            "--backbone", "random-tiny", "--iterations", "1", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(synth.app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    for name in "ab":
+        assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["config"]["octaves"] < 5
