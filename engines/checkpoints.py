@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from data.errors import UserError
-from data.sidecar import json_bytes, write_files_atomic
+from data.sidecar import json_bytes, recover_leftovers, write_files_atomic
 from models.generator import TextureGenerator
 from models.weights import read_safetensors, safetensors_bytes
 
@@ -49,6 +49,7 @@ def save_generator(model: TextureGenerator, directory: Path, config: dict, info:
         directory / WEIGHTS: safetensors_bytes(state, metadata),
         directory / "config.json": json_bytes({"config": config, **info}),
     }
+    recover_leftovers(list(files))  # a killed earlier write of these files: finish or undo it
     write_files_atomic(files)  # a new best/ or final/ is both files or neither
     return directory / WEIGHTS
 
