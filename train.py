@@ -158,6 +158,7 @@ def main(
 def train(cli: dict) -> None:
     import torch  # heavy imports after argument parsing, so --help is instant
 
+    from configs import check_values
     from data.images import load_image
     from data.sidecar import reporting_write_errors
     from engines import checkpoints as ckpt
@@ -171,6 +172,7 @@ def train(cli: dict) -> None:
     parse_objective_lists(cli)
     file_values = default_values(TrainConfig, cli["config"])
     cfg = build_config(TrainConfig, file_values, cli)
+    check_values(cfg)
     output_dir = Path(cli["output_dir"])
 
     # 2. Processes and devices; only the main process writes files and prints.

@@ -144,6 +144,18 @@ CASES = {
     "zero steps, patches": (
         "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--iterations", "0",
                      "--coarse-iterations", "0"], None, None, 2, "--coarse-iterations 0"),
+    "train, negative seed": (
+        "train.py", ["ex.png", "--output-dir", "new", *TRAIN, "--seed", "-1"], None, None, 2,
+        "--seed must lie in [0, 2^32)"),
+    "train, seed beyond NumPy's": (
+        "train.py", ["ex.png", "--output-dir", "new", *TRAIN, "--seed", str(2**32)], None, None,
+        2, "--seed must lie in [0, 2^32)"),
+    "train, negative learning rate": (
+        "train.py", ["ex.png", "--output-dir", "new", *TRAIN, "--lr", "-1"], None, None, 2,
+        "--lr must be positive"),
+    "train, negative tv weight": (
+        "train.py", ["ex.png", "--output-dir", "new", *TRAIN, "--tv-weight", "-1"], None, None,
+        2, "--tv-weight must not be negative"),
     # Refused by the memory estimate before any allocation (item 4); not a real allocation.
     "optimize, an output no machine here holds": (
         "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--size", "32768x32768"], None,
