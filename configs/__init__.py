@@ -140,13 +140,17 @@ def check_values(cfg) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}")
     if not cfg.lr > 0:
         raise UserError("--lr must be positive")
-    end = SEED_END[type(cfg).__name__]
-    if not (0 <= cfg.seed and cfg.seed + getattr(cfg, "variations", 1) <= end):
-        raise UserError(f"--seed must lie in [0, 2^{end.bit_length() - 1}) (with its variations)")
+    check_seed(cfg.seed, getattr(cfg, "variations", 1), SEED_END[type(cfg).__name__])
     if not 0 < cfg.autocorr_shift <= 1:
         raise UserError("--autocorr-shift must lie in (0, 1]")
     if not 0 < cfg.pyramid_factor < 1:
         raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+
+
+def check_seed(seed: int, variations: int, end: int = SEED_END["SynthConfig"]) -> None:
+    """Refuse a seed whose variations (seed, seed + 1, ...) leave [0, end)."""
+    if not (0 <= seed and seed + variations <= end):
+        raise UserError(f"--seed must lie in [0, 2^{end.bit_length() - 1}) (with its variations)")
 
 
 check_synth_values = check_values  # the name engines.patch_pyramid imports

@@ -185,6 +185,7 @@ def run_generate(cli: dict) -> None:
     """``synth.py --mode generate``: check everything, then write each variation with progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from configs import check_seed
     from data.sizes import parse_size
     from engines.cli import numbered
     from engines.memory import check_fits, generate_estimate
@@ -201,11 +202,13 @@ def run_generate(cli: dict) -> None:
     model, meta = load_generator(cli["checkpoint"])
     image_size = meta["config"]["image_size"]
     size = parse_size(cli["size"]) if cli["size"] else (image_size, image_size)
-    seed, variations = cli["seed"] or 0, cli["variations"] or 1
+    seed = 0 if cli["seed"] is None else cli["seed"]
+    variations = 1 if cli["variations"] is None else cli["variations"]
     bits = cli["bits"] or 8
     seamless = meta["config"]["tile"] if cli["tile"] is None else cli["tile"]
     if bits not in (8, 16) or variations < 1:
         raise UserError("--bits must be 8 or 16 and --variations at least 1")
+    check_seed(seed, variations)
     canvas_size(model, size, seamless)
 
     # 2. Every output path before any computation.

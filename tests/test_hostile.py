@@ -156,6 +156,12 @@ CASES = {
     "train, negative tv weight": (
         "train.py", ["ex.png", "--output-dir", "new", *TRAIN, "--tv-weight", "-1"], None, None,
         2, "--tv-weight must not be negative"),
+    "generate, zero variations": (
+        "synth.py", ["--mode", "generate", "--checkpoint", "run/final", "-o", "new.png",
+                     "--variations", "0"], None, None, 2, "--variations at least 1"),
+    "generate, negative seed": (
+        "synth.py", ["--mode", "generate", "--checkpoint", "run/final", "-o", "new.png",
+                     "--seed", "-1"], None, None, 2, "--seed must lie in [0, 2^63)"),
     # Refused by the memory estimate before any allocation (item 4); not a real allocation.
     "optimize, an output no machine here holds": (
         "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--size", "32768x32768"], None,
