@@ -24,6 +24,7 @@ import typer
 from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
 from data.errors import UserError
 from data.images import check_output_path
+from data.sidecar import reporting_write_errors
 from data.sizes import parse_size
 from engines.cli import first_interrupt_only, numbered, progress_bar, run_cli
 from engines.options import (
@@ -167,6 +168,9 @@ def synthesize(cli: dict) -> None:
     outputs = [numbered(output, i, cfg.variations) for i in range(cfg.variations)]
     for path in outputs:
         check_output_path(path, cli["overwrite"])
+        snapshots = path.with_name(f"{path.stem}_snapshots")
+        if cfg.save_every and snapshots.exists() and not snapshots.is_dir():
+            raise UserError(f"{snapshots}: is a file, where --save-every writes its snapshots")
 
     # 3. Load exemplars, build backbone and targets once.
     for path in cli["exemplars"]:
@@ -200,7 +204,8 @@ def synthesize(cli: dict) -> None:
                     snap = (
                         path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
                     )
-                    snap.parent.mkdir(exist_ok=True)
+                    with reporting_write_errors(snap.parent):
+                        snap.parent.mkdir(exist_ok=True)
                     from data.images import save_image
 
                     save_image(x[0], snap, bits=cfg.bits, overwrite=True)

@@ -330,7 +330,7 @@ def check_output_path(path: str | Path, overwrite: bool, log=print) -> Path:
     sidecar = path.with_suffix(".json")
     for line in recover_leftovers([path, sidecar]):
         log(line)
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too
         raise UserError(f"{path}: already exists; use --overwrite to replace it")
     if sidecar.is_dir():
         raise UserError(f"{sidecar}: is a directory, where {path.name}'s sidecar goes")

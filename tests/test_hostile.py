@@ -156,6 +156,12 @@ CASES = {
     "train, negative tv weight": (
         "train.py", ["ex.png", "--output-dir", "new", *TRAIN, "--tv-weight", "-1"], None, None,
         2, "--tv-weight must not be negative"),
+    "snapshots folder is a file": (
+        "synth.py", ["ex.png", "-o", "old.png", "--overwrite", "--save-every", "1", *OPTIMIZE],
+        None, lambda d: (d / "old_snapshots").write_text("mine"), 2, "is a file"),
+    "output is a dangling link": (
+        "synth.py", ["ex.png", "-o", "link.png", *OPTIMIZE], None,
+        lambda d: (d / "link.png").symlink_to(d / "nowhere.png"), 2, "already exists"),
     "generate, zero variations": (
         "synth.py", ["--mode", "generate", "--checkpoint", "run/final", "-o", "new.png",
                      "--variations", "0"], None, None, 2, "--variations at least 1"),
