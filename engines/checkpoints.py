@@ -16,10 +16,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from data.errors import UserError
-from data.sidecar import json_bytes, recover_leftovers, write_files_atomic
+from data.sidecar import json_bytes, recover_leftovers, reporting_write_errors, write_files_atomic
 from models.generator import TextureGenerator
 from models.weights import read_safetensors, safetensors_bytes
 
@@ -115,6 +118,25 @@ def step_of(checkpoint: Path) -> int:
     if match is None:
         raise UserError(f"{checkpoint}: checkpoint directories are named checkpoint-STEP")
     return int(match[1])
+
+
+@contextmanager
+def checkpoint_writing(tmp: Path):
+    """Around the writing of a ``checkpoint-{step}.tmp`` directory: if it fails, the directory
+    is removed (the previous checkpoints stay the newest) and a write error is one line."""
+    try:
+        with reporting_write_errors(tmp):
+            yield
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_state(accelerator, directory: Path) -> None:
+    """``accelerator.save_state`` into ``directory``; torch.save and safetensors report a
+    full disk as RuntimeError and SafetensorError, reported here as one line."""
+    with reporting_write_errors(directory, also=(RuntimeError, SafetensorError)):
+        accelerator.save_state(str(directory))
 
 
 def finish_checkpoint(tmp: Path, final: Path, output_dir: Path, keep: int) -> None:

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import json
 import math
-import shutil
 from pathlib import Path
 from pickle import UnpicklingError
 
@@ -21,8 +20,13 @@ from safetensors import SafetensorError
 
 from configs import TrainConfig
 from data.errors import UserError
-from data.sidecar import reporting_write_errors
-from engines.checkpoints import checkpoint_steps, finish_checkpoint, save_generator
+from engines.checkpoints import (
+    checkpoint_steps,
+    checkpoint_writing,
+    finish_checkpoint,
+    save_generator,
+    save_state,
+)
 from losses import TextureLoss, gaussian_pyramid
 from models.generator import GENERATORS, OUTPUTS, TextureGenerator, fold_batchnorm
 from models.noise import derived_seed, noise_pyramid
@@ -202,16 +206,12 @@ def save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best):
     """
     tmp = output_dir / f"checkpoint-{step}.tmp"
     accelerator.wait_for_everyone()
-    try:
-        with reporting_write_errors(tmp, also=(RuntimeError, SafetensorError)):
-            accelerator.save_state(str(tmp / "state"))
-            if accelerator.is_main_process:
-                folded, loss, _ = evaluation()
-                facts = {**info, "step": step, "eval_loss": loss}
-                save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoints stay the newest
-        raise
+    with checkpoint_writing(tmp):
+        save_state(accelerator, tmp / "state")
+        if accelerator.is_main_process:
+            folded, loss, _ = evaluation()
+            facts = {**info, "step": step, "eval_loss": loss}
+            save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
     if accelerator.is_main_process:
         finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints)
         if loss < best:

@@ -97,6 +97,14 @@ def idat_crc_offset(data: bytes) -> int:
     return start + 8 + struct.unpack(">I", data[start : start + 4])[0]
 
 
+def class_folders(folder: Path) -> None:
+    """A two-class collection of tiny images."""
+    for name in "ab":
+        (folder / "classes" / name).mkdir(parents=True)
+        for i in range(2):
+            save_image(torch.rand(3, 40, 40), folder / "classes" / name / f"{i}.png")
+
+
 IHDR_CRC = 29  # signature (8) + length (4) + "IHDR" (4) + 13 bytes of header
 
 
@@ -162,6 +170,10 @@ CASES = {
     "output is a dangling link": (
         "synth.py", ["ex.png", "-o", "link.png", *OPTIMIZE], None,
         lambda d: (d / "link.png").symlink_to(d / "nowhere.png"), 2, "already exists"),
+    "train a backbone, disk full": (
+        "train.py", ["--task", "backbone", "classes", "--output-dir", "bb", "--arch",
+                     "vgg19-tiny", "--steps", "2", "--batch-size", "2", "--image-size", "32",
+                     "--no-progress"], 1, class_folders, 2, "file too large"),
     "generate, zero variations": (
         "synth.py", ["--mode", "generate", "--checkpoint", "run/final", "-o", "new.png",
                      "--variations", "0"], None, None, 2, "--variations at least 1"),
@@ -217,7 +229,7 @@ def test_hostile_case_is_one_line_and_changes_no_file(case, trained, tmp_path):
     assert changed == [], changed
     # New files may only be logs (a run that started); never a temporary or partial output.
     new = [f for f in after if f not in before]
-    assert all(f.startswith(("run/logs/", "new/logs/")) for f in new), new
+    assert all(f.startswith(("run/logs/", "new/logs/", "bb/logs/")) for f in new), new
 
 
 def test_same_seed_same_checkpoint_bytes(trained, tmp_path):
