@@ -217,7 +217,8 @@ def train(cli: dict) -> None:
         if resume_from is None:
             log(f"no checkpoint in {output_dir}; starting at step 0")
         else:
-            T.resume_state(accelerator, resume_from, cfg)
+            check = lambda saved: T.check_resumable(saved["config"], cfg)  # noqa: E731
+            ckpt.resume_state(accelerator, resume_from, check)
             global_step, best = ckpt.step_of(resume_from), ckpt.best_loss(output_dir / "best")
             log(f"resumed from {resume_from} at step {global_step}")
     if is_main:
@@ -244,8 +245,7 @@ def train(cli: dict) -> None:
             )
         return evaluated["value"]
 
-    # A full disk or file-size limit hit by a log or checkpoint write ends the run in one line;
-    # the checkpoints already written stay complete.
+    # A log or checkpoint write that fails (full disk) ends the run in one line.
     with reporting_write_errors(output_dir):
         model.train()
         clock, clock_step = time.perf_counter(), global_step

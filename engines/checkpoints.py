@@ -18,6 +18,7 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+from pickle import UnpicklingError
 
 from safetensors import SafetensorError
 
@@ -111,6 +112,41 @@ def resume_dir(output_dir: Path, resume: str) -> Path | None:
     if not (path / "state").is_dir() or not (path / "config.json").is_file():
         raise UserError(f"--resume {resume}: not a checkpoint-STEP directory written by train.py")
     return path
+
+
+def resume_state(accelerator, checkpoint: Path, check) -> None:
+    """Load the accelerate state (model, optimizer, schedule, RNG) of ``checkpoint`` once
+    ``check(saved)`` accepts its ``config.json`` (a dict with a ``config`` table; ``check``
+    raises UserError for a run trained with other settings).
+
+    Raises:
+        UserError: one line when config.json or the state is missing or damaged, naming the
+            checkpoint to resume from instead.
+    """
+    try:
+        saved = json.loads((checkpoint / "config.json").read_text())
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise ValueError("no 'config' table")
+    except (OSError, ValueError) as e:  # JSON and UTF-8 decoding errors are ValueErrors
+        raise _damaged(checkpoint, "config.json", e) from None
+    check(saved)
+    try:
+        accelerator.load_state(str(checkpoint / "state"))
+    except (OSError, RuntimeError, ValueError, KeyError, EOFError, UnpicklingError,
+            SafetensorError) as e:  # fmt: skip
+        raise _damaged(checkpoint, "state (weights, optimizer or RNG)", e) from None
+
+
+def _damaged(checkpoint: Path, what: str, error: Exception) -> UserError:
+    first = " ".join(str(error).split()).split(". ")[0] or type(error).__name__
+    others = checkpoint_steps(checkpoint.parent)
+    earlier = [s for s in others if f"checkpoint-{s}" != checkpoint.name]
+    fix = (
+        f"resume with --resume {checkpoint.parent / f'checkpoint-{earlier[-1]}'}"
+        if earlier
+        else "start a new run"
+    )
+    return UserError(f"{checkpoint}: cannot resume, its {what} is damaged ({first}); {fix}")
 
 
 def step_of(checkpoint: Path) -> int:

@@ -12,7 +12,6 @@ load with ``--backbone OUTDIR/final`` (or the ``.safetensors`` file itself). Run
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -165,10 +164,12 @@ def train_backbone(cli: dict) -> None:
         if resume_from is None:
             log(f"no checkpoint in {output_dir}; starting at step 0")
         else:
-            saved = json.loads((resume_from / "config.json").read_text())
-            if saved.get("classes") != classes or saved["config"].get("arch") != arch:
-                raise UserError(f"{resume_from} was trained on other classes or another arch")
-            accelerator.load_state(str(resume_from / "state"))
+
+            def check(saved):
+                if saved.get("classes") != classes or saved["config"].get("arch") != arch:
+                    raise UserError(f"{resume_from} was trained on other classes or another arch")
+
+            ckpt.resume_state(accelerator, resume_from, check)
             global_step = ckpt.step_of(resume_from)
             log(f"resumed from {resume_from} at step {global_step}")
     if is_main:

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-from pathlib import Path
-from pickle import UnpicklingError
 
 import torch
-from safetensors import SafetensorError
 
 from configs import TrainConfig
 from data.errors import UserError
 from engines.checkpoints import (
-    checkpoint_steps,
     checkpoint_writing,
     finish_checkpoint,
     save_generator,
@@ -80,40 +75,6 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise UserError(f"the checkpoint was trained with other settings ({diffs}); use its config")
-
-
-def resume_state(accelerator, checkpoint: Path, cfg: TrainConfig) -> None:
-    """Load the accelerate state (model, Adam, schedule, RNG) of ``checkpoint``, after checking
-    that it was trained with ``cfg``'s objective and architecture (:func:`check_resumable`).
-
-    Raises:
-        UserError: one line when its config.json or its state is missing or damaged (naming
-            the checkpoint to resume from instead), or when the settings differ.
-    """
-    try:
-        saved = json.loads((checkpoint / "config.json").read_text())["config"]
-        if not isinstance(saved, dict):
-            raise TypeError("its 'config' is not a table")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise _damaged(checkpoint, "config.json", e) from None
-    check_resumable(saved, cfg)
-    try:
-        accelerator.load_state(str(checkpoint / "state"))
-    except (OSError, RuntimeError, ValueError, KeyError, EOFError, UnpicklingError,
-            SafetensorError) as e:  # fmt: skip
-        raise _damaged(checkpoint, "state (weights, optimizer or RNG)", e) from None
-
-
-def _damaged(checkpoint: Path, what: str, error: Exception) -> UserError:
-    first = " ".join(str(error).split()).split(". ")[0] or type(error).__name__
-    others = checkpoint_steps(checkpoint.parent)
-    earlier = [s for s in others if f"checkpoint-{s}" != checkpoint.name]
-    fix = (
-        f"resume with --resume {checkpoint.parent / f'checkpoint-{earlier[-1]}'}"
-        if earlier
-        else "start a new run"
-    )
-    return UserError(f"{checkpoint}: cannot resume, its {what} is damaged ({first}); {fix}")
 
 
 class Schedule:
