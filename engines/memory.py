@@ -3,9 +3,9 @@
 An estimate is the memory the process holds now (exemplars loaded, backbone built) plus what
 the run will add at its largest step, from the run's sizes:
 
-- patches (optimize): at the finest scale, the projections of every output patch and of
-  every exemplar patch on ``projections`` directions (float32), their gradients and sorting
-  buffers, and Adam's state of the canvas;
+- patches (optimize): at the finest scale, the projections of the output's sampled patches
+  on ``projections`` directions (float32) and their gradients, those of every exemplar patch
+  on a chunk of directions with their sorted copy, and Adam's state of the canvas;
 - features (optimize): the backbone's activations of the output at every octave (kept for
   the backward pass, plus the gradients flowing back), measured per pixel by running the
   backbone once on a small image; and L-BFGS-B's float64 work arrays (``2 history + 9``
@@ -13,7 +13,7 @@ the run will add at its largest step, from the run's sizes:
 - generate: one block of the generator's activations and one band of rows.
 
 Each term is multiplied by a factor calibrated against the peak resident memory of real runs
-(docs/decisions.md, 2026-12-02 session 5): the estimates came within 1.04-1.46x of what the
+(docs/decisions.md, 2026-12-02 session 5): the estimates came within 1.05-1.47x of what the
 runs added. The available memory is the smaller of /proc/meminfo's MemAvailable and the
 cgroup's limit less its usage (a container's limit is what kills it); on CUDA, the free
 device memory.
@@ -21,6 +21,8 @@ device memory.
 
 from __future__ import annotations
 
+import inspect
+import math
 from pathlib import Path
 
 import torch
@@ -30,9 +32,10 @@ from data.errors import UserError
 FLOAT32, FLOAT64 = 4, 8
 # Calibration: measured peak RSS less the RSS before the run, over the modelled bytes, on this
 # project's CPU machine (docs/decisions.md, 2026-12-02 session 5), rounded up.
-PATCH_FACTOR = 3.0  # output projections: forward output, its gradient, subset and sort buffers
-EXEMPLAR_FACTOR = 2.0  # exemplar projections (no gradient): output, random subset, sorted copy
-PATCH_WORKSPACE = 320 * 2**20  # added by a patch run whatever its size (256-1024 px: 280-320 MB)
+PATCH_FACTOR = 3.0  # output projections: forward output, its gradient, sorting buffers
+EXEMPLAR_FACTOR = 4.0  # exemplar projections: output, im2col buffer, concatenated and sorted copies
+CANVAS_BYTES = 128  # a canvas pixel: image, gradient, Adam's moments, upsampling (54-309 measured)
+PATCH_WORKSPACE = 550 * 2**20  # added by a patch run whatever its sizes (banks, kernels, allocator)
 FEATURE_FACTOR = 1.75  # activations kept for backward, their gradients, autograd temporaries
 GENERATE_FACTOR = 0.5  # one block: inference frees each layer's output, a sum over layers does not
 BAND_COPIES = 3  # float copies of a band alive at once while it becomes PNG rows
@@ -131,13 +134,20 @@ def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int
         exemplar_sides: (H, W) of every exemplar.
         size: (H, W) of the output.
     """
-    margin = 0 if cfg.tile else 2 * (cfg.patch_size - 1)
-    canvas = (size[0] + margin) * (size[1] + margin)
-    exemplar = sum(h * w for h, w in exemplar_sides)
-    ours = PATCH_FACTOR * cfg.projections * canvas * FLOAT32
-    theirs = EXEMPLAR_FACTOR * cfg.projections * exemplar * FLOAT32
-    adam = 4 * 3 * canvas * FLOAT32  # pixels, gradient, two moments
-    return int(ours + theirs + adam + PATCH_WORKSPACE)
+    from losses.patches import exemplar_quantiles
+
+    p = cfg.patch_size
+    margin = 0 if cfg.tile else 2 * (p - 1)
+    height, width = size[0] + margin, size[1] + margin
+    # The output's patches on the strided grid of losses.patches.project_sampled_patches.
+    rows, cols = (height, width) if cfg.tile else (height - p + 1, width - p + 1)
+    stride = max(1, min(p, math.isqrt(rows * cols // (cfg.max_patches or rows * cols))))
+    patches = math.ceil(rows / stride) * math.ceil(cols / stride)
+    ours = PATCH_FACTOR * cfg.projections * patches * FLOAT32
+    # Every exemplar patch, projected a chunk of directions at a time and sorted.
+    chunk = inspect.signature(exemplar_quantiles).parameters["chunk"].default
+    theirs = EXEMPLAR_FACTOR * chunk * sum(h * w for h, w in exemplar_sides) * FLOAT32
+    return int(ours + theirs + CANVAS_BYTES * height * width + PATCH_WORKSPACE)
 
 
 def features_estimate(synth, size: tuple[int, int]) -> int:
@@ -167,8 +177,8 @@ def optimize_estimate(synth, size: tuple[int, int]) -> int:
 def optimize_advice(cfg) -> str:
     if cfg.objective == "patches":
         return (
-            "give a smaller --size, downscale the exemplar, use fewer --projections, "
-            "or train a generator (train.py) and use --mode generate, which works in blocks"
+            "give a smaller --size or downscale the exemplar, or train a generator "
+            "(train.py) and use --mode generate, which works in blocks"
         )
     return (
         "give a smaller --size, fewer --octaves, a smaller --history, shallower --layers, "
