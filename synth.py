@@ -24,6 +24,7 @@ import typer
 from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
 from data.errors import UserError
 from data.images import check_output_path
+from data.sidecar import reporting_write_errors
 from data.sizes import parse_size
 from engines.cli import first_interrupt_only, numbered, progress_bar, run_cli
 from engines.options import (
@@ -167,6 +168,9 @@ def synthesize(cli: dict) -> None:
     outputs = [numbered(output, i, cfg.variations) for i in range(cfg.variations)]
     for path in outputs:
         check_output_path(path, cli["overwrite"])
+        snapshots = path.with_name(f"{path.stem}_snapshots")
+        if cfg.save_every and snapshots.exists() and not snapshots.is_dir():
+            raise UserError(f"{snapshots}: is a file, where --save-every writes its snapshots")
 
     # 3. Load exemplars, build backbone and targets once.
     for path in cli["exemplars"]:
@@ -176,8 +180,14 @@ def synthesize(cli: dict) -> None:
     cfg = synth.config
     print(synth.describe())
 
-    # 4. Optimize each variation, with progress, snapshots and Ctrl-C saving.
-    steps = synth.level_iterations(size or tuple(synth.exemplars[0].shape[-2:]))
+    # 4. Refuse a run that cannot fit in memory, before it allocates (engines/memory.py).
+    from engines.memory import check_fits, optimize_advice, optimize_estimate
+
+    out_size = size or tuple(synth.exemplars[0].shape[-2:])
+    check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))
+
+    # 5. Optimize each variation, with progress, snapshots and Ctrl-C saving.
+    steps = synth.level_iterations(out_size)
     for i, path in enumerate(outputs):
         seed = cfg.seed + i
         with progress_bar(cli["progress"]) as bar:
@@ -188,13 +198,14 @@ def synthesize(cli: dict) -> None:
                     name = path.name
                     if len(steps) > 1:
                         name = f"{path.name} level {level + 1}/{len(steps)}"
-                    tasks[level] = bar.add_task(name, total=steps[level], loss=float("nan"))
+                    tasks[level] = bar.add_task(name, total=steps[level], loss=None)
                 bar.update(tasks[level], completed=it, loss=loss)
                 if cfg.save_every and it % cfg.save_every == 0:
                     snap = (
                         path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
                     )
-                    snap.parent.mkdir(exist_ok=True)
+                    with reporting_write_errors(snap.parent):
+                        snap.parent.mkdir(exist_ok=True)
                     from data.images import save_image
 
                     save_image(x[0], snap, bits=cfg.bits, overwrite=True)
@@ -210,6 +221,8 @@ def synthesize(cli: dict) -> None:
                 coarse = f", upsampled from the {w}x{h} level it had reached"
             print(f"interrupted: saved the image reached so far{coarse}")
             raise SystemExit(130)
+        if result.diverged:
+            raise UserError(f"{result.diverged}; {path} holds the last finite image")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ backbone for --backbone OUTDIR/final (docs/collections.md):
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from enum import Enum
@@ -159,7 +158,9 @@ def main(
 def train(cli: dict) -> None:
     import torch  # heavy imports after argument parsing, so --help is instant
 
+    from configs import check_values
     from data.images import load_image
+    from data.sidecar import reporting_write_errors
     from engines import checkpoints as ckpt
     from engines import train_loop as T
     from engines.objective import build_backbone_for, build_objective
@@ -171,6 +172,7 @@ def train(cli: dict) -> None:
     parse_objective_lists(cli)
     file_values = default_values(TrainConfig, cli["config"])
     cfg = build_config(TrainConfig, file_values, cli)
+    check_values(cfg)
     output_dir = Path(cli["output_dir"])
 
     # 2. Processes and devices; only the main process writes files and prints.
@@ -215,8 +217,8 @@ def train(cli: dict) -> None:
         if resume_from is None:
             log(f"no checkpoint in {output_dir}; starting at step 0")
         else:
-            T.check_resumable(json.loads((resume_from / "config.json").read_text())["config"], cfg)
-            accelerator.load_state(str(resume_from / "state"))
+            check = lambda saved: T.check_resumable(saved["config"], cfg)  # noqa: E731
+            ckpt.resume_state(accelerator, resume_from, check)
             global_step, best = ckpt.step_of(resume_from), ckpt.best_loss(output_dir / "best")
             log(f"resumed from {resume_from} at step {global_step}")
     if is_main:
@@ -226,7 +228,8 @@ def train(cli: dict) -> None:
             k: v if isinstance(v, (int, float, str, bool)) else str(v)
             for k, v in dataclasses.asdict(cfg).items()
         }
-        accelerator.init_trackers("train", config=hparams)
+        with reporting_write_errors(output_dir):
+            accelerator.init_trackers("train", config=hparams)
     writer = accelerator.get_tracker("tensorboard", unwrap=True) if is_main else None
 
     # 6. Train: G(noise) -> texture loss (+ diversity) -> Adam, logging and checkpointing by step.
@@ -242,57 +245,59 @@ def train(cli: dict) -> None:
             )
         return evaluated["value"]
 
-    model.train()
-    clock, clock_step = time.perf_counter(), global_step
-    try:
-        with progress_bar(cli["progress"] and is_main) as bar:
-            task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=float("nan"))
-            while global_step < cfg.steps:
-                noises, crops = T.step_inputs(
-                    net, cfg, global_step, accelerator.process_index, device
-                )
-                with accelerator.autocast():
-                    x = model(noises).float()
-                    terms = objective(x, crop=cfg.crop or None, generator=crops)
-                    loss = terms["total"]
-                    if cfg.diversity_weight:
-                        terms["diversity"] = T.diversity(objective, x)
-                        loss = loss - cfg.diversity_weight * terms["diversity"]
-                accelerator.backward(loss)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                global_step += 1
-                bar.update(task, completed=global_step, loss=float(loss.detach()))
-
-                if global_step % cfg.log_every == 0:
-                    rate = (global_step - clock_step) / (time.perf_counter() - clock)
-                    clock, clock_step = time.perf_counter(), global_step
-                    scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
-                    accelerator.log(
-                        {**scalars, "lr": scheduler.get_last_lr()[0], "steps_per_second": rate},
-                        step=global_step,
+    # A log or checkpoint write that fails (full disk) ends the run in one line.
+    with reporting_write_errors(output_dir):
+        model.train()
+        clock, clock_step = time.perf_counter(), global_step
+        try:
+            with progress_bar(cli["progress"] and is_main) as bar:
+                task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=None)
+                while global_step < cfg.steps:
+                    noises, crops = T.step_inputs(
+                        net, cfg, global_step, accelerator.process_index, device
                     )
-                if is_main and global_step % cfg.sample_every == 0:
-                    _, eval_loss, images = evaluation()
-                    writer.add_scalar("eval/loss", eval_loss, global_step)
-                    writer.add_images("samples", images, global_step)
-                if global_step % cfg.checkpoint_every == 0 or global_step == cfg.steps:
-                    best = T.save_checkpoint(
-                        accelerator, evaluation, cfg, output_dir, global_step, info, best
-                    )
-    except KeyboardInterrupt:
-        log(f"interrupted: saving checkpoint-{global_step}")
-        T.save_checkpoint(accelerator, evaluation, cfg, output_dir, global_step, info, best)
-        raise SystemExit(130) from None
+                    with accelerator.autocast():
+                        x = model(noises).float()
+                        terms = objective(x, crop=cfg.crop or None, generator=crops)
+                        loss = terms["total"]
+                        if cfg.diversity_weight:
+                            terms["diversity"] = T.diversity(objective, x)
+                            loss = loss - cfg.diversity_weight * terms["diversity"]
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    global_step += 1
+                    bar.update(task, completed=global_step, loss=float(loss.detach()))
 
-    # 7. The final generator: BatchNorm folded, one safetensors file with its config.
-    if is_main:
-        folded, eval_loss, _ = evaluation()
-        facts = {**info, "step": global_step, "eval_loss": eval_loss}
-        path = ckpt.save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
-        log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best so far {best:.4g})")
-    accelerator.end_training()
+                    if global_step % cfg.log_every == 0:
+                        rate = (global_step - clock_step) / (time.perf_counter() - clock)
+                        clock, clock_step = time.perf_counter(), global_step
+                        scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+                        accelerator.log(
+                            {**scalars, "lr": scheduler.get_last_lr()[0], "steps_per_second": rate},
+                            step=global_step,
+                        )
+                    if is_main and global_step % cfg.sample_every == 0:
+                        _, eval_loss, images = evaluation()
+                        writer.add_scalar("eval/loss", eval_loss, global_step)
+                        writer.add_images("samples", images, global_step)
+                    if global_step % cfg.checkpoint_every == 0 or global_step == cfg.steps:
+                        best = T.save_checkpoint(
+                            accelerator, evaluation, cfg, output_dir, global_step, info, best
+                        )
+        except KeyboardInterrupt:
+            log(f"interrupted: saving checkpoint-{global_step}")
+            T.save_checkpoint(accelerator, evaluation, cfg, output_dir, global_step, info, best)
+            raise SystemExit(130) from None
+
+        # 7. The final generator: BatchNorm folded, one safetensors file with its config.
+        if is_main:
+            folded, eval_loss, _ = evaluation()
+            facts = {**info, "step": global_step, "eval_loss": eval_loss}
+            path = ckpt.save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
+            log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best {best:.4g})")
+        accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -121,27 +121,39 @@ def features_fields() -> tuple[str, ...]:
 NON_NEGATIVE = (
     "spectrum_weight", "tv_weight", "autocorr_weight", "swd_weight", "layer_weights",
     "octave_weights", "iterations", "coarse_iterations", "save_every", "max_patches",
+    "diversity_weight", "warmup_steps", "keep_checkpoints", "crop",
 )  # fmt: skip
+# accelerate's set_seed seeds NumPy too, which takes 32 bits; synth.py's seeds go to torch.
+SEED_END = {"SynthConfig": 2**63, "TrainConfig": 2**32}
 
 
-def check_synth_values(cfg: SynthConfig) -> None:
-    """Refuse values no run can use (they used to run and write nonsense)."""
+def check_values(cfg) -> None:
+    """Refuse values no run can use (they used to run and write nonsense, or end in a
+    traceback), for the fields ``cfg`` (a SynthConfig or a TrainConfig) has."""
     for name in NON_NEGATIVE:
-        value = getattr(cfg, name)
+        value = getattr(cfg, name, None)
         if any(v < 0 for v in (value if isinstance(value, list) else [value] if value else [])):
             raise UserError(f"--{name.replace('_', '-')} must not be negative (got {value})")
     limits = {"history": 1, "variations": 1, "patch_size": 2, "projections": 1, "levels": 1}
     for name, low in limits.items():
-        if getattr(cfg, name) < low:
+        if getattr(cfg, name, low) < low:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}")
     if not cfg.lr > 0:
         raise UserError("--lr must be positive")
-    if not (0 <= cfg.seed and cfg.seed + cfg.variations <= 2**63):
-        raise UserError("--seed must lie in [0, 2^63) (with its variations)")
+    check_seed(cfg.seed, getattr(cfg, "variations", 1), SEED_END[type(cfg).__name__])
     if not 0 < cfg.autocorr_shift <= 1:
         raise UserError("--autocorr-shift must lie in (0, 1]")
     if not 0 < cfg.pyramid_factor < 1:
         raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+
+
+def check_seed(seed: int, variations: int, end: int = SEED_END["SynthConfig"]) -> None:
+    """Refuse a seed whose variations (seed, seed + 1, ...) leave [0, end)."""
+    if not (0 <= seed and seed + variations <= end):
+        raise UserError(f"--seed must lie in [0, 2^{end.bit_length() - 1}) (with its variations)")
+
+
+check_synth_values = check_values  # the name engines.patch_pyramid imports
 
 
 def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig:
@@ -166,6 +178,10 @@ def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig
     if cfg.objective not in ("features", "patches"):
         raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
     check_synth_values(cfg)
+    steps = cfg.iterations + (cfg.coarse_iterations if cfg.objective == "patches" else 0)
+    if steps < 1:  # the API's iterations=0 evaluates the start; as a command it writes noise
+        flags = "--iterations" + (" and --coarse-iterations" if cfg.objective == "patches" else "")
+        raise UserError(f"{flags} 0 would write the start image (noise); give at least 1")
     other = features_fields() if cfg.objective == "patches" else PATCH_FIELDS
     wrong = [k for k in other if k in given]
     if wrong:

@@ -8,7 +8,7 @@ explicitly and reported in one human line, so a user sees what the model was giv
 from __future__ import annotations
 
 import io
-import os
+import re
 import struct
 import warnings
 import zlib
@@ -19,7 +19,14 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from data.errors import UserError
-from data.sidecar import json_bytes, library_versions, write_bytes_atomic, write_files_atomic
+from data.sidecar import (
+    check_writable,
+    json_bytes,
+    library_versions,
+    recover_leftovers,
+    write_bytes_atomic,
+    write_files_atomic,
+)
 
 MAX_SIDE = 40000
 MAX_PIXELS = 400_000_000
@@ -80,24 +87,85 @@ def load_image(path: str | Path) -> tuple[torch.Tensor, str]:
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give an image file")
     try:
+        if path.exists() and not path.is_file():  # a FIFO, /dev/zero: stat says 0 bytes
+            raise UserError(f"{path}: not a regular file (a pipe or device); give an image file")
         if path.stat().st_size == 0:
             raise UserError(f"{path}: empty file (0 bytes); give an image file ({FORMATS})")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return _decode(im, path)
+                img, note = _decode(im, path)
+        damaged = _bad_png_crcs(path)
+        if damaged:
+            note += f", {damaged}"
+        return img, note
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except PermissionError:
         raise UserError(f"{path}: permission denied; make the file readable") from None
     except UnidentifiedImageError:
+        kind = _signature(path)
+        if kind:  # Pillow reports a damaged header (a bad IHDR CRC) as an unknown format
+            raise UserError(
+                f"{path}: a {kind} file whose header is damaged (Pillow cannot read it); "
+                "the file is corrupt"
+            ) from None
         raise UserError(f"{path}: not an image file Pillow can read ({FORMATS})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UserError(f"{path}: too large ({_one_line(e)}); downscale it first") from None
+        # Pillow's message quotes its own limit (twice ours for the error); say ours.
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        count = f"{int(pixels[1]) // 1_000_000} megapixels, " if pixels else ""
+        raise UserError(
+            f"{path}: too large ({count}at most {MAX_PIXELS // 1_000_000} megapixels); "
+            "downscale it first"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
         raise UserError(
             f"{path}: cannot decode the image ({_one_line(e)}); the file is truncated or corrupt"
         ) from None
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"GIF8": "GIF",
+}
+
+
+def _signature(path: Path) -> str | None:
+    """The format a file's first bytes announce (None if none of ours)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def _bad_png_crcs(path: Path) -> str:
+    """For a PNG file, the chunks whose CRC does not match (Pillow checks no IDAT CRC, so a
+    damaged file can decode); '' if all match or the file is no PNG."""
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return ""
+        bad = []
+        while header := f.read(8):
+            if len(header) < 8:
+                break
+            length, kind = struct.unpack(">I4s", header)
+            body = f.read(length)
+            stored = f.read(4)
+            if len(stored) < 4:
+                break  # a truncated file: the decoder has reported it already
+            if zlib.crc32(kind + body) != struct.unpack(">I", stored)[0]:
+                bad.append(kind.decode("latin-1"))
+            if kind == b"IEND":
+                break
+    if not bad:
+        return ""
+    names = ", ".join(sorted(set(bad)))
+    return f"WARNING: bad CRC in chunk {names} (a damaged file; its pixels decoded, used as read)"
 
 
 def _one_line(error: Exception) -> str:
@@ -231,8 +299,11 @@ def _wide_grey(values: np.ndarray, mode: str, path: Path) -> tuple[np.ndarray, s
     return grey.astype(np.float32), f"values rescaled from [{low:g}, {high:g}] to [0, 1]"
 
 
-def check_output_path(path: str | Path, overwrite: bool) -> Path:
+def check_output_path(path: str | Path, overwrite: bool, log=print) -> Path:
     """Check, before a long computation, that an image can be written at ``path``.
+
+    Leftovers of an earlier run killed while writing ``path`` and its sidecar are cleaned up
+    first, each said in one line through ``log`` (:func:`data.sidecar.recover_leftovers`).
 
     Args:
         path: where the PNG will go.
@@ -243,7 +314,8 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
 
     Raises:
         UserError: ``path`` is a directory, does not end in ``.png``, exists while
-            ``overwrite`` is false, or its parent directory is missing or not writable.
+            ``overwrite`` is false, or its parent directory is missing or a file cannot be
+            created in it (tried, not guessed from permission bits).
     """
     if str(path).strip() in ("", "."):  # the command line turns -o '' into "."
         raise UserError("the output path is empty (or '.'); give a file name such as out.png")
@@ -252,9 +324,14 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"{path}: is a directory; give a file name such as {path / 'out.png'}")
     if path.suffix.lower() != ".png":
         raise UserError(f"{path}: outputs are PNG files; use a name ending in .png")
-    if path.exists() and not overwrite:
-        raise UserError(f"{path}: already exists; use --overwrite to replace it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserError(f"{parent}: is not an existing directory; create it first")
     sidecar = path.with_suffix(".json")
+    for line in recover_leftovers([path, sidecar]):
+        log(line)
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too
+        raise UserError(f"{path}: already exists; use --overwrite to replace it")
     if sidecar.is_dir():
         raise UserError(f"{sidecar}: is a directory, where {path.name}'s sidecar goes")
     if sidecar.exists() and not overwrite:
@@ -262,11 +339,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
             f"{sidecar}: already exists (the sidecar {path.name} would get); "
             "use --overwrite to replace it"
         )
-    parent = path.parent
-    if not parent.is_dir():
-        raise UserError(f"{parent}: is not an existing directory; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{parent}: output directory is not writable")
+    check_writable(parent)
     return path
 
 

@@ -109,7 +109,8 @@ def is_done(item: Item) -> bool:
         if not (path.is_file() and sidecar.is_file()):
             return False
         try:
-            if json.loads(sidecar.read_text()).get("interrupted"):
+            meta = json.loads(sidecar.read_text())
+            if meta.get("interrupted") or meta.get("diverged"):
                 return False
         except (OSError, ValueError):
             return False
@@ -197,6 +198,7 @@ def _optimize_one(cli: dict, state):
     from data.images import load_image
     from data.sizes import parse_size
     from engines.cli import progress_bar
+    from engines.memory import check_fits, optimize_advice, optimize_estimate
     from engines.objective import build_backbone_for
     from engines.per_image import make_synthesizer
 
@@ -229,11 +231,13 @@ def _optimize_one(cli: dict, state):
             images, cfg, log=lambda m: None, fit_octaves=cli["octaves"] is None
         )
         synth.sources = sources  # the sidecar names the files, not the tensors
+        out_size = size or tuple(images[0].shape[-2:])
+        check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))
         for i, path in enumerate(item.outputs):
             seed = synth.config.seed + i
             with progress_bar(show) as bar:
-                steps = synth.level_iterations(size or tuple(images[0].shape[-2:]))
-                task = bar.add_task(path.name, total=sum(steps), loss=float("nan"))
+                steps = synth.level_iterations(out_size)
+                task = bar.add_task(path.name, total=sum(steps), loss=None)
                 done = [0]
 
                 def on_iter(level, it, x, loss, bar=bar, task=task, done=done):
@@ -245,6 +249,8 @@ def _optimize_one(cli: dict, state):
             if result.interrupted:
                 say(f"{tag}interrupted: saved {path} as reached; rerun to redo it")
                 raise SystemExit(130)
+            if result.diverged:
+                raise UserError(f"{result.diverged}; {path} holds the last finite image")
 
     return run
 

@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from pickle import UnpicklingError
 
-import safetensors
-import safetensors.torch
+from safetensors import SafetensorError
 
 from data.errors import UserError
-from data.sidecar import write_bytes_atomic, write_json_atomic
+from data.sidecar import json_bytes, recover_leftovers, reporting_write_errors, write_files_atomic
 from models.generator import TextureGenerator
-from models.weights import read_safetensors
+from models.weights import read_safetensors, safetensors_bytes
 
 FORMAT = "texsynth-generator-1"
 WEIGHTS = "model.safetensors"
@@ -32,7 +33,8 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 def save_generator(model: TextureGenerator, directory: Path, config: dict, info: dict) -> Path:
-    """Write ``directory/model.safetensors`` (and ``config.json``) atomically.
+    """Write ``directory/model.safetensors`` and ``config.json`` atomically, together; the
+    same model, config and facts give the same bytes.
 
     Args:
         model: the folded (norm-free) generator.
@@ -47,8 +49,12 @@ def save_generator(model: TextureGenerator, directory: Path, config: dict, info:
         "info": json.dumps(info),
     }
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(directory / WEIGHTS, safetensors.torch.save(state, metadata))
-    write_json_atomic(directory / "config.json", {"config": config, **info})
+    files = {
+        directory / WEIGHTS: safetensors_bytes(state, metadata),
+        directory / "config.json": json_bytes({"config": config, **info}),
+    }
+    recover_leftovers(list(files))  # a killed earlier write of these files: finish or undo it
+    write_files_atomic(files)  # a new best/ or final/ is both files or neither
     return directory / WEIGHTS
 
 
@@ -108,11 +114,65 @@ def resume_dir(output_dir: Path, resume: str) -> Path | None:
     return path
 
 
+def resume_state(accelerator, checkpoint: Path, check) -> None:
+    """Load the accelerate state (model, optimizer, schedule, RNG) of ``checkpoint`` once
+    ``check(saved)`` accepts its ``config.json`` (a dict with a ``config`` table; ``check``
+    raises UserError for a run trained with other settings).
+
+    Raises:
+        UserError: one line when config.json or the state is missing or damaged, naming the
+            checkpoint to resume from instead.
+    """
+    try:
+        saved = json.loads((checkpoint / "config.json").read_text())
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise ValueError("no 'config' table")
+    except (OSError, ValueError) as e:  # JSON and UTF-8 decoding errors are ValueErrors
+        raise _damaged(checkpoint, "config.json", e) from None
+    check(saved)
+    try:
+        accelerator.load_state(str(checkpoint / "state"))
+    except (OSError, RuntimeError, ValueError, KeyError, EOFError, UnpicklingError,
+            SafetensorError) as e:  # fmt: skip
+        raise _damaged(checkpoint, "state (weights, optimizer or RNG)", e) from None
+
+
+def _damaged(checkpoint: Path, what: str, error: Exception) -> UserError:
+    first = " ".join(str(error).split()).split(". ")[0] or type(error).__name__
+    others = checkpoint_steps(checkpoint.parent)
+    earlier = [s for s in others if f"checkpoint-{s}" != checkpoint.name]
+    fix = (
+        f"resume with --resume {checkpoint.parent / f'checkpoint-{earlier[-1]}'}"
+        if earlier
+        else "start a new run"
+    )
+    return UserError(f"{checkpoint}: cannot resume, its {what} is damaged ({first}); {fix}")
+
+
 def step_of(checkpoint: Path) -> int:
     match = _CHECKPOINT.fullmatch(checkpoint.name)
     if match is None:
         raise UserError(f"{checkpoint}: checkpoint directories are named checkpoint-STEP")
     return int(match[1])
+
+
+@contextmanager
+def checkpoint_writing(tmp: Path):
+    """Around the writing of a ``checkpoint-{step}.tmp`` directory: if it fails, the directory
+    is removed (the previous checkpoints stay the newest) and a write error is one line."""
+    try:
+        with reporting_write_errors(tmp):
+            yield
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_state(accelerator, directory: Path) -> None:
+    """``accelerator.save_state`` into ``directory``; torch.save and safetensors report a
+    full disk as RuntimeError and SafetensorError, reported here as one line."""
+    with reporting_write_errors(directory, also=(RuntimeError, SafetensorError)):
+        accelerator.save_state(str(directory))
 
 
 def finish_checkpoint(tmp: Path, final: Path, output_dir: Path, keep: int) -> None:

@@ -39,6 +39,7 @@ from models.noise import hash_noise
 __all__ = ["generate", "load_generator", "render_bands", "render_region", "write_texture"]
 
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1) in pixels of one scale
+BLOCK = 1024  # side of the square blocks computed at once (~1 GB peak for `small`)
 
 
 def _grow(r: Region, n: int) -> Region:
@@ -95,7 +96,7 @@ def render_region(model, region: Region, canvas: tuple[int, int], seed: int) -> 
 
 
 @torch.inference_mode()
-def render_bands(model, size, seed, seamless=False, block=1024, on_block=None):
+def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None):
     """Yield the texture as horizontal bands of ``block`` rows, top to bottom.
 
     Args:
@@ -131,7 +132,7 @@ def prepare(model: TextureGenerator, device: str | torch.device = "cpu") -> Text
     return model
 
 
-def generate(model, size, seed=0, seamless=False, block=1024) -> torch.Tensor:
+def generate(model, size, seed=0, seamless=False, block=BLOCK) -> torch.Tensor:
     """The whole texture as one (3, H, W) float32 tensor in [0, 1] (12 bytes a pixel)."""
     return torch.cat(list(render_bands(model, size, seed, seamless, block)), 1)
 
@@ -145,7 +146,7 @@ def write_texture(
     seamless=False,
     bits=8,
     overwrite=False,
-    block=1024,
+    block=BLOCK,
     on_block=None,
 ) -> dict:
     """Write a generated texture as PNG plus JSON sidecar, streaming bands (bounded memory).
@@ -184,8 +185,10 @@ def run_generate(cli: dict) -> None:
     """``synth.py --mode generate``: check everything, then write each variation with progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from configs import check_seed
     from data.sizes import parse_size
     from engines.cli import numbered
+    from engines.memory import check_fits, generate_estimate
     from engines.objective import resolve_device
 
     # 1. Options: generate mode takes its objective and architecture from the checkpoint.
@@ -199,11 +202,13 @@ def run_generate(cli: dict) -> None:
     model, meta = load_generator(cli["checkpoint"])
     image_size = meta["config"]["image_size"]
     size = parse_size(cli["size"]) if cli["size"] else (image_size, image_size)
-    seed, variations = cli["seed"] or 0, cli["variations"] or 1
+    seed = 0 if cli["seed"] is None else cli["seed"]
+    variations = 1 if cli["variations"] is None else cli["variations"]
     bits = cli["bits"] or 8
     seamless = meta["config"]["tile"] if cli["tile"] is None else cli["tile"]
     if bits not in (8, 16) or variations < 1:
         raise UserError("--bits must be 8 or 16 and --variations at least 1")
+    check_seed(seed, variations)
     canvas_size(model, size, seamless)
 
     # 2. Every output path before any computation.
@@ -212,8 +217,12 @@ def run_generate(cli: dict) -> None:
     for path in outputs:
         check_output_path(path, cli["overwrite"])
 
-    # 3. One streamed pass per variation (seed + i), blocks of 1024 px with their halo.
-    model = prepare(model, resolve_device(cli["device"] or "auto"))
+    # 3. One streamed pass per variation (seed + i), blocks of BLOCK px with their halo, if
+    # one block and one band of rows fit in memory.
+    device = resolve_device(cli["device"] or "auto")
+    model = prepare(model, device)
+    advice = f"give a narrower --size (one band of {BLOCK} rows is held at a time)"
+    check_fits(generate_estimate(model, size, BLOCK, bits), device, advice)
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),

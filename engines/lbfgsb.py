@@ -47,6 +47,8 @@ def minimize_box(
     Returns:
         The number of iterations done.
     """
+    if iterations < 1:
+        return 0  # the solver reports its first iterate before it can be told to stop
     n = x0.size
     x = np.array(x0, dtype=np.float64).ravel()
     low, up = np.full(n, lower, np.float64), np.full(n, upper, np.float64)

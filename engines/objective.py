@@ -94,12 +94,13 @@ def fit_octave_count(cfg: LossConfig, backbone, sizes: list[tuple[int, int]], lo
     if not fits or fits[-1] == cfg.octaves:
         return cfg  # nothing fits: check_image_size reports the minimum
     octaves = fits[-1]
+    weights = cfg.octave_weights[:octaves] if cfg.octave_weights else None
+    cut = f"; octave weights cut to the first {octaves}: {weights}" if weights else ""
     log(
         f"note: {cfg.octaves} octaves need images of at least "
         f"{min_image_size(backbone, cfg.octaves)} px; using {octaves} for {side} px "
-        "(give --octaves to insist)"
+        f"(give --octaves to insist){cut}"
     )
-    weights = cfg.octave_weights[:octaves] if cfg.octave_weights else None
     return dataclasses.replace(cfg, octaves=octaves, octave_weights=weights)
 
 

@@ -36,12 +36,25 @@ class OptimizeResult:
     interrupted: bool = False  # stopped by Ctrl-C; image is the last accepted iterate
     # (H, W) of the coarse level a stopped run had reached; its image was upsampled from it
     stopped_at: tuple[int, int] | None = None
+    # why a run stopped early on a NaN or infinite loss or gradient (image: the last finite
+    # iterate), e.g. "the loss became nan at iteration 8"; None if it did not
+    diverged: str | None = None
+
+
+class NonFinite(Exception):
+    """The loss or its gradient is NaN or infinite at the point L-BFGS asked about."""
+
+
+def _finite(total: torch.Tensor, grad: torch.Tensor | None = None) -> None:
+    if not torch.isfinite(total) or (grad is not None and not torch.isfinite(grad).all()):
+        raise NonFinite("loss" if not torch.isfinite(total) else "gradient", float(total))
 
 
 def _value_and_grad(loss_fn, x: torch.Tensor) -> tuple[float, torch.Tensor]:
     x = x.detach().requires_grad_(True)
     total = loss_fn(x)["total"]
     (grad,) = torch.autograd.grad(total, x)
+    _finite(total.detach(), grad)
     return float(total.detach()), grad
 
 
@@ -64,7 +77,9 @@ def optimize(
         on_iter: called as ``on_iter(iteration, x, loss)`` after accepted iterations
             (every iteration for lbfgsb, every 10 for the torch methods).
 
-    Ctrl-C stops the run and returns the last accepted iterate with ``interrupted``.
+    Ctrl-C stops the run and returns the last accepted iterate with ``interrupted``; a NaN or
+    infinite loss or gradient stops it with the last accepted (finite) iterate and
+    ``diverged`` saying where.
     """
     start = time.perf_counter()
     run = {"lbfgsb": _run_lbfgsb, "lbfgs-clamp": _run_torch, "lbfgs-sigmoid": _run_torch}[method]
@@ -73,6 +88,9 @@ def optimize(
         run(loss_fn, x0, iterations, method, history, on_iter, result)
     except KeyboardInterrupt:
         result.interrupted = True
+    except NonFinite as e:
+        what, value = e.args
+        result.diverged = f"the {what} became {value:g} at iteration {result.iterations + 1}"
     with torch.no_grad():
         terms = loss_fn(result.image)
     result.terms = {k: float(v) for k, v in terms.items()}
@@ -138,6 +156,7 @@ def _run_torch(loss_fn, x0, iterations, method, history, on_iter, result):
         opt.zero_grad()
         total = loss_fn(image())["total"]
         total.backward()
+        _finite(total.detach(), param.grad)
         result.evaluations += 1
         last = float(total.detach())
         return total

@@ -84,11 +84,21 @@ class PerImageSynthesizer:
             "seconds": round(result.seconds, 3),
             "interrupted": result.interrupted,
             "stopped_at_size": list(result.stopped_at) if result.stopped_at else None,
+            "diverged": result.diverged,
             "device": str(self.device),
         }
 
     def save(self, result, path: str | Path, seed: int | None = None, overwrite: bool = False):
-        """Write the image as PNG (config's bit depth) with its JSON sidecar, atomically."""
+        """Write the image as PNG (config's bit depth) with its JSON sidecar, atomically.
+
+        A run that ``diverged`` (NaN or infinite loss) is saved as its last finite iterate,
+        with ``diverged`` in the sidecar; one that diverged before its first iteration has
+        nothing but the start image, and is refused (UserError)."""
+        if result.diverged and not result.iterations:
+            raise UserError(
+                f"{result.diverged}, at the start image: nothing to save "
+                "(check the weights: a loss this large overflows float32)"
+            )
         seed = self.config.seed if seed is None else seed
         return save_image(
             result.image[0],

@@ -9,14 +9,21 @@ sidecar is written after it, or the image is removed.
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from data.sidecar import commit_files, json_bytes, library_versions, stage_file
+from data.sidecar import (
+    commit_files,
+    json_bytes,
+    library_versions,
+    new_token,
+    reporting_write_errors,
+    stage_file,
+    temporary_path,
+)
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -44,17 +51,29 @@ class PngStream:
 
     def __init__(self, path: str | Path, size: tuple[int, int], bits: int = 8, level: int = 3):
         self.path, self.size, self.bits = Path(path), size, bits
-        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self.token = new_token()
+        self.tmp = temporary_path(self.path, self.token)
         self.rows = 0
         self.sidecar: dict | None = None  # set before leaving the block: written with the image
         self._zlib = zlib.compressobj(level)
 
     def __enter__(self) -> PngStream:
-        self.file = open(self.tmp, "xb")
         height, width = self.size
         header = struct.pack(">IIBBBBB", width, height, self.bits, 2, 0, 0, 0)  # colour type 2
-        self.file.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header))
+        with reporting_write_errors(self.path):
+            self.file = open(self.tmp, "xb", buffering=0)  # errors surface at write(), once
+            try:
+                self._put(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header))
+            except BaseException:
+                self.file.close()
+                self.tmp.unlink(missing_ok=True)
+                raise
         return self
+
+    def _put(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # an unbuffered write may be short (the disk filled up): the next one fails
+            view = view[self.file.write(view) :]
 
     def write(self, band: np.ndarray) -> None:
         """Append rows: (h, W, 3) uint8 (8 bits) or uint16 (16 bits)."""
@@ -63,24 +82,27 @@ class PngStream:
         rows[:, 1:] = (
             band.astype(">u2" if self.bits == 16 else np.uint8).view(np.uint8).reshape(h, -1)
         )
-        self.file.write(_chunk(b"IDAT", self._zlib.compress(rows.tobytes())))
+        with reporting_write_errors(self.path):
+            self._put(_chunk(b"IDAT", self._zlib.compress(rows.tobytes())))
         self.rows += h
 
     def __exit__(self, kind, error, trace) -> None:
         try:
-            if kind is None:
-                if self.rows != self.size[0]:
-                    raise ValueError(f"wrote {self.rows} rows of {self.size[0]}")
-                self.file.write(_chunk(b"IDAT", self._zlib.flush()) + _chunk(b"IEND", b""))
-                self.file.flush()
-                os.fsync(self.file.fileno())
-            self.file.close()
-            if kind is None:
-                staged = {self.path: self.tmp}
-                if self.sidecar is not None:
-                    meta = {"versions": library_versions(), **self.sidecar}
-                    json_path = self.path.with_suffix(".json")
-                    staged[json_path] = stage_file(json_path, json_bytes(meta))
-                commit_files(staged)
+            with reporting_write_errors(self.path):
+                if kind is None:
+                    if self.rows != self.size[0]:
+                        raise ValueError(f"wrote {self.rows} rows of {self.size[0]}")
+                    self._put(_chunk(b"IDAT", self._zlib.flush()) + _chunk(b"IEND", b""))
+                    self.file.flush()
+                    os.fsync(self.file.fileno())
+                self.file.close()
+                if kind is None:
+                    staged = {self.path: self.tmp}
+                    if self.sidecar is not None:
+                        meta = {"versions": library_versions(), **self.sidecar}
+                        json_path = self.path.with_suffix(".json")
+                        staged[json_path] = stage_file(json_path, json_bytes(meta), self.token)
+                    commit_files(staged, self.token)
         finally:
+            self.file.close()
             self.tmp.unlink(missing_ok=True)

@@ -4,9 +4,11 @@ the accelerate setup (devices, processes, mixed precision, TensorBoard)."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from data.errors import UserError
+from data.sidecar import check_writable
 from engines import checkpoints as ckpt
 
 
@@ -24,6 +26,13 @@ def start_run(cfg, output_dir: Path, resume: str | None):
 
     if cfg.device not in ("auto", "cpu"):
         raise UserError("--device must be auto or cpu; choose GPUs with accelerate launch")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir} is a file; give a directory")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--output-dir {output_dir}: cannot create it ({e.strerror})") from None
+    check_writable(output_dir)
     if not resume and (ckpt.checkpoint_steps(output_dir) or (output_dir / "final").exists()):
         raise UserError(
             f"{output_dir} holds a previous run; use --resume latest or another --output-dir"
@@ -37,6 +46,7 @@ def start_run(cfg, output_dir: Path, resume: str | None):
         ),
     )
     set_seed(cfg.seed)  # initial weights; per-step randomness is derived from the step
+    quiet_log_writer_threads()
     if accelerator.is_main_process:
         print(processes_note(accelerator))
     return accelerator
@@ -54,3 +64,18 @@ def processes_note(accelerator) -> str:
             " accelerate launch --multi_gpu --num_processes N train.py ..."
         )
     return line
+
+
+def quiet_log_writer_threads() -> None:
+    """Keep TensorBoard's writer threads from printing a traceback when a log write fails
+    (full disk, file-size limit): the writer re-raises the error in the main thread at its
+    next write or at close, where train.py reports it in one line."""
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    default = threading.excepthook
+
+    def hook(args):
+        if not isinstance(args.thread, _AsyncWriterThread):
+            default(args)
+
+    threading.excepthook = hook

@@ -180,8 +180,11 @@ class TextureSynthesizer(PerImageSynthesizer):
             total.evaluations += result.evaluations
             total.seconds += result.seconds
             total.terms, total.image = result.terms, result.image
-            if result.interrupted:
-                total.interrupted = True
+            if result.interrupted or result.diverged:
+                total.interrupted = result.interrupted
+                total.diverged = result.diverged
+                if result.diverged and len(factors) > 1:
+                    total.diverged += f" of level {level + 1}/{len(factors)}"
                 break
         return at_size(total, size)
 

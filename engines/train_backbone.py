@@ -12,7 +12,6 @@ load with ``--backbone OUTDIR/final`` (or the ``.safetensors`` file itself). Run
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from configs import BackboneConfig, TrainConfig, build_config, read_config_file
 from data import datasets as D
 from data.errors import UserError
-from data.sidecar import write_json_atomic
+from data.sidecar import reporting_write_errors, write_json_atomic
 from engines import checkpoints as ckpt
 from engines.cli import progress_bar
 from engines.train_loop import Schedule
@@ -165,10 +164,12 @@ def train_backbone(cli: dict) -> None:
         if resume_from is None:
             log(f"no checkpoint in {output_dir}; starting at step 0")
         else:
-            saved = json.loads((resume_from / "config.json").read_text())
-            if saved.get("classes") != classes or saved["config"].get("arch") != arch:
-                raise UserError(f"{resume_from} was trained on other classes or another arch")
-            accelerator.load_state(str(resume_from / "state"))
+
+            def check(saved):
+                if saved.get("classes") != classes or saved["config"].get("arch") != arch:
+                    raise UserError(f"{resume_from} was trained on other classes or another arch")
+
+            ckpt.resume_state(accelerator, resume_from, check)
             global_step = ckpt.step_of(resume_from)
             log(f"resumed from {resume_from} at step {global_step}")
     if is_main:
@@ -177,25 +178,27 @@ def train_backbone(cli: dict) -> None:
         hparams = {
             k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()
         }
-        accelerator.init_trackers("backbone", config=hparams)
+        with reporting_write_errors(output_dir):
+            accelerator.init_trackers("backbone", config=hparams)
 
     def save(step: int) -> dict:
         tmp = output_dir / f"checkpoint-{step}.tmp"
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp / "state"))
         accuracy = {}
+        with ckpt.checkpoint_writing(tmp):
+            ckpt.save_state(accelerator, tmp / "state")
+            if is_main:
+                accuracy = evaluate(net, val_data, classes, device)
+                scalars = {
+                    f"accuracy/{c}": a for c, a in accuracy["per_class"].items() if a is not None
+                }
+                if accuracy["overall"] is not None:
+                    scalars["accuracy/overall"] = accuracy["overall"]
+                accelerator.log(scalars, step=step)
+                export_backbone(net, tmp / FILENAME, classes, accuracy, config)
+                facts = {"config": config, **info, "step": step, "accuracy": accuracy}
+                write_json_atomic(tmp / "config.json", facts)
         if is_main:
-            accuracy = evaluate(net, val_data, classes, device)
-            scalars = {
-                f"accuracy/{c}": a for c, a in accuracy["per_class"].items() if a is not None
-            }
-            if accuracy["overall"] is not None:
-                scalars["accuracy/overall"] = accuracy["overall"]
-            accelerator.log(scalars, step=step)
-            export_backbone(net, tmp / FILENAME, classes, accuracy, config)
-            write_json_atomic(
-                tmp / "config.json", {"config": config, **info, "step": step, "accuracy": accuracy}
-            )
             ckpt.finish_checkpoint(
                 tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints
             )
@@ -204,52 +207,54 @@ def train_backbone(cli: dict) -> None:
         return accuracy
 
     # 6. Train: random crops -> cross-entropy -> AdamW, logging and checkpointing by step.
-    model.train()
-    clock, clock_step = time.perf_counter(), global_step
-    try:
-        with progress_bar(cli["progress"] and is_main) as bar:
-            task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=float("nan"))
-            while global_step < cfg.steps:
-                for x, y in loader:
-                    with accelerator.autocast():
-                        logits = model(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    global_step += 1
-                    bar.update(task, completed=global_step, loss=float(loss.detach()))
-                    if global_step % cfg.log_every == 0:
-                        rate = (global_step - clock_step) / (time.perf_counter() - clock)
-                        clock, clock_step = time.perf_counter(), global_step
-                        accuracy = float((logits.argmax(1) == y).float().mean())
-                        accelerator.log(
-                            {
-                                "loss/train": float(loss.detach()),
-                                "accuracy/train_batch": accuracy,
-                                "lr": scheduler.get_last_lr()[0],
-                                "steps_per_second": rate,
-                            },
-                            step=global_step,
-                        )
-                    if global_step % cfg.checkpoint_every == 0 and global_step < cfg.steps:
-                        save(global_step)
-                    if global_step >= cfg.steps:
-                        break
-    except KeyboardInterrupt:
-        log(f"interrupted: saving checkpoint-{global_step}")
-        save(global_step)
-        raise SystemExit(130) from None
+    # A full disk or file-size limit hit by a log or checkpoint write: one line.
+    with reporting_write_errors(output_dir):
+        model.train()
+        clock, clock_step = time.perf_counter(), global_step
+        try:
+            with progress_bar(cli["progress"] and is_main) as bar:
+                task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=None)
+                while global_step < cfg.steps:
+                    for x, y in loader:
+                        with accelerator.autocast():
+                            logits = model(x)
+                            loss = F.cross_entropy(logits.float(), y)
+                        accelerator.backward(loss)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        global_step += 1
+                        bar.update(task, completed=global_step, loss=float(loss.detach()))
+                        if global_step % cfg.log_every == 0:
+                            rate = (global_step - clock_step) / (time.perf_counter() - clock)
+                            clock, clock_step = time.perf_counter(), global_step
+                            accuracy = float((logits.argmax(1) == y).float().mean())
+                            accelerator.log(
+                                {
+                                    "loss/train": float(loss.detach()),
+                                    "accuracy/train_batch": accuracy,
+                                    "lr": scheduler.get_last_lr()[0],
+                                    "steps_per_second": rate,
+                                },
+                                step=global_step,
+                            )
+                        if global_step % cfg.checkpoint_every == 0 and global_step < cfg.steps:
+                            save(global_step)
+                        if global_step >= cfg.steps:
+                            break
+        except KeyboardInterrupt:
+            log(f"interrupted: saving checkpoint-{global_step}")
+            save(global_step)
+            raise SystemExit(130) from None
 
-    # 7. The result: last checkpoint and the backbone file with per-class accuracy.
-    accuracy = save(global_step)
-    if is_main:
-        path = export_backbone(net, output_dir / "final" / FILENAME, classes, accuracy, config)
-        write_json_atomic(
-            output_dir / "final" / "config.json",
-            {"config": config, **info, "step": global_step, "accuracy": accuracy},
-        )
-        report(accuracy, log)
-        log(f"wrote {path}; use it with --backbone {output_dir / 'final'}")
-    accelerator.end_training()
+        # 7. The result: last checkpoint and the backbone file with per-class accuracy.
+        accuracy = save(global_step)
+        if is_main:
+            path = export_backbone(net, output_dir / "final" / FILENAME, classes, accuracy, config)
+            write_json_atomic(
+                output_dir / "final" / "config.json",
+                {"config": config, **info, "step": global_step, "accuracy": accuracy},
+            )
+            report(accuracy, log)
+            log(f"wrote {path}; use it with --backbone {output_dir / 'final'}")
+        accelerator.end_training()

@@ -16,7 +16,12 @@ import torch
 
 from configs import TrainConfig
 from data.errors import UserError
-from engines.checkpoints import finish_checkpoint, save_generator
+from engines.checkpoints import (
+    checkpoint_writing,
+    finish_checkpoint,
+    save_generator,
+    save_state,
+)
 from losses import TextureLoss, gaussian_pyramid
 from models.generator import GENERATORS, OUTPUTS, TextureGenerator, fold_batchnorm
 from models.noise import derived_seed, noise_pyramid
@@ -162,11 +167,13 @@ def save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best):
     """
     tmp = output_dir / f"checkpoint-{step}.tmp"
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "state"))
+    with checkpoint_writing(tmp):
+        save_state(accelerator, tmp / "state")
+        if accelerator.is_main_process:
+            folded, loss, _ = evaluation()
+            facts = {**info, "step": step, "eval_loss": loss}
+            save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
     if accelerator.is_main_process:
-        folded, loss, _ = evaluation()
-        facts = {**info, "step": step, "eval_loss": loss}
-        save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
         finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints)
         if loss < best:
             save_generator(folded, output_dir / "best", dataclasses.asdict(cfg), facts)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import safetensors
-import safetensors.torch
 import torch
 from torch import Tensor, nn
 
@@ -114,6 +112,7 @@ def export_backbone(
 ) -> Path:
     """Write the backbone file (see the module docstring) atomically."""
     from data.sidecar import write_bytes_atomic
+    from models.weights import safetensors_bytes
 
     state = folded_trunk(model)
     state["head.weight"] = model.head.weight.detach().float().cpu().contiguous()
@@ -128,7 +127,7 @@ def export_backbone(
         "config": json.dumps(config),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, safetensors.torch.save(state, metadata))
+    write_bytes_atomic(path, safetensors_bytes(state, metadata))
     return path
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fail(path: Path, error: Exception) -> UserError:
-    first = (str(error).strip().splitlines() or [""])[0][:200]
-    return UserError(f"cannot read weights file {path}: {type(error).__name__}: {first}")
+def _fail(path: Path, expected: str) -> UserError:
+    # The decoders' own text (an unpickling hint about torch.load's defaults, an HDF5
+    # superblock version) says nothing a user can act on; the format expected does.
+    return UserError(
+        f"cannot read weights file {path}: it is not a readable {expected} file "
+        "(truncated, corrupt or another format)"
+    )
 
 
 def _bgr_to_rgb(params: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
@@ -87,8 +92,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise _fail(path, error) from None
+    except Exception:  # each decoder has its own error types; all mean "cannot read it"
+        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch state_dict"
+        raise _fail(path, kind) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -204,10 +210,29 @@ def vgg16_hed(path: str | Path | None = None) -> ConvWeights:
                     )
     except UserError:
         raise
-    except Exception as error:
-        raise _fail(path, error) from None
+    except Exception:  # h5py raises OSError, KeyError or its own types
+        raise _fail(path, "HDF5 (Keras, the HED layout)") from None
     scale, shift = caffe_normalisation(HED_MEAN_BGR)
     return ConvWeights(_bgr_to_rgb(params), scale, shift, sha256_file(path), source)
+
+
+def safetensors_bytes(state: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """``safetensors.torch.save(state, metadata)`` with the metadata in sorted key order.
+
+    The library writes the metadata from a hash map whose order changes from process to
+    process, so two same-seed runs wrote identical tensors under different bytes; the header
+    (8-byte little-endian length, JSON padded with spaces to 8 bytes) is rewritten sorted.
+    """
+    import safetensors.torch
+
+    data = safetensors.torch.save(state, metadata)
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def read_safetensors(file: Path, what: str) -> tuple[dict, dict[str, Tensor]]:

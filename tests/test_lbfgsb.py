@@ -49,3 +49,15 @@ def test_a_known_first_evaluation_is_not_repeated():
 
     minimize_box(fun, x0, 0.0, 1.0, iterations=3, first=rosenbrock_box(x0))
     assert len(calls) >= 3 and not any(np.array_equal(c, x0) for c in calls)
+
+
+def test_zero_iterations_run_none():
+    seen = []
+    x0 = np.full(10, 0.5)
+    assert (
+        minimize_box(rosenbrock_box, x0, 0.0, 1.0, 0, on_iterate=lambda x, f: seen.append(f)) == 0
+    )
+    assert seen == []
+    assert (
+        minimize_box(rosenbrock_box, x0, 0.0, 1.0, 1, on_iterate=lambda x, f: seen.append(f)) == 1
+    )

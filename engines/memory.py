@@ -1,0 +1,202 @@
+"""Peak-memory estimates of a synthesis run, checked before it allocates (issue 15, item 4).
+
+An estimate is the memory the process holds now (exemplars loaded, backbone built) plus what
+the run will add at its largest step, from the run's sizes:
+
+- patches (optimize): at the finest scale, the projections of the output's sampled patches
+  on ``projections`` directions (float32) and their gradients, those of every exemplar patch
+  on a chunk of directions with their sorted copy, and Adam's state of the canvas;
+- features (optimize): the backbone's activations of the output at every octave (kept for
+  the backward pass, plus the gradients flowing back), measured per pixel by running the
+  backbone once on a small image; and L-BFGS-B's float64 work arrays (``2 history + 9``
+  copies of the image);
+- generate: one block of the generator's activations and one band of rows.
+
+Each term is multiplied by a factor calibrated against the peak resident memory of real runs
+(docs/decisions.md, 2026-12-02 session 5): the estimates came within 1.05-1.47x of what the
+runs added. The available memory is the smaller of /proc/meminfo's MemAvailable and the
+cgroup's limit less its usage (a container's limit is what kills it); on CUDA, the free
+device memory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import torch
+
+from data.errors import UserError
+
+FLOAT32, FLOAT64 = 4, 8
+# Calibration: measured peak RSS less the RSS before the run, over the modelled bytes, on this
+# project's CPU machine (docs/decisions.md, 2026-12-02 session 5), rounded up.
+PATCH_FACTOR = 3.0  # output projections: forward output, its gradient, sorting buffers
+EXEMPLAR_FACTOR = 4.0  # exemplar projections: output, im2col buffer, concatenated and sorted copies
+CANVAS_BYTES = 128  # a canvas pixel: image, gradient, Adam's moments, upsampling (54-309 measured)
+PATCH_WORKSPACE = 550 * 2**20  # added by a patch run whatever its sizes (banks, kernels, allocator)
+FEATURE_FACTOR = 1.75  # activations kept for backward, their gradients, autograd temporaries
+GENERATE_FACTOR = 0.5  # one block: inference frees each layer's output, a sum over layers does not
+BAND_COPIES = 3  # float copies of a band alive at once while it becomes PNG rows
+
+
+def gib(n: float) -> str:
+    """Bytes in GiB, or MiB below one GiB."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux /proc/self/status VmRSS; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cgroup_room() -> int | None:
+    """The cgroup's memory limit less its usage (v2, then v1), or None without a limit."""
+    for limit_file, usage_file in [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ]:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**62:  # v1 writes a huge number for "no limit"
+            return int(limit) - usage
+    return None
+
+
+def available_bytes(device: torch.device) -> tuple[int, str] | None:
+    """(bytes this run may still allocate, where that figure comes from), or None if the
+    platform does not say (then nothing is refused)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"free on {device}"
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append((int(line.split()[1]) * 1024, "MemAvailable"))
+    except OSError:
+        pass
+    room = _cgroup_room()
+    if room is not None:
+        found.append((room, "the cgroup's limit less its usage"))
+    return min(found) if found else None
+
+
+def check_fits(needed: int, device: torch.device, advice: str) -> None:
+    """Refuse a run whose estimated peak ``needed`` (bytes, on top of what the process holds
+    now) exceeds the memory available on ``device``, with the figures and ``advice``."""
+    room = available_bytes(device)
+    if room is not None and needed > room[0]:
+        raise UserError(
+            f"this run needs about {gib(needed)} more memory than it holds now, and "
+            f"{gib(room[0])} is available ({room[1]}); {advice}"
+        )
+
+
+def activation_bytes_per_pixel(module: torch.nn.Module, run, side: int) -> float:
+    """Bytes of the outputs of every leaf module of ``module`` while ``run(side)`` runs (an
+    input of ``side`` x ``side`` px), per input pixel."""
+    total = [0]
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel() * output.element_size()
+
+    leaves = [m for m in module.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            run(side)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] / side**2
+
+
+def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int, int]) -> int:
+    """Bytes a patch-pyramid run adds at its finest scale (see the module docstring).
+
+    Args:
+        cfg: a SynthConfig with the patch fields.
+        exemplar_sides: (H, W) of every exemplar.
+        size: (H, W) of the output.
+    """
+    from losses.patches import exemplar_quantiles
+
+    p = cfg.patch_size
+    margin = 0 if cfg.tile else 2 * (p - 1)
+    height, width = size[0] + margin, size[1] + margin
+    # The output's patches on the strided grid of losses.patches.project_sampled_patches.
+    rows, cols = (height, width) if cfg.tile else (height - p + 1, width - p + 1)
+    stride = max(1, min(p, math.isqrt(rows * cols // (cfg.max_patches or rows * cols))))
+    patches = math.ceil(rows / stride) * math.ceil(cols / stride)
+    ours = PATCH_FACTOR * cfg.projections * patches * FLOAT32
+    # Every exemplar patch, projected a chunk of directions at a time and sorted.
+    chunk = inspect.signature(exemplar_quantiles).parameters["chunk"].default
+    theirs = EXEMPLAR_FACTOR * chunk * sum(h * w for h, w in exemplar_sides) * FLOAT32
+    return int(ours + theirs + CANVAS_BYTES * height * width + PATCH_WORKSPACE)
+
+
+def features_estimate(synth, size: tuple[int, int]) -> int:
+    """Bytes a features-objective run (``engines.synthesizer.TextureSynthesizer``) adds."""
+    cfg, backbone = synth.config, synth.backbone
+    side = max(64, backbone.min_input_size())
+
+    def run(s):
+        backbone(torch.zeros(1, 3, s, s, device=synth.device))
+
+    per_pixel = activation_bytes_per_pixel(backbone, run, side)
+    octaves = sum(4.0**-k for k in range(cfg.octaves))
+    pixels = size[0] * size[1]
+    activations = FEATURE_FACTOR * per_pixel * octaves * pixels
+    lbfgs = (2 * cfg.history + 9) * 3 * pixels * FLOAT64
+    return int(activations + lbfgs)
+
+
+def optimize_estimate(synth, size: tuple[int, int]) -> int:
+    """Bytes the per-image engine ``synth`` adds to make an (H, W) output."""
+    if synth.config.objective == "patches":
+        sides = [tuple(u.shape[-2:]) for u in synth.exemplars]
+        return patches_estimate(synth.config, sides, size)
+    return features_estimate(synth, size)
+
+
+def optimize_advice(cfg) -> str:
+    if cfg.objective == "patches":
+        return (
+            "give a smaller --size or downscale the exemplar, or train a generator "
+            "(train.py) and use --mode generate, which works in blocks"
+        )
+    return (
+        "give a smaller --size, fewer --octaves, a smaller --history, shallower --layers, "
+        "or train a generator (train.py) and use --mode generate, which works in blocks"
+    )
+
+
+def generate_estimate(model, size: tuple[int, int], block: int, bits: int) -> int:
+    """Bytes ``engines.generate.write_texture`` adds: one block, one band of rows."""
+    from engines.generate import render_region
+
+    side = 2 * model.multiple
+
+    def run(s):
+        render_region(model, (0, s, 0, s), (s, s), 0)
+
+    per_pixel = activation_bytes_per_pixel(model, run, side)
+    rows = min(block, size[0])
+    blocks = GENERATE_FACTOR * per_pixel * rows * min(block, size[1])
+    band = BAND_COPIES * 3 * rows * size[1] * FLOAT32 + 3 * rows * size[1] * bits // 8
+    return int(blocks + band)
