@@ -62,7 +62,7 @@ class PatchFields:
     projections: int = 64  # random directions drawn each step
     pyramid_factor: float = 0.75  # scale ratio between pyramid levels
     coarsest: int = 32  # the exemplar's short side at the coarsest scale, px
-    max_patches: int = 65536  # output patches compared a step, a random subset (0 = all)
+    max_patches: int = 65536  # output patches compared a step at most, a strided grid (0 = all)
 
 
 @dataclass

@@ -51,12 +51,17 @@ Objective = Annotated[
     str | None, Opt(help="features (backbone statistics) | patches (pixel patches, no network).")
 ]
 PatchSize = Annotated[int | None, Opt(help="patches: side of the pixel patches.")]
-Projections = Annotated[int | None, Opt(help="patches: random directions a step.")]
+Projections = Annotated[
+    int | None, Opt(help="patches: random directions a step (from a bank of 256).")
+]
 PyramidFactor = Annotated[float | None, Opt(help="patches: scale ratio of levels.")]
 Coarsest = Annotated[
     int | None, Opt(help="patches: exemplar's short side at the coarsest scale, px.")
 ]
-MaxPatches = Annotated[int | None, Opt(help="patches: output patches compared a step (0 = all).")]
+MaxPatches = Annotated[
+    int | None,
+    Opt(help="patches: at most this many output patches a step, on a strided grid (0 = all)."),
+]
 Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]
 
 
