@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 from losses.sliced import resample_sorted
 
-# The exemplar's quantiles come from TARGET_SAMPLE x the output's patch count, drawn afresh
-# each step: fewer made the output grainier (honeycomb, judge's highfreq 8.4 at 1x, 3.4
-# with 2x). Above GATHER_ABOVE x that many exemplar patches, they are gathered one by one
-# instead of convolving the whole exemplar.
+# Without a DirectionBank, the exemplar's quantiles come from TARGET_SAMPLE x the output's
+# patch count, drawn afresh each step: fewer made the output grainier (honeycomb, judge's
+# highfreq 8.4 at 1x, 3.4 at 2x). Above GATHER_ABOVE x that many exemplar patches, they are
+# gathered one by one instead of convolving the whole exemplar.
 TARGET_SAMPLE = 2
 GATHER_ABOVE = 8
 
@@ -96,8 +96,9 @@ def project_random_patches(
     independently (with replacement), inside the image, or of every patch when the image
     has at most ``count``. Not differentiable.
 
-    Independent draws, unlike ``project_sampled_patches``' rows: a target's quantiles
-    from correlated rows are noisier, and that noise shows in the output as grain.
+    Independent draws, not rows or a grid: a target's quantiles from correlated patches
+    are noisier, and that noise shows in the output as grain. (The patch engine uses a
+    ``DirectionBank`` instead; this is the fresh per-step target of ``PatchPyramidLoss``.)
     """
     c, p = img.shape[1], directions.shape[-1]
     rows, cols = img.shape[-2] - p + 1, img.shape[-1] - p + 1
