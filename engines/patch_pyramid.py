@@ -193,14 +193,9 @@ class PatchSynthesizer(PerImageSynthesizer):
                     directions, quantiles = bank.draw(cfg.projections, g)
                     opt.zero_grad(set_to_none=True)
                     value = patch_sliced_wasserstein(
-                        x,
-                        self._pyramid[level],
-                        directions,
-                        cfg.tile,
-                        g,
-                        cfg.max_patches or None,
-                        quantiles,
-                    )
+                        x, self._pyramid[level], directions, cfg.tile, g,
+                        max_patches=cfg.max_patches or None, quantiles=quantiles,
+                    )  # fmt: skip
                     value.backward()
                     opt.step()
                     decay.step()
