@@ -13,7 +13,7 @@ from bench import judge as J
 from bench.speed import ours, preset_config
 from data.images import load_image
 from data.procedural import make
-from engines.patch_pyramid import PatchSynthesizer
+from optimize.patches import PatchSynthesizer
 
 SEEDS = (0, 1, 2, 3)  # generator samples for the diversity measurement
 

@@ -153,7 +153,7 @@ def check_seed(seed: int, variations: int, end: int = SEED_END["SynthConfig"]) -
         raise UserError(f"--seed must lie in [0, 2^{end.bit_length() - 1}) (with its variations)")
 
 
-check_synth_values = check_values  # the name engines.patch_pyramid imports
+check_synth_values = check_values  # the name optimize.patches imports
 
 
 def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig:

@@ -3,7 +3,7 @@ choice of engine by the config's ``objective``.
 
 - ``features`` (``engines.synthesizer.TextureSynthesizer``): L-BFGS on the pixels against a
   backbone's feature statistics (Gram matrices, autocorrelation, spectrum).
-- ``patches`` (``engines.patch_pyramid.PatchSynthesizer``): Adam on the pixels, coarse to
+- ``patches`` (``optimize.patches.PatchSynthesizer``): Adam on the pixels, coarse to
   fine, against the exemplar's pixel patch distribution. No network.
 """
 
@@ -55,7 +55,7 @@ def at_size(result, size: tuple[int, int]):
 def make_synthesizer(exemplars, config: SynthConfig, log=print, fit_octaves: bool = False):
     """The engine ``config.objective`` names, built on ``exemplars``."""
     if config.objective == "patches":
-        from engines.patch_pyramid import PatchSynthesizer
+        from optimize.patches import PatchSynthesizer
 
         return PatchSynthesizer(exemplars, config, log=log)
     if config.objective == "features":

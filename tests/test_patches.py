@@ -1,5 +1,5 @@
 """The patch objective (``losses.patches``) and its coarse-to-fine engine
-(``engines.patch_pyramid``), the default of ``synth.py``."""
+(``optimize.patches``), the default of ``synth.py``."""
 
 import json
 
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import synth
 from data.errors import UserError
 from data.procedural import make
-from engines.patch_pyramid import PatchSynthesizer, pyramid_scales, upsample
+from optimize.patches import PatchSynthesizer, pyramid_scales, upsample
 from losses import patches
 from losses.patches import patch_directions, patch_sliced_wasserstein, project_patches
 
