@@ -21,13 +21,8 @@ from typing import Annotated
 
 import typer
 
-from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
-from data.errors import UserError
-from data.images import check_output_path
-from data.sidecar import reporting_write_errors
-from data.sizes import parse_size
-from engines.cli import first_interrupt_only, numbered, progress_bar, run_cli
-from engines.options import (
+from cli.console import first_interrupt_only, numbered, progress_bar, run_cli
+from cli.options import (
     ActivationNorm,
     AutocorrLayers,
     AutocorrShift,
@@ -54,6 +49,11 @@ from engines.options import (
     Weights,
     parse_objective_lists,
 )
+from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
+from data.errors import UserError
+from data.images import check_output_path
+from data.sidecar import reporting_write_errors
+from data.sizes import parse_size
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -141,15 +141,15 @@ def main(
 
 
 def synthesize(cli: dict) -> None:
-    from engines.batch import is_batch, run_batch  # docs/collections.md
+    from cli.batch import is_batch, run_batch  # docs/collections.md
 
     if is_batch(cli):
         return run_batch(cli)
     if cli["mode"] == Mode.generate:
-        from engines.generate import run_generate
+        from generator.render import run_generate
 
         return run_generate(cli)
-    from engines.per_image import make_synthesizer  # torch import after argument parsing
+    from optimize.engine import make_synthesizer  # torch import after argument parsing
 
     if not cli["exemplars"]:
         raise UserError("give at least one exemplar image")
@@ -180,8 +180,8 @@ def synthesize(cli: dict) -> None:
     cfg = synth.config
     print(synth.describe())
 
-    # 4. Refuse a run that cannot fit in memory, before it allocates (engines/memory.py).
-    from engines.memory import check_fits, optimize_advice, optimize_estimate
+    # 4. Refuse a run that cannot fit in memory, before it allocates (cli/memory.py).
+    from cli.memory import check_fits, optimize_advice, optimize_estimate
 
     out_size = size or tuple(synth.exemplars[0].shape[-2:])
     check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))

@@ -31,9 +31,8 @@ from typing import Annotated
 
 import typer
 
-from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
-from engines.cli import progress_bar, run_cli
-from engines.options import (
+from cli.console import progress_bar, run_cli
+from cli.options import (
     ActivationNorm,
     AutocorrLayers,
     AutocorrShift,
@@ -60,6 +59,7 @@ from engines.options import (
     Weights,
     parse_objective_lists,
 )
+from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 Opt = typer.Option
@@ -149,7 +149,7 @@ def main(
 ) -> None:
     cli = dict(locals())
     if task == Task.backbone:
-        from engines.train_backbone import train_backbone
+        from train_backbone import train_backbone
 
         return run_cli(lambda: train_backbone(cli))
     run_cli(lambda: train(cli))
@@ -161,12 +161,12 @@ def train(cli: dict) -> None:
     from configs import check_values
     from data.images import load_image
     from data.sidecar import reporting_write_errors
-    from engines import checkpoints as ckpt
-    from engines import train_loop as T
-    from engines.objective import build_backbone_for, build_objective
-    from engines.runs import start_run
+    from generator import checkpoints as ckpt
+    from generator import training as T
+    from losses.objective import build_backbone_for, build_objective
     from losses.patches import PatchPyramidLoss
     from models.generator import build_generator
+    from training.runs import start_run
 
     # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults.
     parse_objective_lists(cli)

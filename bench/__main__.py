@@ -23,8 +23,8 @@ from typing import Annotated
 
 import typer
 
+from cli.console import parse_list, run_cli
 from data.errors import UserError
-from engines.cli import parse_list, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ["gatys2015", "snelgrove2017", "liu2016_spectrum", "coarse_to_fine"]
@@ -234,7 +234,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     from bench import speed as S
     from bench import stages as T
     from data.procedural import make
-    from engines.synthesizer import initial_noise
+    from optimize.features import initial_noise
 
     exemplar = make("cells", cfg.speed_exemplar, seed=0)
     results["speed_exemplar"] = f"procedural cells, {cfg.speed_exemplar}x{cfg.speed_exemplar}"

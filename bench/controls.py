@@ -18,10 +18,10 @@ from typing import Annotated
 import typer
 
 from bench.structure import StructureReference, controls
+from cli.console import run_cli
 from data.errors import UserError
 from data.images import load_image
 from data.procedural import make
-from engines.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCEDURAL = ("cells", "dots", "stripes")

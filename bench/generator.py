@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from configs import TrainConfig, build_config, read_config_file
-from engines import train_loop as T
-from engines.checkpoints import save_generator
-from engines.generate import generate, prepare
-from engines.objective import build_backbone_for, build_objective
+from generator import training as T
+from generator.checkpoints import save_generator
+from generator.render import generate, prepare
+from losses.objective import build_backbone_for, build_objective
 from models.generator import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]

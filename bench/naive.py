@@ -1,6 +1,6 @@
 """The plain reference: the same objective written the way the seed implementations write it.
 
-Differences from ``losses.TextureLoss`` + ``engines.optimize`` (and nothing else):
+Differences from ``losses.TextureLoss`` + ``optimize.lbfgs`` (and nothing else):
 
 - the whole VGG trunk runs on every call (every layer the input size allows, to pool5),
   not a trunk truncated at the deepest layer in use;

@@ -18,9 +18,9 @@ import torch
 import typer
 
 from bench import judge as J
+from cli.console import run_cli
 from data.errors import UserError
 from data.images import load_image
-from engines.cli import run_cli
 
 COLUMNS = ("score", "structure", "local", "coarse", "lowfreq", "highfreq", "colour", "copy")
 

@@ -13,9 +13,9 @@ import torch
 
 from bench.naive import NaiveTextureLoss, naive_optimize, timed
 from configs import SynthConfig, build_config, read_config_file
-from engines.objective import fit_octave_count
-from engines.optimize import optimize
-from engines.synthesizer import TextureSynthesizer, initial_noise
+from losses.objective import fit_octave_count
+from optimize.features import TextureSynthesizer, initial_noise
+from optimize.lbfgs import optimize
 
 
 class _Stop(Exception):

@@ -25,13 +25,13 @@ import typer
 
 from bench import judge as J
 from bench.sheets import contact_sheet
+from cli.console import run_cli
 from configs import LossConfig, SynthConfig, TrainConfig
 from data.errors import UserError
 from data.images import load_image
 from data.sidecar import write_json_atomic
-from engines.cli import run_cli
-from engines.generate import generate, load_generator, prepare
-from engines.synthesizer import TextureSynthesizer
+from generator.render import generate, load_generator, prepare
+from optimize.features import TextureSynthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -204,10 +204,13 @@ def preset_names(cls=None) -> list[str]:
 def read_config_file(name_or_path: str) -> dict:
     """Read a preset name (``gatys2015``) or a TOML file path into a flat dict."""
     path = Path(name_or_path)
-    if path.is_dir():
+    preset = PRESET_DIR / f"{name_or_path}.toml"
+    if not path.suffix and preset.is_file():
+        path = preset  # a preset name wins over a folder of that name (generator/)
+    elif path.is_dir():
         raise UserError(f"config {path} is a directory; give a preset name or a .toml file")
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.toml"
+    elif not path.suffix:
+        path = preset
         if not path.is_file():
             raise UserError(
                 f"unknown preset '{name_or_path}'; choose one of: {', '.join(preset_names())}"

@@ -93,8 +93,8 @@ def make(kind: str, size: int = 256, seed: int = 0) -> torch.Tensor:
 
 
 def main() -> None:
+    from cli.console import run_cli
     from data.images import save_image
-    from engines.cli import run_cli
 
     parser = argparse.ArgumentParser(description="Write a procedural exemplar PNG.")
     parser.add_argument("kind", choices=sorted(KINDS))

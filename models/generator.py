@@ -62,7 +62,7 @@ class TextureGenerator(nn.Module):
     Convention:
         Scale 0 is the coarsest, at 1/2^(K-1) of the output resolution; scale K-1 is the
         output resolution. An (H, W) canvas needs H and W to be multiples of
-        ``multiple = 2^(K-1)``; ``engines.generate`` crops larger canvases for other sizes.
+        ``multiple = 2^(K-1)``; ``generator.render`` crops larger canvases for other sizes.
     """
 
     def __init__(

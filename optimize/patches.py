@@ -22,9 +22,7 @@ import torch.nn.functional as F
 
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
-from engines.objective import resolve_device
-from engines.optimize import OptimizeResult
-from engines.per_image import PerImageSynthesizer, at_size, load_exemplars
+from losses.objective import resolve_device
 from losses.patches import (
     DirectionBank,
     downscaled,
@@ -32,6 +30,8 @@ from losses.patches import (
     pyramid_scales,
     scaled,
 )
+from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
+from optimize.lbfgs import OptimizeResult
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
 # Scales at which the exemplar's short side is at most COARSE_SPAN x ``coarsest`` get

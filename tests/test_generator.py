@@ -5,8 +5,8 @@ import safetensors.torch
 import torch
 
 from data.errors import UserError
-from engines.checkpoints import load_generator, save_generator
-from engines.generate import generate, prepare, render_region
+from generator.checkpoints import load_generator, save_generator
+from generator.render import generate, prepare, render_region
 from losses.texture import random_crops
 from models.generator import build_generator, fold_batchnorm
 from models.noise import hash_noise, noise_pyramid
@@ -98,7 +98,7 @@ def test_training_starts_with_noise_at_the_coarsest_scale_only():
 
 def test_inference_form_re_estimates_stale_batchnorm_statistics():
     from configs import TrainConfig
-    from engines.train_loop import inference_form
+    from generator.training import inference_form
 
     model = trained_looking()  # running statistics unrelated to the weights
     stale = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]

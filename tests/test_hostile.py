@@ -339,7 +339,7 @@ def test_a_signal_during_a_streamed_write_leaves_no_temporary_file(trained, tmp_
 @pytest.mark.parametrize("method", ["lbfgsb", "lbfgs-clamp"])
 def test_a_nan_loss_stops_the_run_at_the_last_finite_image(method):
     """Issue 15, item 6: the run stops at the first NaN, keeping the last accepted iterate."""
-    from engines.optimize import optimize
+    from optimize.lbfgs import optimize
 
     calls, seen = [0], []
 
@@ -415,7 +415,7 @@ def test_a_run_that_does_not_fit_in_memory_is_refused_before_it_starts(
     from accelerate.state import AcceleratorState
     from typer.testing import CliRunner
 
-    import engines.memory
+    import cli.memory
     import synth
 
     AcceleratorState._reset_state(True)
@@ -429,7 +429,7 @@ def test_a_run_that_does_not_fit_in_memory_is_refused_before_it_starts(
     assert CliRunner().invoke(synth.app, command).exit_code == 0  # the control: it fits
     out.unlink()
     out.with_suffix(".json").unlink()
-    monkeypatch.setattr(engines.memory, "available_bytes", lambda device: (2**20, "a test"))
+    monkeypatch.setattr(cli.memory, "available_bytes", lambda device: (2**20, "a test"))
     result = CliRunner().invoke(synth.app, command)
     assert result.exit_code == 2, result.output
     last = result.output.strip().splitlines()[-1]

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.optimize
 
-from engines.lbfgsb import minimize_box
+from optimize.lbfgsb import minimize_box
 
 
 def rosenbrock_box(z):

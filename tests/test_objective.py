@@ -6,8 +6,8 @@ import torch
 
 from configs import LossConfig
 from data.procedural import make
-from engines.objective import build_backbone_for, build_objective, min_image_size
 from losses import gram_matrix
+from losses.objective import build_backbone_for, build_objective, min_image_size
 from models.backbones import build_backbone
 
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 import synth
 from data.errors import UserError
 from data.procedural import make
-from optimize.patches import PatchSynthesizer, pyramid_scales, upsample
 from losses import patches
 from losses.patches import patch_directions, patch_sliced_wasserstein, project_patches
+from optimize.patches import PatchSynthesizer, pyramid_scales, upsample
 
 QUICK = {"coarse_iterations": 30, "iterations": 10}
 
@@ -116,7 +116,7 @@ def test_ctrl_c_returns_the_image_so_far(stripes):
 
 
 def test_ctrl_c_at_a_coarse_level_of_the_features_engine_keeps_the_size(stripes):
-    from engines.synthesizer import TextureSynthesizer
+    from optimize.features import TextureSynthesizer
 
     synth_ = TextureSynthesizer(
         stripes, backbone="random-tiny", octaves=1, levels=2, log=lambda m: None

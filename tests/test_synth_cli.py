@@ -48,7 +48,7 @@ def test_end_to_end_writes_image_and_sidecar(exemplar_path, tmp_path):
 
 @pytest.mark.slow
 def test_optimisation_lowers_the_loss(exemplar_path, tmp_path):
-    from engines.synthesizer import TextureSynthesizer
+    from optimize.features import TextureSynthesizer
 
     synth_ = TextureSynthesizer(
         exemplar_path, backbone="random-tiny", octaves=2, log=lambda m: None
@@ -70,7 +70,7 @@ def highfreq_power_fraction(x: torch.Tensor) -> float:
 
 
 def test_start_image_is_smooth_noise_around_the_mean_colour():
-    from engines.synthesizer import initial_noise
+    from optimize.features import initial_noise
 
     exemplar = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)) * 0.5
     start = initial_noise([exemplar], (96, 80), seed=3)
@@ -295,7 +295,7 @@ def test_a_second_ctrl_c_cannot_cut_short_the_save():
     import os
     import signal
 
-    from engines.cli import first_interrupt_only
+    from cli.console import first_interrupt_only
 
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN under `nohup ... &`, not the default
     saved = False

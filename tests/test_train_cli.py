@@ -228,7 +228,7 @@ def test_bad_checkpoint_is_one_line_exit_2(checkpoint, tmp_path, damage):
 
 
 def test_loss_of_generated_size_never_seen(checkpoint):
-    from engines.generate import generate, load_generator, prepare
+    from generator.render import generate, load_generator, prepare
 
     model, _ = load_generator(checkpoint)
     img = generate(prepare(model), (100, 36), seed=0)
@@ -265,7 +265,7 @@ def test_defaults_train_on_their_own_octaves():
     """train.py with only its required arguments gets the generator preset, whose octaves fit
     its own training images (the dataclass defaults alone, 5 valid octaves, do not)."""
     from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values
-    from engines.objective import min_image_size
+    from losses.objective import min_image_size
     from models.backbones import build_backbone
 
     assert DEFAULT_PRESET["TrainConfig"] == "generator"

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 
 from data.errors import UserError
 from data.images import check_output_path
+from data.png_writer import PngStream
 from data.sidecar import file_sha256
-from engines.checkpoints import load_generator
-from engines.png_writer import PngStream
+from generator.checkpoints import load_generator
 from models.generator import TextureGenerator
 from models.noise import hash_noise
 
@@ -185,11 +185,11 @@ def run_generate(cli: dict) -> None:
     """``synth.py --mode generate``: check everything, then write each variation with progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from cli.console import numbered
+    from cli.memory import check_fits, generate_estimate
     from configs import check_seed
     from data.sizes import parse_size
-    from engines.cli import numbered
-    from engines.memory import check_fits, generate_estimate
-    from engines.objective import resolve_device
+    from losses.objective import resolve_device
 
     # 1. Options: generate mode takes its objective and architecture from the checkpoint.
     if cli["checkpoint"] is None:

@@ -26,11 +26,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.console import numbered
+from cli.options import parse_objective_lists
 from data.datasets import image_files
 from data.errors import UserError
-from engines.cli import numbered
-from engines.contact_sheet import write_contact_sheet
-from engines.options import parse_objective_lists
+from data.sheets import write_contact_sheet
 
 CONTACT_SHEET = "contact_sheet.png"
 
@@ -82,7 +82,7 @@ def exemplar_items(paths: list[Path]) -> list[Item]:
 
 def checkpoint_items(folder: Path, strict: bool = True) -> list[Item]:
     """Items of generate mode: the checkpoints in ``folder`` (empty if it is one itself)."""
-    from engines.checkpoints import WEIGHTS
+    from generator.checkpoints import WEIGHTS
 
     if not folder.is_dir() or (folder / WEIGHTS).is_file():
         if strict:
@@ -194,13 +194,13 @@ def _optimize_one(cli: dict, state):
     """A function running one optimize-mode item, with the config resolved once."""
     import torch
 
+    from cli.console import progress_bar
+    from cli.memory import check_fits, optimize_advice, optimize_estimate
     from configs import synth_config
     from data.images import load_image
     from data.sizes import parse_size
-    from engines.cli import progress_bar
-    from engines.memory import check_fits, optimize_advice, optimize_estimate
-    from engines.objective import build_backbone_for
-    from engines.per_image import make_synthesizer
+    from losses.objective import build_backbone_for
+    from optimize.engine import make_synthesizer
 
     values = dict(cli)
     parse_objective_lists(values)
@@ -257,7 +257,7 @@ def _optimize_one(cli: dict, state):
 
 def _generate_one(state):
     """A function running one generate-mode item (on this process's device)."""
-    from engines.generate import run_generate
+    from generator.render import run_generate
 
     device = str(state.device) if state.num_processes > 1 else None
 

@@ -2,7 +2,7 @@
 
 Three ways to keep pixels in range (``method``):
 
-- ``lbfgsb``: SciPy's L-BFGS-B (run by ``engines.lbfgsb``) with box bounds [0, 1]: the
+- ``lbfgsb``: SciPy's L-BFGS-B (run by ``optimize.lbfgsb``) with box bounds [0, 1]: the
   bounds are part of the quasi-Newton model, so nothing is thrown away. The default (see
   docs/decisions.md for the measurement).
 - ``lbfgs-clamp``: torch's L-BFGS with a strong-Wolfe line search, clamping to
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from engines.lbfgsb import minimize_box
+from optimize.lbfgsb import minimize_box
 
 METHODS = ("lbfgsb", "lbfgs-clamp", "lbfgs-sigmoid")
 _CHUNK = 10

@@ -16,7 +16,7 @@ import torch
 
 from configs import TrainConfig
 from data.errors import UserError
-from engines.checkpoints import (
+from generator.checkpoints import (
     checkpoint_writing,
     finish_checkpoint,
     save_generator,

@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cli.console import progress_bar
 from configs import BackboneConfig, TrainConfig, build_config, read_config_file
 from data import datasets as D
 from data.errors import UserError
 from data.sidecar import reporting_write_errors, write_json_atomic
-from engines import checkpoints as ckpt
-from engines.cli import progress_bar
-from engines.train_loop import Schedule
+from generator import checkpoints as ckpt
+from generator.training import Schedule
 from models.classifier import FILENAME, VGGClassifier, export_backbone
 from models.vgg import ARCHS, layer_taps
 
@@ -93,7 +93,7 @@ def init_weights(cfg: BackboneConfig, log):
 
 def train_backbone(cli: dict) -> None:
     """The ``--task backbone`` run; ``cli`` holds train.py's options (see its --help)."""
-    from engines.runs import start_run
+    from training.runs import start_run
 
     # 1. Config (CLI > --config file > defaults) and the run directory.
     file_values = read_config_file(cli["config"]) if cli["config"] else {}

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engines.cli import parse_list
+from cli.console import parse_list
 
 Opt = typer.Option
 

@@ -1,7 +1,7 @@
 """What the per-image engines share: exemplar loading, the JSON sidecar, saving, and the
 choice of engine by the config's ``objective``.
 
-- ``features`` (``engines.synthesizer.TextureSynthesizer``): L-BFGS on the pixels against a
+- ``features`` (``optimize.features.TextureSynthesizer``): L-BFGS on the pixels against a
   backbone's feature statistics (Gram matrices, autocorrelation, spectrum).
 - ``patches`` (``optimize.patches.PatchSynthesizer``): Adam on the pixels, coarse to
   fine, against the exemplar's pixel patch distribution. No network.
@@ -59,7 +59,7 @@ def make_synthesizer(exemplars, config: SynthConfig, log=print, fit_octaves: boo
 
         return PatchSynthesizer(exemplars, config, log=log)
     if config.objective == "features":
-        from engines.synthesizer import TextureSynthesizer
+        from optimize.features import TextureSynthesizer
 
         return TextureSynthesizer(exemplars, config, log=log, fit_octaves=fit_octaves)
     raise UserError(f"unknown objective '{config.objective}'; use one of {', '.join(OBJECTIVES)}")

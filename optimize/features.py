@@ -11,16 +11,16 @@ import torch.nn.functional as F
 from configs import FEATURES_PRESET, SynthConfig, build_config, read_config_file
 from data.errors import UserError
 from data.sizes import parse_size
-from engines.objective import (
+from losses import TextureLoss
+from losses.objective import (
     build_backbone_for,
     build_objective,
     check_image_size,
     fit_octave_count,
     resolve_device,
 )
-from engines.optimize import METHODS, OptimizeResult, optimize
-from engines.per_image import PerImageSynthesizer, at_size, load_exemplars
-from losses import TextureLoss
+from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
+from optimize.lbfgs import METHODS, OptimizeResult, optimize
 
 START_BLUR = 2.0  # sd, in pixels, of the Gaussian that smooths the start's noise
 
@@ -90,7 +90,7 @@ class TextureSynthesizer(PerImageSynthesizer):
         if cfg.objective != "features":
             raise UserError(
                 f"TextureSynthesizer runs the features objective, not '{cfg.objective}' "
-                "(engines.per_image.make_synthesizer picks the engine)"
+                "(optimize.engine.make_synthesizer picks the engine)"
             )
         if cfg.optimizer not in METHODS:
             raise UserError(f"unknown optimizer '{cfg.optimizer}'; use one of {', '.join(METHODS)}")

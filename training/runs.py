@@ -9,7 +9,7 @@ from pathlib import Path
 
 from data.errors import UserError
 from data.sidecar import check_writable
-from engines import checkpoints as ckpt
+from generator import checkpoints as ckpt
 
 
 def start_run(cfg, output_dir: Path, resume: str | None):

@@ -151,7 +151,7 @@ def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int
 
 
 def features_estimate(synth, size: tuple[int, int]) -> int:
-    """Bytes a features-objective run (``engines.synthesizer.TextureSynthesizer``) adds."""
+    """Bytes a features-objective run (``optimize.features.TextureSynthesizer``) adds."""
     cfg, backbone = synth.config, synth.backbone
     side = max(64, backbone.min_input_size())
 
@@ -187,8 +187,8 @@ def optimize_advice(cfg) -> str:
 
 
 def generate_estimate(model, size: tuple[int, int], block: int, bits: int) -> int:
-    """Bytes ``engines.generate.write_texture`` adds: one block, one band of rows."""
-    from engines.generate import render_region
+    """Bytes ``generator.render.write_texture`` adds: one block, one band of rows."""
+    from generator.render import render_region
 
     side = 2 * model.multiple
 

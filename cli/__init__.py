@@ -1,0 +1,1 @@
+"""Command-line plumbing: options, progress bars, batches, generate mode, memory checks."""

@@ -1,0 +1,1 @@
+"""The generator engine: a network trained per texture (train.py), then rendered at any size."""
