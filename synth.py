@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import first_interrupt_only, numbered, progress_bar, run_cli
+from cli.console import first_interrupt_only, numbered, progress_bar
 from cli.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -50,7 +50,7 @@ from cli.options import (
     parse_objective_lists,
 )
 from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
-from data.errors import UserError
+from data.errors import UserError, run_cli
 from data.images import check_output_path
 from data.sidecar import reporting_write_errors
 from data.sizes import parse_size

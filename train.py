@@ -31,7 +31,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import progress_bar, run_cli
+from cli.console import progress_bar
 from cli.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -60,6 +60,7 @@ from cli.options import (
     parse_objective_lists,
 )
 from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
+from data.errors import run_cli
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 Opt = typer.Option

@@ -23,8 +23,8 @@ from typing import Annotated
 
 import typer
 
-from cli.console import parse_list, run_cli
-from data.errors import UserError
+from cli.console import parse_list
+from data.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ["gatys2015", "snelgrove2017", "liu2016_spectrum", "coarse_to_fine"]
@@ -305,7 +305,7 @@ def torch_threads() -> int:
 
 def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     from bench import quality as Q
-    from bench.sheets import contact_sheet
+    from data.sheets import contact_sheet
 
     results["quality"] = {}
     size = (cfg.quality_size, cfg.quality_size)
@@ -318,7 +318,8 @@ def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
         images, info = Q.run_methods(exemplar, cfg)
         metrics = Q.judge_all(exemplar, images, size)
         tiles = [("exemplar", exemplar)] + [(m, images[m]) for m in (*cfg.presets, "generator")]
-        sheet = contact_sheet(tiles, out / "sheets" / f"{name.replace(' ', '_')}.png")
+        path = out / "sheets" / f"{name.replace(' ', '_')}.png"
+        sheet = contact_sheet([(t, [img]) for t, img in tiles], path, 256, len(tiles))
         results["quality"][name] = {
             "metrics": metrics,
             "runs": info,

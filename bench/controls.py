@@ -18,8 +18,7 @@ from typing import Annotated
 import typer
 
 from bench.structure import StructureReference, controls
-from cli.console import run_cli
-from data.errors import UserError
+from data.errors import UserError, run_cli
 from data.images import load_image
 from data.procedural import make
 

@@ -18,8 +18,7 @@ import torch
 import typer
 
 from bench import judge as J
-from cli.console import run_cli
-from data.errors import UserError
+from data.errors import UserError, run_cli
 from data.images import load_image
 
 COLUMNS = ("score", "structure", "local", "coarse", "lowfreq", "highfreq", "colour", "copy")

@@ -24,11 +24,10 @@ import torch
 import typer
 
 from bench import judge as J
-from bench.sheets import contact_sheet
-from cli.console import run_cli
 from configs import LossConfig, SynthConfig, TrainConfig
-from data.errors import UserError
+from data.errors import UserError, run_cli
 from data.images import load_image
+from data.sheets import contact_sheet
 from data.sidecar import write_json_atomic
 from generator.render import generate, load_generator, prepare
 from optimize.features import TextureSynthesizer
@@ -117,7 +116,7 @@ def measure(checkpoint: Path, exemplar_path: Path, references, side, seeds, iter
     out.mkdir(parents=True, exist_ok=True)
     record = {"checkpoint": str(checkpoint), "exemplar": str(exemplar_path), "rows": rows}
     write_json_atomic(out / "target.json", record)
-    contact_sheet(tiles, out / "sheet.png")
+    contact_sheet([(t, [img]) for t, img in tiles], out / "sheet.png", 256, len(tiles))
     print(f"{'image':<48} {'loss':>9} {'x optimize':>11} {'judge':>6}   octaves (finest first)")
     for name, r in rows.items():
         octaves = " ".join(f"{o:.2g}" for o in r["octaves"])

@@ -30,7 +30,7 @@ from cli.console import numbered
 from cli.options import parse_objective_lists
 from data.datasets import image_files
 from data.errors import UserError
-from data.sheets import write_contact_sheet
+from data.sheets import contact_sheet
 
 CONTACT_SHEET = "contact_sheet.png"
 
@@ -182,7 +182,8 @@ def run_batch(cli: dict) -> None:
     if state.is_main_process:
         done = [i for i in items if all(p.is_file() for p in i.outputs)]
         if done:
-            write_contact_sheet(done, outdir / CONTACT_SHEET)
+            cells = [(i.name, [i.exemplar, i.outputs[0]]) for i in done]
+            contact_sheet(cells, outdir / CONTACT_SHEET)
             say(f"wrote {outdir / CONTACT_SHEET} ({len(done)} of {len(items)} items)")
     if failed:
         raise UserError(

@@ -1,11 +1,9 @@
-"""Shared pieces of the command-line entry points: errors, list options, progress."""
+"""Shared pieces of the entry points: Ctrl-C, numbered outputs, list options, progress bars."""
 
 from __future__ import annotations
 
 import signal
-import sys
 import threading
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,40 +18,6 @@ from rich.progress import (
 from rich.text import Text
 
 from data.errors import UserError
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every ``finally`` runs (temporary files are
-    removed); a BaseException, so that no ``except Exception`` swallows it."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
-
-def run_cli(main: Callable[[], None]) -> None:
-    """Run ``main``; a UserError becomes one line on stderr and exit code 2, a Ctrl-C that
-    no engine caught (start-up, loading) one line and exit code 130, a SIGTERM one line and
-    exit code 143 after the temporary files of the write under way are removed."""
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
-    try:
-        main()
-    except UserError as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted (outputs are written atomically: none is half-written)", 130)
-    except Terminated:
-        fail("terminated (SIGTERM); outputs are written atomically: none is half-written", 143)
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Reading exemplars as float RGB tensors and writing results as PNG files.
+"""Reading exemplars as float RGB tensors and writing results as PNG files (8 or 16 bits,
+whole or streamed in bands), each with its JSON sidecar.
 
 Convention: images in memory are ``(3, H, W)`` float32 RGB in ``[0, 1]``. Every conversion
 on the way in (alpha, grey, palette, CMYK, bit depth, EXIF orientation, animation) is done
@@ -7,7 +8,7 @@ explicitly and reported in one human line, so a user sees what the model was giv
 
 from __future__ import annotations
 
-import io
+import os
 import re
 import struct
 import warnings
@@ -18,14 +19,14 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from data import sidecar as sidecar_files
 from data.errors import UserError
 from data.sidecar import (
     check_writable,
     json_bytes,
     library_versions,
     recover_leftovers,
-    write_bytes_atomic,
-    write_files_atomic,
+    reporting_write_errors,
 )
 
 MAX_SIDE = 40000
@@ -343,6 +344,14 @@ def check_output_path(path: str | Path, overwrite: bool, log=print) -> Path:
     return path
 
 
+def quantise(img: torch.Tensor, bits: int) -> np.ndarray:
+    """(3, H, W) float RGB, nominally in [0, 1] -> (H, W, 3) uint8 (8 bits) or uint16 (16 bits):
+    clamped to [0, 1], then rounded to the nearest of 255 or 65535 levels."""
+    levels = 255 if bits == 8 else 65535
+    pixels = img.detach().to("cpu", torch.float32).clamp(0, 1).mul(levels).round()
+    return pixels.permute(1, 2, 0).contiguous().numpy().astype(np.uint8 if bits == 8 else np.uint16)
+
+
 def save_image(
     img: torch.Tensor,
     path: str | Path,
@@ -354,10 +363,10 @@ def save_image(
     """Write an image as an RGB PNG, and optionally its JSON sidecar, atomically.
 
     Args:
-        img: ``(3, H, W)`` or ``(1, 3, H, W)`` float RGB, nominally in ``[0, 1]``: clamped to
-            it, then rounded to the nearest of 255 or 65535 levels.
+        img: ``(3, H, W)`` or ``(1, 3, H, W)`` float RGB, nominally in ``[0, 1]``
+            (:func:`quantise`).
         path: the ``.png`` file to write.
-        bits: 8, or 16 for 16-bit RGB (written by this module: Pillow cannot).
+        bits: 8, or 16 for 16-bit RGB.
         overwrite: replace an existing file at ``path``; refused otherwise.
         sidecar: if given, written as pretty JSON with sorted keys to
             ``path.with_suffix(".json")``, with a ``"versions"`` entry
@@ -368,12 +377,11 @@ def save_image(
         ``path`` as a ``Path``.
 
     Raises:
-        UserError: as :func:`check_output_path`.
+        UserError: as :func:`check_output_path`, or the files cannot be written.
         ValueError: wrong shape, non-finite values, or ``bits`` not 8 or 16.
 
-    Both files are written through temporary files and renamed into place together
-    (:func:`data.sidecar.write_files_atomic`): if either cannot be written, the old image and
-    sidecar are left as they were, so no output lacks its provenance and nothing is lost.
+    The one-band case of :class:`PngStream`: both files are written to temporary files and
+    renamed into place together, so no output lacks its provenance and nothing is lost.
     """
     path = check_output_path(path, overwrite)
     if bits not in (8, 16):
@@ -384,39 +392,91 @@ def save_image(
         raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) image, got {tuple(img.shape)}")
     if not torch.isfinite(img).all():
         raise ValueError("the image contains NaN or infinite values")
-    levels = 255 if bits == 8 else 65535
-    pixels = img.detach().to("cpu", torch.float32).clamp(0, 1).mul(levels).round()
-    hwc = pixels.permute(1, 2, 0).contiguous().numpy().astype(np.uint8 if bits == 8 else np.uint16)
-    data = _png_bytes(hwc)
-    if sidecar is not None:
-        sidecar = {"versions": library_versions(), **sidecar}
-    if sidecar is None:
-        write_bytes_atomic(path, data)
-    else:
-        write_files_atomic({path: data, path.with_suffix(".json"): json_bytes(sidecar)})
+    with PngStream(path, tuple(img.shape[-2:]), bits, level=6) as png:
+        png.write(quantise(img, bits))
+        png.sidecar = sidecar
     return path
-
-
-def _png_bytes(hwc: np.ndarray) -> bytes:
-    """Encode (H, W, 3) uint8 with Pillow, or uint16 as a 16-bit RGB PNG (PNG spec, ISO 15948)."""
-    if hwc.dtype == np.uint8:
-        buffer = io.BytesIO()
-        Image.fromarray(hwc).save(buffer, format="PNG")
-        return buffer.getvalue()
-    height, width, _ = hwc.shape
-    rows = np.zeros((height, 1 + width * 6), np.uint8)  # column 0: filter type 0 (None)
-    rows[:, 1:] = hwc.astype(">u2").view(np.uint8).reshape(height, width * 6)
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # depth 16, colour type 2
-    return b"".join(
-        [
-            b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
-            _png_chunk(b"IEND", b""),
-        ]
-    )
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     crc = zlib.crc32(kind + payload)
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+class PngStream:
+    """Write an RGB PNG (PNG spec, ISO 15948) from successive (h, W, 3) bands, top to bottom,
+    in bounded memory: a 16384x16384 texture never exists as one tensor.
+
+    Args:
+        path: the ``.png`` file; checked by the caller (:func:`check_output_path`).
+        size: (H, W) of the whole image.
+        bits: 8 (uint8 bands) or 16 (uint16 bands).
+        level: zlib level; 3 is ~3x faster than 6 on textures for ~3% more bytes.
+
+    Use as a context manager; leaving it by an exception deletes the temporary file. Set
+    ``sidecar`` (a dict) before leaving the block to write the JSON sidecar with the image
+    (a ``versions`` entry is added): both files arrive together, or the old ones stay
+    (:func:`data.sidecar.commit_files`).
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int], bits: int = 8, level: int = 3):
+        self.path, self.size, self.bits = Path(path), size, bits
+        self.token = sidecar_files.new_token()
+        self.tmp = sidecar_files.temporary_path(self.path, self.token)
+        self.rows = 0
+        self.sidecar: dict | None = None  # set before leaving the block: written with the image
+        self._zlib = zlib.compressobj(level)
+
+    def __enter__(self) -> PngStream:
+        height, width = self.size
+        header = struct.pack(">IIBBBBB", width, height, self.bits, 2, 0, 0, 0)  # colour type 2
+        with reporting_write_errors(self.path):
+            self.file = open(self.tmp, "xb", buffering=0)  # errors surface at write(), once
+            try:
+                self._put(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header))
+            except BaseException:
+                self.file.close()
+                self.tmp.unlink(missing_ok=True)
+                raise
+        return self
+
+    def _put(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # an unbuffered write may be short (the disk filled up): the next one fails
+            view = view[self.file.write(view) :]
+
+    def write(self, band: np.ndarray) -> None:
+        """Append rows: (h, W, 3) uint8 (8 bits) or uint16 (16 bits)."""
+        h, w, _ = band.shape
+        rows = np.zeros((h, 1 + w * 3 * (self.bits // 8)), np.uint8)  # column 0: filter None
+        rows[:, 1:] = (
+            band.astype(">u2" if self.bits == 16 else np.uint8).view(np.uint8).reshape(h, -1)
+        )
+        with reporting_write_errors(self.path):
+            self._put(_png_chunk(b"IDAT", self._zlib.compress(rows.tobytes())))
+        self.rows += h
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            with reporting_write_errors(self.path):
+                if kind is None:
+                    if self.rows != self.size[0]:
+                        raise ValueError(f"wrote {self.rows} rows of {self.size[0]}")
+                    self._put(_png_chunk(b"IDAT", self._zlib.flush()) + _png_chunk(b"IEND", b""))
+                    self.file.flush()
+                    os.fsync(self.file.fileno())
+                self.file.close()
+                if kind is None:
+                    self._commit()
+        finally:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+
+    def _commit(self) -> None:
+        staged = {self.path: self.tmp}
+        if self.sidecar is not None:
+            meta = {"versions": library_versions(), **self.sidecar}
+            json_path = self.path.with_suffix(".json")
+            # through the module, so that a test or a fault injection can replace it
+            staged[json_path] = sidecar_files.stage_file(json_path, json_bytes(meta), self.token)
+        sidecar_files.commit_files(staged, self.token)

@@ -67,7 +67,7 @@ def main(
     max_per_image: Annotated[int, Opt(help="Keep at most N crops per photo (0 = all).")] = 0,
     seed: Annotated[int, Opt(help="Seed of the --max-per-image subset.")] = 0,
 ) -> None:
-    from cli.console import run_cli
+    from data.errors import run_cli
 
     run_cli(lambda: prepare(src, dst, crop, stride or crop, resize, max_per_image, seed))
 

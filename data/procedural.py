@@ -93,7 +93,7 @@ def make(kind: str, size: int = 256, seed: int = 0) -> torch.Tensor:
 
 
 def main() -> None:
-    from cli.console import run_cli
+    from data.errors import run_cli
     from data.images import save_image
 
     parser = argparse.ArgumentParser(description="Write a procedural exemplar PNG.")

@@ -24,13 +24,11 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from data.errors import UserError
-from data.images import check_output_path
-from data.png_writer import PngStream
+from data.images import PngStream, check_output_path, quantise
 from data.sidecar import file_sha256
 from generator.checkpoints import load_generator
 from models.generator import TextureGenerator
@@ -161,11 +159,10 @@ def write_texture(
         The sidecar dict that was written.
     """
     path = check_output_path(path, overwrite)
-    levels, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
     start = time.perf_counter()
     with PngStream(path, size, bits) as png:
         for band in render_bands(model, size, seed, seamless, block, on_block):
-            png.write((band * levels).round().permute(1, 2, 0).numpy().astype(dtype))
+            png.write(quantise(band, bits))
         png.sidecar = sidecar = {
             "mode": "generate",
             "checkpoint": meta["path"],

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from data.errors import UserError
+from data.sidecar import file_sha256
 from models import weights as W
 from models.vgg import PADDINGS, POOLINGS, FeatureExtractor, canonical_layer
 
@@ -82,9 +83,7 @@ def trained(path: str, layers, *, weights=None, seed=0, **kw) -> FeatureExtracto
     arch, params, info = read_backbone(path)
     accuracy = info["accuracy"].get("overall")
     what = f"{arch} trained on {len(info['classes'])} classes, held-out accuracy {accuracy}"
-    cw = W.ConvWeights(
-        params, info["scale"], info["shift"], W.sha256_file(Path(info["path"])), what
-    )
+    cw = W.ConvWeights(params, info["scale"], info["shift"], file_sha256(Path(info["path"])), what)
     return _from_weights(info["path"], arch, layers, cw, **kw)
 
 

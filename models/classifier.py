@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from data.errors import UserError
+from models.batchnorm import fold_batchnorm
 from models.vgg import ARCHS
 from models.weights import read_safetensors
 
@@ -88,23 +89,18 @@ class VGGClassifier(nn.Module):
 
 @torch.no_grad()
 def folded_trunk(model: VGGClassifier) -> dict[str, Tensor]:
-    """``features.N.{weight,bias}`` of the BatchNorm-folded trunk, N in FeatureExtractor order.
-
-    Eval-mode BN is ``gamma (y - mu) / sqrt(var + eps) + beta``: a per-channel affine map that
-    merges into the conv before it.
-    """
+    """``features.N.{weight,bias}`` of the BatchNorm-folded trunk, N in FeatureExtractor order
+    (``models.batchnorm.fold_batchnorm``)."""
     state, index = {}, 0
     modules = list(model.features)
     for i, m in enumerate(modules):
         if isinstance(m, nn.Conv2d):
-            bn = modules[i + 1]
-            g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            state[f"features.{index}.weight"] = (m.weight * g.view(-1, 1, 1, 1)).contiguous()
-            state[f"features.{index}.bias"] = (m.bias - bn.running_mean) * g + bn.bias
+            weight, bias = fold_batchnorm(m.weight, m.bias, modules[i + 1])
+            state[f"features.{index}.weight"], state[f"features.{index}.bias"] = weight, bias
             index += 2  # conv, ReLU
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             index += 1
-    return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+    return {k: v.contiguous() for k, v in state.items()}
 
 
 def export_backbone(

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.batchnorm import fold_batchnorm as fold_conv_batchnorm
+
 OUTPUTS = ("sigmoid", "clamp")
 GENERATORS: dict[str, dict] = {
     # channels: join-block width per scale, coarsest first; len(channels) = number of scales K
@@ -166,21 +168,18 @@ def build_generator(name: str, output: str = "sigmoid", norm: bool = True) -> Te
 @torch.no_grad()
 def fold_batchnorm(model: TextureGenerator) -> TextureGenerator:
     """The inference form of a trained generator: each BatchNorm's running statistics folded
-    into the conv before it (``w * g / sqrt(v + eps)``, ``b - m * g / sqrt(v + eps)``).
+    into the conv before it (``models.batchnorm.fold_batchnorm``).
 
     Returns a new norm-free ``TextureGenerator`` on the CPU in fp32 that equals ``model.eval()``.
     """
     folded = TextureGenerator(**model.arch, norm=False)
     src = dict(model.named_modules())
     for name, unit in folded.named_modules():
-        if not isinstance(unit, Unit):
-            continue
-        trained = src[name]
-        w = trained.conv.weight.detach().float().cpu()
-        bn = trained.norm
-        scale = bn.weight.float().cpu() / torch.sqrt(bn.running_var.float().cpu() + bn.eps)
-        unit.conv.weight.copy_(w * scale.view(-1, 1, 1, 1))
-        unit.conv.bias.copy_(bn.bias.float().cpu() - bn.running_mean.float().cpu() * scale)
+        if isinstance(unit, Unit):
+            trained = src[name]
+            weight, bias = fold_conv_batchnorm(trained.conv.weight, trained.conv.bias, trained.norm)
+            unit.conv.weight.copy_(weight)
+            unit.conv.bias.copy_(bias)
     folded.to_rgb.load_state_dict(
         {k: v.float().cpu() for k, v in model.to_rgb.state_dict().items()}
     )

