@@ -23,8 +23,6 @@ backbone for --backbone OUTDIR/final (docs/collections.md):
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -150,34 +148,44 @@ def main(
 ) -> None:
     cli = dict(locals())
     if task == Task.backbone:
-        from train_backbone import train_backbone
+        import train_backbone
 
-        return run_cli(lambda: train_backbone(cli))
-    run_cli(lambda: train(cli))
+        print("note: train.py --task backbone is now python train_backbone.py DATASET ...")
+        return run_cli(lambda: train_backbone.run(cli, generator_options=True))
+    run_cli(lambda: run(cli))
 
 
-def train(cli: dict) -> None:
+def run(cli: dict) -> None:
+    # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults.
+    from configs import check_values
+
+    parse_objective_lists(cli)
+    cfg = build_config(TrainConfig, default_values(TrainConfig, cli["config"]), cli)
+    check_values(cfg)
+    train(cfg, cli["exemplars"], Path(cli["output_dir"]), cli["resume"], cli["progress"])
+
+
+def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=True) -> dict:
+    """Train a generator on ``exemplars`` (paths or (3, H, W) tensors in [0, 1]) into
+    ``output_dir``; ``resume``: None, "latest" or a checkpoint-STEP directory.
+
+    Returns:
+        {"final": the final checkpoint's weights file, "step_seconds": seconds of each step
+        this call ran} (on the main process; other processes get the step seconds only).
+    """
     import torch  # heavy imports after argument parsing, so --help is instant
 
-    from configs import check_values
-    from data.images import load_image
+    from data.images import load_exemplars
     from data.sidecar import reporting_write_errors
-    from generator import checkpoints as ckpt
     from generator import training as T
-    from losses.objective import build_backbone_for, build_objective
-    from losses.patches import PatchPyramidLoss
+    from generator.checkpoints import save_generator
+    from losses.objective import build_backbone_for, generator_objective
     from models.generator import build_generator
-    from training.runs import start_run
-
-    # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults.
-    parse_objective_lists(cli)
-    file_values = default_values(TrainConfig, cli["config"])
-    cfg = build_config(TrainConfig, file_values, cli)
-    check_values(cfg)
-    output_dir = Path(cli["output_dir"])
+    from training.loop import Schedule, run_steps
+    from training.runs import best_loss, resume_run, start_logs, start_run
 
     # 2. Processes and devices; only the main process writes files and prints.
-    accelerator = start_run(cfg, output_dir, cli["resume"])
+    accelerator = start_run(cfg, output_dir, resume)
     is_main, device = accelerator.is_main_process, accelerator.device
     log = print if is_main else lambda *_: None
 
@@ -185,52 +193,26 @@ def train(cli: dict) -> None:
     patches = cfg.objective == "patches"
     backbone = None if patches else build_backbone_for(cfg, cfg.tile, device, log)
     T.check_config(cfg, backbone.min_input_size() if backbone else 0)
-    exemplars = []
-    for path in cli["exemplars"]:
-        img, note = load_image(path)
-        log(note)
-        exemplars.append(img.to(device))
-    if patches:
-        objective = PatchPyramidLoss(exemplars, cfg, circular=cfg.tile)
-        size = f"{cfg.patch_size}x{cfg.patch_size}"
-        description = f"none: pixel patches {size}, {len(objective.scales)} scales"
-    else:
-        if cfg.activation_norm:
-            backbone.rescale_([u[None] for u in exemplars])
-        objective = build_objective(cfg, exemplars, backbone, cfg.tile)
-        description = backbone.description
-    info = {"backbone": description, "exemplars": [str(p) for p in cli["exemplars"]]}
+    images, sources = load_exemplars(exemplars, log)
+    images = [u.to(device) for u in images]
+    objective, description = generator_objective(cfg, images, backbone)
+    info = {"backbone": description, "exemplars": sources}
     log(f"backbone: {description}")
 
     # 4. Generator, Adam and the learning-rate schedule, prepared for the devices.
     model = build_generator(cfg.generator, cfg.output).to(device)
-    model.start_at_colour(torch.stack([u.mean((1, 2)) for u in exemplars]).mean(0))
+    model.start_at_colour(torch.stack([u.mean((1, 2)) for u in images]).mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    schedule = T.Schedule(cfg, accelerator.num_processes)
+    schedule = Schedule(cfg, accelerator.num_processes)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     net = accelerator.unwrap_model(model)  # the generator itself, for evaluation and saving
 
     # 5. Resume from the newest complete checkpoint (a kill -9 loses at most one interval).
-    global_step, best = 0, float("inf")
-    if cli["resume"]:
-        resume_from = ckpt.resume_dir(output_dir, cli["resume"])
-        if resume_from is None:
-            log(f"no checkpoint in {output_dir}; starting at step 0")
-        else:
-            check = lambda saved: T.check_resumable(saved["config"], cfg)  # noqa: E731
-            ckpt.resume_state(accelerator, resume_from, check)
-            global_step, best = ckpt.step_of(resume_from), ckpt.best_loss(output_dir / "best")
-            log(f"resumed from {resume_from} at step {global_step}")
-    if is_main:
-        for stale in ckpt.stale_tmp_dirs(output_dir):
-            shutil.rmtree(stale)  # a checkpoint whose writing was interrupted
-        hparams = {
-            k: v if isinstance(v, (int, float, str, bool)) else str(v)
-            for k, v in dataclasses.asdict(cfg).items()
-        }
-        with reporting_write_errors(output_dir):
-            accelerator.init_trackers("train", config=hparams)
+    check = lambda saved: T.check_resumable(saved["config"], cfg)  # noqa: E731
+    global_step = resume_run(accelerator, output_dir, resume, check, log)
+    best = best_loss(output_dir / "best") if global_step else float("inf")
+    start_logs(accelerator, output_dir, "train", dataclasses.asdict(cfg))
     writer = accelerator.get_tracker("tensorboard", unwrap=True) if is_main else None
 
     # 6. Train: G(noise) -> texture loss (+ diversity) -> Adam, logging and checkpointing by step.
@@ -246,59 +228,52 @@ def train(cli: dict) -> None:
             )
         return evaluated["value"]
 
-    # A log or checkpoint write that fails (full disk) ends the run in one line.
-    with reporting_write_errors(output_dir):
-        model.train()
-        clock, clock_step = time.perf_counter(), global_step
-        try:
-            with progress_bar(cli["progress"] and is_main) as bar:
-                task = bar.add_task("train", total=cfg.steps, completed=global_step, loss=None)
-                while global_step < cfg.steps:
-                    noises, crops = T.step_inputs(
-                        net, cfg, global_step, accelerator.process_index, device
-                    )
-                    with accelerator.autocast():
-                        x = model(noises).float()
-                        terms = objective(x, crop=cfg.crop or None, generator=crops)
-                        loss = terms["total"]
-                        if cfg.diversity_weight:
-                            terms["diversity"] = T.diversity(objective, x)
-                            loss = loss - cfg.diversity_weight * terms["diversity"]
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    global_step += 1
-                    bar.update(task, completed=global_step, loss=float(loss.detach()))
+    def batches():
+        step = global_step
+        while True:
+            yield T.step_inputs(net, cfg, step, accelerator.process_index, device)
+            step += 1
 
-                    if global_step % cfg.log_every == 0:
-                        rate = (global_step - clock_step) / (time.perf_counter() - clock)
-                        clock, clock_step = time.perf_counter(), global_step
-                        scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
-                        accelerator.log(
-                            {**scalars, "lr": scheduler.get_last_lr()[0], "steps_per_second": rate},
-                            step=global_step,
-                        )
-                    if is_main and global_step % cfg.sample_every == 0:
-                        _, eval_loss, images = evaluation()
-                        writer.add_scalar("eval/loss", eval_loss, global_step)
-                        writer.add_images("samples", images, global_step)
-                    if global_step % cfg.checkpoint_every == 0 or global_step == cfg.steps:
-                        best = T.save_checkpoint(
-                            accelerator, evaluation, cfg, output_dir, global_step, info, best
-                        )
-        except KeyboardInterrupt:
-            log(f"interrupted: saving checkpoint-{global_step}")
-            T.save_checkpoint(accelerator, evaluation, cfg, output_dir, global_step, info, best)
-            raise SystemExit(130) from None
+    def loss_fn(batch):
+        noises, crops = batch
+        x = model(noises).float()
+        terms = objective(x, crop=cfg.crop or None, generator=crops)
+        loss = terms["total"]
+        if cfg.diversity_weight:
+            terms["diversity"] = T.diversity(objective, x)
+            loss = loss - cfg.diversity_weight * terms["diversity"]
+        return loss, {f"loss/{k}": v for k, v in terms.items()}
+
+    def on_step(step):
+        nonlocal global_step
+        global_step = step
+        if is_main and step % cfg.sample_every == 0:
+            _, eval_loss, images = evaluation()
+            writer.add_scalar("eval/loss", eval_loss, step)
+            writer.add_images("samples", images, step)
+
+    def save(step):
+        nonlocal best, global_step
+        global_step = step
+        best = T.save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best)
+
+    # A log or checkpoint write that fails (full disk) ends the run in one line.
+    with reporting_write_errors(output_dir), progress_bar(progress and is_main) as bar:
+        seconds = run_steps(
+            accelerator, model, optimizer, scheduler, batches(), loss_fn,
+            start=global_step, cfg=cfg, save=save, bar=bar, on_step=on_step, log=log,
+        )  # fmt: skip
 
         # 7. The final generator: BatchNorm folded, one safetensors file with its config.
+        result = {"step_seconds": seconds}
         if is_main:
             folded, eval_loss, _ = evaluation()
             facts = {**info, "step": global_step, "eval_loss": eval_loss}
-            path = ckpt.save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
+            path = save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
             log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best {best:.4g})")
+            result["final"] = path
         accelerator.end_training()
+    return result
 
 
 if __name__ == "__main__":

@@ -277,7 +277,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     if not cfg.gen_sizes:  # --gen-sizes "": optimize timings only
         return
     tcfg = G.train_config(**{**cfg.generator_overrides, "steps": cfg.train_steps + 2})
-    net, seconds, _ = G.train(exemplar, tcfg)
+    _, seconds, _ = G.train(exemplar, tcfg, out / "generator_speed")
     timed = seconds[2:]
     results["training"] = {
         "steps_per_s": 1 / statistics.median(timed),
@@ -287,7 +287,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
         f"canvas, crop {tcfg.crop}, {tcfg.octaves} octaves, {tcfg.backbone}",
     }
     log(f"training {results['training']['steps_per_s']:.2f} steps/s")
-    checkpoint = G.save(net, tcfg, out / "generator_speed", {"step": tcfg.steps})
+    checkpoint = out / "generator_speed" / "final"
     threads = int(os.environ.get("OMP_NUM_THREADS", torch_threads()))
     results["generation"] = {}
     for side in cfg.gen_sizes:
@@ -315,7 +315,7 @@ def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
             name = f"procedural {name}"
         log(f"quality: {name}")
         exemplar = Q.load_exemplar(source, cfg.exemplar_side)
-        images, info = Q.run_methods(exemplar, cfg)
+        images, info = Q.run_methods(exemplar, cfg, out / "runs" / name.replace(" ", "_"))
         metrics = Q.judge_all(exemplar, images, size)
         tiles = [("exemplar", exemplar)] + [(m, images[m]) for m in (*cfg.presets, "generator")]
         path = out / "sheets" / f"{name.replace(' ', '_')}.png"

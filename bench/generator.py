@@ -1,16 +1,15 @@
 """Generator engine: training steps per second, and generation seconds and peak memory.
 
-Training replays ``train.py``'s step (same noise, crops, objective, Adam and schedule) in this
-process, without accelerate, timing each step; the folded network is saved as a checkpoint in
-``train.py``'s format. Generation runs the real command, ``synth.py --mode generate``, in a
-child process whose wall time and peak resident memory (``wait4`` rusage) are measured.
+Training runs ``train.py``'s own ``train`` in this process, which times each step; its final
+checkpoint is the one generation runs on. Generation runs the real command, ``synth.py --mode
+generate``, in a child process whose wall time and peak resident memory are measured.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -20,11 +19,8 @@ from pathlib import Path
 import torch
 
 from configs import TrainConfig, build_config, read_config_file
-from generator import training as T
-from generator.checkpoints import save_generator
+from generator.checkpoints import load_generator
 from generator.render import generate, prepare
-from losses.objective import build_backbone_for, build_objective
-from models.generator import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,42 +44,19 @@ def train_config(**overrides) -> TrainConfig:
     return build_config(TrainConfig, read_config_file("generator"), overrides)
 
 
-def train(exemplar: torch.Tensor, cfg: TrainConfig):
-    """Train ``cfg.steps`` steps on one (3, H, W) exemplar in [0, 1] (CPU).
+def train(exemplar: torch.Tensor, cfg: TrainConfig, workdir: Path):
+    """Train ``cfg.steps`` steps on one (3, H, W) exemplar in [0, 1] with ``train.py``'s own
+    ``train`` (accelerate, checkpoints and all) into ``workdir`` (replaced).
 
     Returns:
-        (folded eval-mode generator, seconds of each step, final training loss).
+        (the final folded generator, seconds of each step, its evaluation loss).
     """
-    device = torch.device("cpu")
-    backbone = build_backbone_for(cfg, cfg.tile, device, log=lambda *_: None)
-    T.check_config(cfg, backbone.min_input_size())
-    if cfg.activation_norm:
-        backbone.rescale_([exemplar[None]])
-    objective = build_objective(cfg, [exemplar], backbone, cfg.tile)
-    torch.manual_seed(cfg.seed)
-    model = build_generator(cfg.generator, cfg.output)
-    model.start_at_colour(exemplar.mean((1, 2)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, T.Schedule(cfg, 1))
-    model.train()
-    seconds, loss = [], float("nan")
-    for step in range(cfg.steps):
-        start = time.perf_counter()
-        noises, crops = T.step_inputs(model, cfg, step, 0, device)
-        terms = objective(model(noises).float(), crop=cfg.crop or None, generator=crops)
-        terms["total"].backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds.append(time.perf_counter() - start)
-        loss = float(terms["total"].detach())
-    return T.inference_form(model, cfg, device), seconds, loss
+    import train as entry
 
-
-def save(model, cfg: TrainConfig, directory: Path, info: dict) -> Path:
-    """Write the checkpoint ``synth.py --mode generate --checkpoint DIR`` reads."""
-    save_generator(model, directory, dataclasses.asdict(cfg), info)
-    return directory
+    shutil.rmtree(workdir, ignore_errors=True)
+    result = entry.train(cfg, [exemplar], workdir, progress=False)
+    model, meta = load_generator(result["final"])
+    return model, result["step_seconds"], meta["info"]["eval_loss"]
 
 
 @torch.inference_mode()

@@ -32,7 +32,7 @@ def load_exemplar(source: str, side: int) -> torch.Tensor:
     return img[:, y : y + side, x : x + side].contiguous()
 
 
-def run_methods(exemplar: torch.Tensor, opts) -> tuple[dict, dict]:
+def run_methods(exemplar: torch.Tensor, opts, workdir: Path) -> tuple[dict, dict]:
     """Outputs of every preset and of the generator at ``opts.quality_size``.
 
     Returns:
@@ -57,7 +57,7 @@ def run_methods(exemplar: torch.Tensor, opts) -> tuple[dict, dict]:
         }
     cfg = G.train_config(**opts.generator_overrides)
     start = time.perf_counter()
-    net, _, loss = G.train(exemplar, cfg)
+    net, _, loss = G.train(exemplar, cfg, workdir / "generator")
     samples = G.samples(net, size, SEEDS, seamless=True)
     images["generator"] = samples[0]
     images["generator_samples"] = samples

@@ -135,6 +135,24 @@ _SIGNATURES = {
 }
 
 
+def load_exemplars(exemplars, log=print) -> tuple[list[torch.Tensor], list[str]]:
+    """A path, a (3, H, W) tensor in [0, 1], or a list of either -> (images, source names)."""
+    items = exemplars if isinstance(exemplars, (list, tuple)) else [exemplars]
+    if not items:
+        raise UserError("no exemplar given")
+    images, sources = [], []
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            images.append(item.detach().float().clamp(0, 1))
+            sources.append(f"tensor {tuple(item.shape)}")
+        else:
+            img, note = load_image(item)
+            log(note)
+            images.append(img)
+            sources.append(str(item))
+    return images, sources
+
+
 def _signature(path: Path) -> str | None:
     """The format a file's first bytes announce (None if none of ours)."""
     with open(path, "rb") as f:

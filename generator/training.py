@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 
 import torch
 
 from configs import TrainConfig
 from data.errors import UserError
-from generator.checkpoints import (
-    checkpoint_writing,
-    finish_checkpoint,
-    save_generator,
-    save_state,
-)
+from generator.checkpoints import save_generator
 from losses import TextureLoss, gaussian_pyramid
 from models.generator import GENERATORS, OUTPUTS, TextureGenerator, fold_batchnorm
 from models.noise import derived_seed, noise_pyramid
+from training.loop import SCHEDULES
+from training.runs import write_checkpoint
 
 EVAL_SEEDS = (0, 1)  # fixed noise of the evaluation loss (best checkpoint) and sample images
 CALIBRATION_BATCHES = 16  # batches of fixed noise that re-estimate BatchNorm statistics
-SCHEDULES = ("cosine", "constant")
 # Fields that may change when a run is resumed; any other difference is refused.
 RESUMABLE = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "device"}
 
@@ -75,29 +70,6 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise UserError(f"the checkpoint was trained with other settings ({diffs}); use its config")
-
-
-class Schedule:
-    """Learning-rate factor for ``LambdaLR``: linear warm-up, then cosine down to 1/10 or constant.
-
-    ``scale`` is the number of processes: accelerate steps a prepared scheduler once per
-    process per optimizer step.
-    """
-
-    def __init__(self, cfg: TrainConfig, scale: int = 1):
-        self.warmup, self.total, self.kind = (
-            cfg.warmup_steps * scale,
-            cfg.steps * scale,
-            cfg.lr_schedule,
-        )
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        if self.kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def step_inputs(model: TextureGenerator, cfg: TrainConfig, step: int, rank: int, device):
@@ -165,18 +137,15 @@ def save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best):
     Call on every process; ``evaluation()`` (main process only) returns the step's
     ``(folded generator, eval loss, images)``. Returns the best evaluation loss so far.
     """
-    tmp = output_dir / f"checkpoint-{step}.tmp"
-    accelerator.wait_for_everyone()
-    with checkpoint_writing(tmp):
-        save_state(accelerator, tmp / "state")
-        if accelerator.is_main_process:
-            folded, loss, _ = evaluation()
-            facts = {**info, "step": step, "eval_loss": loss}
-            save_generator(folded, tmp, dataclasses.asdict(cfg), facts)
-    if accelerator.is_main_process:
-        finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, cfg.keep_checkpoints)
-        if loss < best:
-            save_generator(folded, output_dir / "best", dataclasses.asdict(cfg), facts)
-            best = loss
-    accelerator.wait_for_everyone()
+
+    def write_files(directory):
+        folded, loss, _ = evaluation()
+        facts = {**info, "step": step, "eval_loss": loss}
+        save_generator(folded, directory, dataclasses.asdict(cfg), facts)
+        return folded, loss, facts
+
+    written = write_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints, write_files)
+    if written is not None and written[1] < best:
+        folded, best, facts = written
+        save_generator(folded, output_dir / "best", dataclasses.asdict(cfg), facts)
     return best

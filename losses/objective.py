@@ -143,3 +143,24 @@ def build_objective(
         swd_weights=_per_layer(cfg.swd_layers, cfg.swd_weight, backbone),
         seed=cfg.seed,
     )
+
+
+def generator_objective(cfg, exemplars: list[torch.Tensor], backbone):
+    """(objective, description) of ``cfg.objective`` for ``exemplars`` ((3, H, W) in [0, 1] on
+    the device): the pixel patch pyramid (``backbone`` None), or ``backbone``, rescaled to
+    the exemplars if ``cfg.activation_norm``, and its TextureLoss (``build_objective``)."""
+    if cfg.objective == "patches":
+        from losses.patches import PatchPyramidLoss
+
+        objective = PatchPyramidLoss(exemplars, cfg, circular=cfg.tile)
+        size = f"{cfg.patch_size}x{cfg.patch_size}"
+        return objective, f"none: pixel patches {size}, {len(objective.scales)} scales"
+    rescale_to(cfg, backbone, exemplars)
+    return build_objective(cfg, exemplars, backbone, cfg.tile), backbone.description
+
+
+def rescale_to(cfg: LossConfig, backbone, exemplars: list[torch.Tensor]) -> None:
+    """Gatys' rescaling of ``backbone``'s filters to mean activation 1 on ``exemplars``, if
+    ``cfg.activation_norm``; once, on the exemplars the finest objective sees."""
+    if cfg.activation_norm:
+        backbone.rescale_([u[None] for u in exemplars])

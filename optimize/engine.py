@@ -12,32 +12,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 
 from configs import SynthConfig
 from data.errors import UserError
-from data.images import load_image, save_image
+from data.images import load_exemplars, save_image  # noqa: F401 (optimize.patches imports it here)
 
 OBJECTIVES = ("features", "patches")
-
-
-def load_exemplars(exemplars, log=print) -> tuple[list[torch.Tensor], list[str]]:
-    """A path, a (3, H, W) tensor in [0, 1], or a list of either -> (images, source names)."""
-    items = exemplars if isinstance(exemplars, (list, tuple)) else [exemplars]
-    if not items:
-        raise UserError("no exemplar given")
-    images, sources = [], []
-    for item in items:
-        if isinstance(item, torch.Tensor):
-            images.append(item.detach().float().clamp(0, 1))
-            sources.append(f"tensor {tuple(item.shape)}")
-        else:
-            img, note = load_image(item)
-            log(note)
-            images.append(img)
-            sources.append(str(item))
-    return images, sources
 
 
 def at_size(result, size: tuple[int, int]):

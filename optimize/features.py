@@ -17,6 +17,7 @@ from losses.objective import (
     build_objective,
     check_image_size,
     fit_octave_count,
+    rescale_to,
     resolve_device,
 )
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
@@ -106,9 +107,7 @@ class TextureSynthesizer(PerImageSynthesizer):
             if cfg.size:  # the output must reach the deepest layer at every octave too
                 sizes.append(parse_size(cfg.size))
             self.config = cfg = fit_octave_count(cfg, self.backbone, sizes, log)
-        if cfg.activation_norm:
-            # Rescale on the level the finest objective sees; coarse levels reuse it.
-            self.backbone.rescale_([u[None] for u in self.exemplars])
+        rescale_to(cfg, self.backbone, self.exemplars)  # coarse levels reuse it
         self._objectives: dict[int, TextureLoss] = {}
         self.objective(1)  # checks the exemplars against octaves and layers before any work
 

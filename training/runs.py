@@ -1,15 +1,28 @@
-"""The start of a training run, shared by both ``train.py`` tasks: the run directory checks and
-the accelerate setup (devices, processes, mixed precision, TensorBoard)."""
+"""A training run's folder, shared by both trainers (``train.py``, ``train_backbone.py``): its
+checks, the accelerate setup (devices, processes, mixed precision, TensorBoard), and its
+checkpoints: written by step, rotated, resumed.
+
+A checkpoint directory is written as ``checkpoint-{step}.tmp`` and renamed when complete, so
+a run killed mid-save leaves the previous checkpoint as the latest one.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from pickle import UnpicklingError
+
+from safetensors import SafetensorError
 
 from data.errors import UserError
-from data.sidecar import check_writable
-from generator import checkpoints as ckpt
+from data.sidecar import check_writable, reporting_write_errors
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 def start_run(cfg, output_dir: Path, resume: str | None):
@@ -33,7 +46,7 @@ def start_run(cfg, output_dir: Path, resume: str | None):
     except OSError as e:
         raise UserError(f"--output-dir {output_dir}: cannot create it ({e.strerror})") from None
     check_writable(output_dir)
-    if not resume and (ckpt.checkpoint_steps(output_dir) or (output_dir / "final").exists()):
+    if not resume and (checkpoint_steps(output_dir) or (output_dir / "final").exists()):
         raise UserError(
             f"{output_dir} holds a previous run; use --resume latest or another --output-dir"
         )
@@ -79,3 +92,154 @@ def quiet_log_writer_threads() -> None:
             default(args)
 
     threading.excepthook = hook
+
+
+def resume_run(accelerator, output_dir: Path, resume: str | None, check, log=print) -> int:
+    """Load the checkpoint ``resume`` names (``latest`` or a directory; ``check(saved)`` refuses
+    one trained with other settings), remove the ``.tmp`` directories of interrupted saves, and
+    return the step to continue from (0 for a new run)."""
+    step = 0
+    if resume:
+        resume_from = resume_dir(output_dir, resume)
+        if resume_from is None:
+            log(f"no checkpoint in {output_dir}; starting at step 0")
+        else:
+            resume_state(accelerator, resume_from, check)
+            step = step_of(resume_from)
+            log(f"resumed from {resume_from} at step {step}")
+    if accelerator.is_main_process:
+        for stale in stale_tmp_dirs(output_dir):
+            shutil.rmtree(stale)  # a checkpoint whose writing was interrupted
+    return step
+
+
+def start_logs(accelerator, output_dir: Path, name: str, config: dict) -> None:
+    """TensorBoard logs of run ``name`` in ``output_dir/logs``, with ``config`` as hparams."""
+    if accelerator.is_main_process:
+        hparams = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()
+        }
+        with reporting_write_errors(output_dir):
+            accelerator.init_trackers(name, config=hparams)
+
+
+def write_checkpoint(accelerator, output_dir: Path, step: int, keep: int, write_files):
+    """Write ``checkpoint-{step}``: the accelerate state (every process) and what
+    ``write_files(directory)`` writes there (main process); rename it into place when complete
+    and keep the newest ``keep`` (0 = all). Returns what ``write_files`` returned (main)."""
+    tmp = output_dir / f"checkpoint-{step}.tmp"
+    accelerator.wait_for_everyone()
+    written = None
+    with checkpoint_writing(tmp):
+        save_state(accelerator, tmp / "state")
+        if accelerator.is_main_process:
+            written = write_files(tmp)
+    if accelerator.is_main_process:
+        finish_checkpoint(tmp, output_dir / f"checkpoint-{step}", output_dir, keep)
+    accelerator.wait_for_everyone()
+    return written
+
+
+def checkpoint_steps(output_dir: Path) -> list[int]:
+    """Steps of the complete ``checkpoint-{step}`` directories, ascending."""
+    if not output_dir.is_dir():
+        return []
+    steps = [int(m[1]) for p in output_dir.iterdir() if (m := _CHECKPOINT.fullmatch(p.name))]
+    return sorted(steps)
+
+
+def resume_dir(output_dir: Path, resume: str) -> Path | None:
+    """'latest' -> newest checkpoint in ``output_dir`` (None if there is none); else that dir."""
+    if resume == "latest":
+        steps = checkpoint_steps(output_dir)
+        return output_dir / f"checkpoint-{steps[-1]}" if steps else None
+    path = Path(resume)
+    if not (path / "state").is_dir() or not (path / "config.json").is_file():
+        raise UserError(f"--resume {resume}: not a checkpoint-STEP directory written by train.py")
+    return path
+
+
+def resume_state(accelerator, checkpoint: Path, check) -> None:
+    """Load the accelerate state (model, optimizer, schedule, RNG) of ``checkpoint`` once
+    ``check(saved)`` accepts its ``config.json`` (a dict with a ``config`` table; ``check``
+    raises UserError for a run trained with other settings).
+
+    Raises:
+        UserError: one line when config.json or the state is missing or damaged, naming the
+            checkpoint to resume from instead.
+    """
+    try:
+        saved = json.loads((checkpoint / "config.json").read_text())
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise ValueError("no 'config' table")
+    except (OSError, ValueError) as e:  # JSON and UTF-8 decoding errors are ValueErrors
+        raise _damaged(checkpoint, "config.json", e) from None
+    check(saved)
+    try:
+        accelerator.load_state(str(checkpoint / "state"))
+    except (OSError, RuntimeError, ValueError, KeyError, EOFError, UnpicklingError,
+            SafetensorError) as e:  # fmt: skip
+        raise _damaged(checkpoint, "state (weights, optimizer or RNG)", e) from None
+
+
+def _damaged(checkpoint: Path, what: str, error: Exception) -> UserError:
+    first = " ".join(str(error).split()).split(". ")[0] or type(error).__name__
+    others = checkpoint_steps(checkpoint.parent)
+    earlier = [s for s in others if f"checkpoint-{s}" != checkpoint.name]
+    fix = (
+        f"resume with --resume {checkpoint.parent / f'checkpoint-{earlier[-1]}'}"
+        if earlier
+        else "start a new run"
+    )
+    return UserError(f"{checkpoint}: cannot resume, its {what} is damaged ({first}); {fix}")
+
+
+def step_of(checkpoint: Path) -> int:
+    match = _CHECKPOINT.fullmatch(checkpoint.name)
+    if match is None:
+        raise UserError(f"{checkpoint}: checkpoint directories are named checkpoint-STEP")
+    return int(match[1])
+
+
+@contextmanager
+def checkpoint_writing(tmp: Path):
+    """Around the writing of a ``checkpoint-{step}.tmp`` directory: if it fails, the directory
+    is removed (the previous checkpoints stay the newest) and a write error is one line."""
+    try:
+        with reporting_write_errors(tmp):
+            yield
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_state(accelerator, directory: Path) -> None:
+    """``accelerator.save_state`` into ``directory``; torch.save and safetensors report a
+    full disk as RuntimeError and SafetensorError, reported here as one line."""
+    with reporting_write_errors(directory, also=(RuntimeError, SafetensorError)):
+        accelerator.save_state(str(directory))
+
+
+def finish_checkpoint(tmp: Path, final: Path, output_dir: Path, keep: int) -> None:
+    """Rename a completed ``.tmp`` directory into place and keep only the newest ``keep``."""
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for step in checkpoint_steps(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(output_dir / f"checkpoint-{step}")
+
+
+def best_loss(directory: Path) -> float:
+    """The evaluation loss recorded in ``directory`` (``inf`` if there is no checkpoint)."""
+    try:
+        return float(json.loads((directory / "config.json").read_text())["eval_loss"])
+    except (OSError, KeyError, ValueError):
+        return float("inf")
+
+
+def stale_tmp_dirs(output_dir: Path) -> list[Path]:
+    return (
+        [p for p in output_dir.glob("checkpoint-*.tmp") if p.is_dir()]
+        if output_dir.is_dir()
+        else []
+    )
