@@ -49,9 +49,9 @@ from cli.options import (
     Weights,
     parse_objective_lists,
 )
-from configs import DEFAULT_PRESET, SynthConfig, preset_names, synth_config
+from configs import DEFAULT_PRESET, SynthConfig, generate_config, preset_names, synth_config
 from data.errors import UserError, run_cli
-from data.images import check_output_path
+from data.images import check_output_path, save_image
 from data.sidecar import reporting_write_errors
 from data.sizes import parse_size
 
@@ -143,40 +143,50 @@ def main(
 def synthesize(cli: dict) -> None:
     from cli.batch import is_batch, run_batch  # docs/collections.md
 
-    if is_batch(cli):
-        return run_batch(cli)
-    if cli["mode"] == Mode.generate:
-        from generator.render import run_generate
+    # 1. Resolve the config once: generate mode's from the command line (the rest comes from
+    # the checkpoint); optimize mode's CLI > --config file (or the default preset) > defaults.
+    generate = cli["mode"] == Mode.generate
+    if generate:
+        ignored = [k for k in ("exemplars", "config", "layers", "octaves", "iterations") if cli[k]]
+        if ignored:
+            note = ", ".join(ignored)
+            print(f"note: generate mode ignores {note}; settings come from the checkpoint")
+        checkpoint = None if cli["checkpoint"] is None else str(cli["checkpoint"])
+        cfg = generate_config({**cli, "checkpoint": checkpoint})
+    else:
+        parse_objective_lists(cli)
+        cfg = synth_config(cli["config"], cli)
+    output, overwrite, progress = Path(cli["output"]), cli["overwrite"], cli["progress"]
+    exemplars = [Path(p) for p in cli["exemplars"] or []]
+    if is_batch(generate, exemplars, output, cfg, cli["batch"]):
+        fit = cli["octaves"] is None
+        return run_batch(cfg, exemplars, output, overwrite, progress, fit_octaves=fit)
+    if generate:
+        from cli.generate import run_generate
 
-        return run_generate(cli)
+        return run_generate(cfg, output, overwrite, progress)
+    if not exemplars:
+        raise UserError("give at least one exemplar image")
+    optimize(cfg, exemplars, output, overwrite, progress, fit_octaves=cli["octaves"] is None)
+
+
+def optimize(cfg: SynthConfig, exemplars, output: Path, overwrite, progress, fit_octaves) -> None:
     from optimize.engine import make_synthesizer  # torch import after argument parsing
 
-    if not cli["exemplars"]:
-        raise UserError("give at least one exemplar image")
-
-    # 1. Resolve the config: CLI > --config file (or the default preset) > dataclass defaults.
-    parse_objective_lists(cli)
-    cfg = synth_config(cli["config"], cli)
-    size = parse_size(cfg.size) if cfg.size else None
-    if cfg.bits not in (8, 16):
-        raise UserError("--bits must be 8 or 16")
-    if cfg.variations < 1:
-        raise UserError("--variations must be at least 1")
-
     # 2. Check every output path before any long computation.
-    output = Path(cli["output"])
+    size = parse_size(cfg.size) if cfg.size else None
     outputs = [numbered(output, i, cfg.variations) for i in range(cfg.variations)]
     for path in outputs:
-        check_output_path(path, cli["overwrite"])
+        check_output_path(path, overwrite)
         snapshots = path.with_name(f"{path.stem}_snapshots")
         if cfg.save_every and snapshots.exists() and not snapshots.is_dir():
             raise UserError(f"{snapshots}: is a file, where --save-every writes its snapshots")
 
     # 3. Load exemplars, build backbone and targets once.
-    for path in cli["exemplars"]:
-        if not Path(path).exists():
+    for path in exemplars:
+        if not path.exists():
             raise UserError(f"exemplar not found: {path}")
-    synth = make_synthesizer(cli["exemplars"], cfg, fit_octaves=cli["octaves"] is None)
+    synth = make_synthesizer(exemplars, cfg, fit_octaves=fit_octaves)
     cfg = synth.config
     print(synth.describe())
 
@@ -190,28 +200,10 @@ def synthesize(cli: dict) -> None:
     steps = synth.level_iterations(out_size)
     for i, path in enumerate(outputs):
         seed = cfg.seed + i
-        with progress_bar(cli["progress"]) as bar:
-            tasks = {}
-
-            def on_iter(level, it, x, loss, path=path, bar=bar, tasks=tasks):
-                if level not in tasks:
-                    name = path.name
-                    if len(steps) > 1:
-                        name = f"{path.name} level {level + 1}/{len(steps)}"
-                    tasks[level] = bar.add_task(name, total=steps[level], loss=None)
-                bar.update(tasks[level], completed=it, loss=loss)
-                if cfg.save_every and it % cfg.save_every == 0:
-                    snap = (
-                        path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
-                    )
-                    with reporting_write_errors(snap.parent):
-                        snap.parent.mkdir(exist_ok=True)
-                    from data.images import save_image
-
-                    save_image(x[0], snap, bits=cfg.bits, overwrite=True)
-
+        with progress_bar(progress) as bar:
+            on_iter = level_progress(bar, path, steps, cfg.save_every, cfg.bits)
             result = synth.synthesize(size=size, seed=seed, on_iter=on_iter)
-        synth.save(result, path, seed=seed, overwrite=cli["overwrite"])
+        synth.save(result, path, seed=seed, overwrite=overwrite)
         terms = ", ".join(f"{k} {v:.4g}" for k, v in result.terms.items() if "/" not in k)
         print(f"wrote {path} ({result.iterations} iterations, {result.seconds:.1f} s; {terms})")
         if result.interrupted:
@@ -223,6 +215,25 @@ def synthesize(cli: dict) -> None:
             raise SystemExit(130)
         if result.diverged:
             raise UserError(f"{result.diverged}; {path} holds the last finite image")
+
+
+def level_progress(bar, path: Path, steps: list[int], save_every: int, bits: int):
+    """``on_iter(level, it, x, loss)``: one progress task a level, and a snapshot PNG every
+    ``save_every`` iterations in ``<stem>_snapshots/``."""
+    tasks = {}
+
+    def on_iter(level, it, x, loss):
+        if level not in tasks:
+            name = path.name if len(steps) == 1 else f"{path.name} level {level + 1}/{len(steps)}"
+            tasks[level] = bar.add_task(name, total=steps[level], loss=None)
+        bar.update(tasks[level], completed=it, loss=loss)
+        if save_every and it % save_every == 0:
+            snap = path.with_name(f"{path.stem}_snapshots") / f"level{level}_iter{it:05d}.png"
+            with reporting_write_errors(snap.parent):
+                snap.parent.mkdir(exist_ok=True)
+            save_image(x[0], snap, bits=bits, overwrite=True)
+
+    return on_iter
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ backbone for --backbone OUTDIR/final (docs/collections.md):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -156,12 +157,10 @@ def main(
 
 
 def run(cli: dict) -> None:
-    # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults.
-    from configs import check_values
-
+    # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults;
+    # the config checks its values itself.
     parse_objective_lists(cli)
     cfg = build_config(TrainConfig, default_values(TrainConfig, cli["config"]), cli)
-    check_values(cfg)
     train(cfg, cli["exemplars"], Path(cli["output_dir"]), cli["resume"], cli["progress"])
 
 
@@ -216,58 +215,32 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     writer = accelerator.get_tracker("tensorboard", unwrap=True) if is_main else None
 
     # 6. Train: G(noise) -> texture loss (+ diversity) -> Adam, logging and checkpointing by step.
-    evaluated: dict = {}
-
-    def evaluation():
-        """(inference-form generator, eval loss, sample images) at this step, computed once
-        even when sampling, a checkpoint and the final save fall on the same step."""
-        if evaluated.get("step") != global_step:
-            folded = T.inference_form(net, cfg, device)
-            evaluated.update(
-                step=global_step, value=(folded, *T.evaluate(folded, objective, cfg, device))
-            )
-        return evaluated["value"]
-
-    def batches():
-        step = global_step
-        while True:
-            yield T.step_inputs(net, cfg, step, accelerator.process_index, device)
-            step += 1
-
-    def loss_fn(batch):
-        noises, crops = batch
-        x = model(noises).float()
-        terms = objective(x, crop=cfg.crop or None, generator=crops)
-        loss = terms["total"]
-        if cfg.diversity_weight:
-            terms["diversity"] = T.diversity(objective, x)
-            loss = loss - cfg.diversity_weight * terms["diversity"]
-        return loss, {f"loss/{k}": v for k, v in terms.items()}
+    evaluation = T.Evaluation(net, objective, cfg, device)
+    rank = accelerator.process_index
 
     def on_step(step):
-        nonlocal global_step
-        global_step = step
         if is_main and step % cfg.sample_every == 0:
-            _, eval_loss, images = evaluation()
+            _, eval_loss, images = evaluation(step)
             writer.add_scalar("eval/loss", eval_loss, step)
             writer.add_images("samples", images, step)
 
     def save(step):
-        nonlocal best, global_step
-        global_step = step
+        nonlocal best
         best = T.save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best)
 
     # A log or checkpoint write that fails (full disk) ends the run in one line.
     with reporting_write_errors(output_dir), progress_bar(progress and is_main) as bar:
-        seconds = run_steps(
-            accelerator, model, optimizer, scheduler, batches(), loss_fn,
+        global_step, seconds = run_steps(
+            accelerator, model, optimizer, scheduler,
+            T.step_batches(net, cfg, global_step, rank, device),
+            functools.partial(T.step_loss, model, objective, cfg),
             start=global_step, cfg=cfg, save=save, bar=bar, on_step=on_step, log=log,
         )  # fmt: skip
 
         # 7. The final generator: BatchNorm folded, one safetensors file with its config.
         result = {"step_seconds": seconds}
         if is_main:
-            folded, eval_loss, _ = evaluation()
+            folded, eval_loss, _ = evaluation(global_step)
             facts = {**info, "step": global_step, "eval_loss": eval_loss}
             path = save_generator(folded, output_dir / "final", dataclasses.asdict(cfg), facts)
             log(f"wrote {path} (step {global_step}, eval loss {eval_loss:.4g}; best {best:.4g})")

@@ -21,6 +21,7 @@ Every config field is an option; precedence is command line > --config file > de
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -84,21 +85,9 @@ def run(cli: dict, generator_options: bool = False) -> None:
     if cli["dataset"] is None or not Path(cli["dataset"]).is_dir():
         what = "--task backbone" if generator_options else "train_backbone.py"
         raise UserError(f"{what} takes one folder: DATASET/CLASS/image files")
-    check_backbone_config(cfg)
     train_backbone(
         cfg, Path(cli["dataset"]), Path(cli["output_dir"]), cli["resume"], cli["progress"]
     )
-
-
-def check_backbone_config(cfg: BackboneConfig) -> None:
-    from models.vgg import ARCHS
-
-    if cfg.arch is not None and cfg.arch not in ARCHS:
-        raise UserError(f"unknown --arch '{cfg.arch}'; choose from {', '.join(ARCHS)}")
-    if cfg.image_size < 32 or cfg.steps < 1 or cfg.batch_size < 1:
-        raise UserError("--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1")
-    if cfg.pooling not in ("max", "avg"):
-        raise UserError(f"unknown pooling '{cfg.pooling}'; use max or avg")
 
 
 def train_backbone(
@@ -106,13 +95,12 @@ def train_backbone(
 ):
     """Train on ``dataset`` (DATASET/CLASS/images) into ``output_dir``; see the module docstring."""
     import torch
-    import torch.nn.functional as F
 
     from cli.console import progress_bar
     from data import datasets as D
     from data.sidecar import reporting_write_errors, write_json_atomic
     from models.classifier import FILENAME, VGGClassifier, export_backbone
-    from training.loop import Schedule, run_steps
+    from training.loop import Schedule, repeat, run_steps
     from training.runs import resume_run, start_logs, start_run, write_checkpoint
 
     # 2. Processes and devices; only the main process writes files and prints.
@@ -168,47 +156,24 @@ def train_backbone(
     saved: dict = {}
 
     def save(step: int) -> None:
-        def write_files(directory):
-            accuracy = evaluate(net, val_data, classes, device)
-            scalars = {
-                f"accuracy/{c}": a for c, a in accuracy["per_class"].items() if a is not None
-            }
-            if accuracy["overall"] is not None:
-                scalars["accuracy/overall"] = accuracy["overall"]
-            accelerator.log(scalars, step=step)
-            export_backbone(net, directory / FILENAME, classes, accuracy, config)
-            facts = {"config": config, **info, "step": step, "accuracy": accuracy}
-            write_json_atomic(directory / "config.json", facts)
-            log(f"step {step}: held-out accuracy {accuracy['overall']}")
-            return accuracy
-
-        accuracy = write_checkpoint(
-            accelerator, output_dir, step, cfg.keep_checkpoints, write_files
+        write = functools.partial(
+            write_classifier_files, accelerator, net, val_data, classes, config, info, step, log
         )
+        accuracy = write_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints, write)
         saved.update(step=step, accuracy=accuracy or {})
-
-    def batches():
-        while True:
-            yield from loader
-
-    def loss_fn(batch):
-        x, y = batch
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        accuracy = (logits.argmax(1) == y).float().mean()
-        return loss, {"loss/train": loss, "accuracy/train_batch": accuracy}
 
     # 6. Train: random crops -> cross-entropy -> AdamW, logging and checkpointing by step.
     # A full disk or file-size limit hit by a log or checkpoint write: one line.
     with reporting_write_errors(output_dir), progress_bar(progress and is_main) as bar:
-        run_steps(
-            accelerator, model, optimizer, scheduler, batches(), loss_fn,
+        global_step, _ = run_steps(
+            accelerator, model, optimizer, scheduler, repeat(loader),
+            functools.partial(classification_loss, model),
             start=global_step, cfg=cfg, save=save, bar=bar, log=log,
         )  # fmt: skip
 
         # 7. The result: last checkpoint and the backbone file with per-class accuracy.
-        if saved.get("step") != max(global_step, cfg.steps):
-            save(max(global_step, cfg.steps))
+        if saved.get("step") != global_step:
+            save(global_step)
         if is_main:
             accuracy = saved["accuracy"]
             path = export_backbone(net, output_dir / "final" / FILENAME, classes, accuracy, config)
@@ -219,6 +184,38 @@ def train_backbone(
             report(accuracy, log)
             log(f"wrote {path}; use it with --backbone {output_dir / 'final'}")
         accelerator.end_training()
+
+
+def classification_loss(model, batch):
+    """(cross-entropy, {"loss/train", "accuracy/train_batch"}) of one batch of crops."""
+    import torch.nn.functional as F
+
+    x, y = batch
+    logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    return loss, {
+        "loss/train": loss,
+        "accuracy/train_batch": (logits.argmax(1) == y).float().mean(),
+    }
+
+
+def write_classifier_files(accelerator, net, val_data, classes, config, info, step, log, directory):
+    """A checkpoint's files (main process): held-out accuracy, logged; the folded backbone
+    file; config.json. Returns the accuracy."""
+    from data.sidecar import write_json_atomic
+    from models.classifier import FILENAME, export_backbone
+
+    accuracy = evaluate(net, val_data, classes, accelerator.device)
+    scalars = {f"accuracy/{c}": a for c, a in accuracy["per_class"].items() if a is not None}
+    if accuracy["overall"] is not None:
+        scalars["accuracy/overall"] = accuracy["overall"]
+    accelerator.log(scalars, step=step)
+    export_backbone(net, directory / FILENAME, classes, accuracy, config)
+    write_json_atomic(
+        directory / "config.json", {"config": config, **info, "step": step, "accuracy": accuracy}
+    )
+    log(f"step {step}: held-out accuracy {accuracy['overall']}")
+    return accuracy
 
 
 def evaluate(model, data, classes: list[str], device) -> dict:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.console import numbered
-from cli.options import parse_objective_lists
 from data.datasets import image_files
 from data.errors import UserError
 from data.sheets import contact_sheet
@@ -50,15 +49,14 @@ def say(*parts, flush: bool = True) -> None:
         sys.stdout.flush()
 
 
-def is_batch(cli: dict) -> bool:
-    """Whether ``synth.py``'s options ask for a batch (see the module docstring)."""
-    if cli.get("batch"):
+def is_batch(generate: bool, exemplars: list[Path], output: Path, cfg, batch: bool) -> bool:
+    """Whether ``synth.py``'s options ask for a batch (see the module docstring); ``cfg`` is
+    generate mode's ``GenerateConfig`` or optimize mode's ``SynthConfig``."""
+    if batch:
         return True
-    if cli["mode"] == "generate":
-        ckpt = cli["checkpoint"]
+    if generate:
+        ckpt = cfg.checkpoint
         return ckpt is not None and bool(checkpoint_items(Path(ckpt), strict=False))
-    exemplars = [Path(p) for p in cli["exemplars"] or []]
-    output = Path(cli["output"])
     if len(exemplars) == 1 and exemplars[0].is_dir():
         return True
     return len(exemplars) > 1 and (output.is_dir() or not output.suffix)
@@ -117,50 +115,33 @@ def is_done(item: Item) -> bool:
     return True
 
 
-def run_batch(cli: dict) -> None:
-    """Run the batch that ``cli`` (synth.py's options) describes; see the module docstring."""
+def run_batch(cfg, exemplars: list[Path], outdir: Path, overwrite, progress, fit_octaves) -> None:
+    """Run a batch (see the module docstring): ``cfg`` is a ``GenerateConfig`` (items: the
+    checkpoints in ``cfg.checkpoint``) or a ``SynthConfig`` (items: ``exemplars``)."""
     import torch
     from accelerate import PartialState
 
+    from configs import GenerateConfig
+
     # 1. Items and their outputs, checked before any work.
-    outdir = Path(cli["output"])
-    if outdir.suffix:
-        dirs = [str(p) for p in cli["exemplars"] or [] if Path(p).is_dir()]
-        why = f"{dirs[0]} is a directory, so this is a batch" if dirs else "a batch"
-        raise UserError(f"{why}: one PNG per item in a folder; give -o OUTDIR, not {outdir}")
-    generate = cli["mode"] == "generate"
-    if generate:
-        if cli["checkpoint"] is None:
-            raise UserError("--mode generate --batch needs --checkpoint FOLDER of checkpoints")
-        items = checkpoint_items(Path(cli["checkpoint"]))
-    else:
-        if not cli["exemplars"]:
-            raise UserError("give an exemplar folder or several exemplar images")
-        items = exemplar_items([Path(p) for p in cli["exemplars"]])
-    if not items:
-        raise UserError("nothing to do: no images (or checkpoints) found")
-    names = [i.name for i in items]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UserError(f"several inputs would write the same output name: {', '.join(twice)}")
-    variations = cli["variations"] or 1
-    for item in items:
-        item.outputs = [
-            numbered(outdir / f"{item.name}.png", i, variations) for i in range(variations)
-        ]
+    generate = isinstance(cfg, GenerateConfig)
+    items = batch_items(generate, cfg, exemplars, outdir)
 
     # 2. This process's share: accelerate splits the list (one process: all of it).
     # cpu=True lets processes started on a machine without CUDA (accelerate launch
     # --multi_gpu, torchrun) join a gloo group instead of each running alone.
-    state = PartialState(cpu=cli["device"] == "cpu" or not torch.cuda.is_available())
+    state = PartialState(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     tag = f"[process {rank + 1}/{world}] " if world > 1 else ""
-    run = _generate_one(state) if generate else _optimize_one(cli, state)
+    if state.num_processes > 1 and cfg.device == "auto":
+        cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process
+    show = progress and state.is_main_process
+    run = _generate_one(cfg, show) if generate else _optimize_one(cfg, state, show, fit_octaves)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the output folder {outdir}: {e.strerror}") from None
-    todo = [i for i in items if cli["overwrite"] or not is_done(i)]
+    todo = [i for i in items if overwrite or not is_done(i)]
     state.wait_for_everyone()  # every process has the same list before any output appears
     if state.is_main_process:
         say(
@@ -171,7 +152,7 @@ def run_batch(cli: dict) -> None:
         say(f"{tag}items: {', '.join(i.name for i in mine) or '(none)'}", flush=True)
         for n, item in enumerate(mine, 1):
             try:
-                run(cli, item, tag)
+                run(item, tag)
                 say(f"{tag}[{n}/{len(mine)}] wrote {', '.join(map(str, item.outputs))}", flush=True)
             except (UserError, ValueError, RuntimeError, OSError) as e:
                 failed.append(item.name)
@@ -191,32 +172,53 @@ def run_batch(cli: dict) -> None:
         )
 
 
-def _optimize_one(cli: dict, state):
+def batch_items(generate: bool, cfg, exemplars: list[Path], outdir: Path) -> list[Item]:
+    """The batch's items with their output paths, refused before any work when the batch
+    cannot run (no folder output, nothing to do, two items with one output name)."""
+    if outdir.suffix:
+        dirs = [str(p) for p in exemplars if p.is_dir()]
+        why = f"{dirs[0]} is a directory, so this is a batch" if dirs else "a batch"
+        raise UserError(f"{why}: one PNG per item in a folder; give -o OUTDIR, not {outdir}")
+    if generate:
+        if cfg.checkpoint is None:
+            raise UserError("--mode generate --batch needs --checkpoint FOLDER of checkpoints")
+        items = checkpoint_items(Path(cfg.checkpoint))
+    else:
+        if not exemplars:
+            raise UserError("give an exemplar folder or several exemplar images")
+        items = exemplar_items(exemplars)
+    if not items:
+        raise UserError("nothing to do: no images (or checkpoints) found")
+    names = [i.name for i in items]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"several inputs would write the same output name: {', '.join(twice)}")
+    for item in items:
+        item.outputs = [
+            numbered(outdir / f"{item.name}.png", i, cfg.variations) for i in range(cfg.variations)
+        ]
+    return items
+
+
+def _optimize_one(cfg, state, show: bool, fit_octaves: bool):
     """A function running one optimize-mode item, with the config resolved once."""
     import torch
 
     from cli.console import progress_bar
     from cli.memory import check_fits, optimize_advice, optimize_estimate
-    from configs import synth_config
     from data.images import load_image
     from data.sizes import parse_size
     from losses.objective import build_backbone_for
     from optimize.engine import make_synthesizer
 
-    values = dict(cli)
-    parse_objective_lists(values)
-    cfg = synth_config(cli["config"], values)
-    if state.num_processes > 1 and cfg.device == "auto":
-        cfg = dataclasses.replace(cfg, device=str(state.device))  # one device per process
     size = parse_size(cfg.size) if cfg.size else None
     # Options wrong for every item (backbone, weights, layers) stop the batch before any work.
     log = say if state.is_main_process else lambda _: None
     if cfg.objective == "features":
         backbone = build_backbone_for(cfg, cfg.tile, torch.device("cpu"), log)
         log(f"backbone: {backbone.description}")
-    show = cli["progress"] and state.is_main_process
 
-    def run(cli, item: Item, tag: str) -> None:
+    def run(item: Item, tag: str) -> None:
         images, sources = [], []
         for path in item.sources:
             try:
@@ -228,9 +230,7 @@ def _optimize_one(cli: dict, state):
                 say(f"{tag}skipped: {e}")
         if not images:
             raise UserError(f"no readable image in {item.name}")
-        synth = make_synthesizer(
-            images, cfg, log=lambda m: None, fit_octaves=cli["octaves"] is None
-        )
+        synth = make_synthesizer(images, cfg, log=lambda m: None, fit_octaves=fit_octaves)
         synth.sources = sources  # the sidecar names the files, not the tensors
         out_size = size or tuple(images[0].shape[-2:])
         check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))
@@ -256,14 +256,12 @@ def _optimize_one(cli: dict, state):
     return run
 
 
-def _generate_one(state):
+def _generate_one(cfg, show: bool):
     """A function running one generate-mode item (on this process's device)."""
-    from generator.render import run_generate
+    from cli.generate import run_generate
 
-    device = str(state.device) if state.num_processes > 1 else None
-
-    def run(cli: dict, item: Item, tag: str) -> None:
-        values = {**cli, "checkpoint": item.sources[0], "output": item.outputs[0]}
-        run_generate({**values, "overwrite": True, "device": cli["device"] or device})
+    def run(item: Item, tag: str) -> None:
+        one = dataclasses.replace(cfg, checkpoint=str(item.sources[0]))
+        run_generate(one, item.outputs[0], overwrite=True, progress=show)
 
     return run

@@ -69,17 +69,11 @@ class LossColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(enabled: bool = True):
-    """A rich progress bar with a ``loss`` field (None until the first value); a disabled one
-    is a no-op."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        LossColumn(),
-        TimeElapsedColumn(),
-        disable=not enabled,
-        transient=False,
-    )
+def progress_bar(enabled: bool = True, loss: bool = True):
+    """A rich progress bar, with a ``loss`` field (None until the first value) if ``loss``;
+    a disabled one is a no-op."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [LossColumn()] if loss else []
+    progress = Progress(*columns, TimeElapsedColumn(), disable=not enabled, transient=False)
     with progress:
         yield progress

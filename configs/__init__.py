@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import tomllib
@@ -22,7 +23,9 @@ PRESET_DIR = Path(__file__).parent
 
 @dataclass
 class LossConfig:
-    """The texture objective (DESIGN.md "The objective"). Defaults: snelgrove2017."""
+    """The texture objective (``losses.texture.TextureLoss``; the design note it follows,
+    DESIGN.md "The objective", lives outside this repository, in ../shared/). Defaults:
+    snelgrove2017."""
 
     # features: the backbone's feature statistics (the fields below); patches: the pixel
     # patch distribution over a pyramid of scales (PatchFields), no network
@@ -80,6 +83,9 @@ class SynthConfig(PatchFields, LossConfig):
     bits: int = 8  # PNG bit depth of the output: 8 or 16
     coarse_iterations: int = 300  # patches: Adam steps at scales whose output side <= 64 px
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
+
+    def __post_init__(self):
+        check_values(self)
 
 
 # The preset a command uses when no --config is given: its values, not the dataclass
@@ -140,6 +146,8 @@ def check_values(cfg) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}")
     if not cfg.lr > 0:
         raise UserError("--lr must be positive")
+    if getattr(cfg, "bits", 8) not in (8, 16):
+        raise UserError("--bits must be 8 or 16")
     check_seed(cfg.seed, getattr(cfg, "variations", 1), SEED_END[type(cfg).__name__])
     if not 0 < cfg.autocorr_shift <= 1:
         raise UserError("--autocorr-shift must lie in (0, 1]")
@@ -256,6 +264,7 @@ def build_config(cls, file_values: dict, cli_values: dict):
         raise UserError(f"unknown config key(s): {', '.join(unknown)}")
     merged = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None and k in fields})
+    merged = {k: v.value if isinstance(v, Enum) else v for k, v in merged.items()}
     for name, value in merged.items():
         annotation = str(fields[name].type)
         if not _type_ok(annotation, value):
@@ -288,6 +297,10 @@ class TrainConfig(PatchFields, LossConfig):
     log_every: int = 10  # steps between TensorBoard scalars
     sample_every: int = 250  # steps between TensorBoard sample images
 
+    def __post_init__(self):
+        check_values(self)
+        check_training(self)
+
 
 @dataclass
 class BackboneConfig:
@@ -309,3 +322,71 @@ class BackboneConfig:
     log_every: int = 10  # steps between TensorBoard scalars
     seed: int = 0  # split, initial weights, crops
     device: str = "auto"  # auto | cpu (GPUs: accelerate launch)
+
+    def __post_init__(self):
+        if self.image_size < 32 or self.steps < 1 or self.batch_size < 1:
+            raise UserError(
+                "--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1"
+            )
+        if self.pooling not in ("max", "avg"):
+            raise UserError(f"unknown pooling '{self.pooling}'; use max or avg")
+        check_choice("--arch", self.arch, "models.vgg", "ARCHS", optional=True)
+        check_choice("lr-schedule", self.lr_schedule, "training.loop", "SCHEDULES")
+        check_seed(self.seed, 1, SEED_END["TrainConfig"])
+
+
+@dataclass
+class GenerateConfig:
+    """``synth.py --mode generate``: the objective and architecture come from the checkpoint."""
+
+    checkpoint: str | None = None  # OUTDIR/final, a checkpoint-STEP directory or its file
+    size: str | None = None  # WxH of the output; None = the training canvas
+    seed: int = 0  # noise seed (variation i uses seed + i)
+    variations: int = 1  # number of outputs, out_000.png, ...
+    bits: int = 8  # PNG bit depth: 8 or 16
+    tile: bool | None = None  # seamless output; None = as the generator was trained
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        if self.bits not in (8, 16) or self.variations < 1:
+            raise UserError("--bits must be 8 or 16 and --variations at least 1")
+        check_seed(self.seed, self.variations)
+
+
+def check_choice(flag: str, value, module: str, registry: str, optional: bool = False) -> None:
+    """Refuse ``value`` unless it is a key of ``module.registry`` (imported only now: the
+    registries live beside what they build)."""
+    import importlib
+
+    choices = getattr(importlib.import_module(module), registry)
+    if not (optional and value is None) and value not in choices:
+        raise UserError(f"unknown {flag} '{value}'; choose from {', '.join(choices)}")
+
+
+def check_training(cfg: TrainConfig) -> None:
+    """The generator trainer's own checks (those that need no backbone)."""
+    check_choice("generator", cfg.generator, "models.generator", "GENERATORS")
+    check_choice("output", cfg.output, "models.generator", "OUTPUTS")
+    check_choice("lr-schedule", cfg.lr_schedule, "training.loop", "SCHEDULES")
+    if cfg.mixed_precision not in ("no", "bf16"):
+        raise UserError("--mixed-precision must be no or bf16 (fp16 is not supported on CPUs)")
+    if min(cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, cfg.sample_every) < 1:
+        raise UserError("steps, batch-size and the -every intervals must be at least 1")
+    from models.generator import GENERATORS
+
+    multiple = 2 ** (len(GENERATORS[cfg.generator]["channels"]) - 1)
+    if cfg.image_size % multiple:
+        raise UserError(
+            f"--image-size must be a multiple of {multiple} for generator {cfg.generator}"
+        )
+    if cfg.objective not in ("features", "patches"):
+        raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
+    if cfg.objective == "patches" and cfg.diversity_weight:
+        raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
+    if cfg.diversity_weight and cfg.batch_size < 2:
+        raise UserError("--diversity-weight needs --batch-size 2 or more")
+
+
+def generate_config(values: dict) -> GenerateConfig:
+    """``synth.py --mode generate``'s config from the command line (None = the default)."""
+    return build_config(GenerateConfig, {}, values)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -176,71 +175,3 @@ def write_texture(
             "seconds": round(time.perf_counter() - start, 3),
         }
     return sidecar
-
-
-def run_generate(cli: dict) -> None:
-    """``synth.py --mode generate``: check everything, then write each variation with progress."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from cli.console import numbered
-    from cli.memory import check_fits, generate_estimate
-    from configs import check_seed
-    from data.sizes import parse_size
-    from losses.objective import resolve_device
-
-    # 1. Options: generate mode takes its objective and architecture from the checkpoint.
-    if cli["checkpoint"] is None:
-        raise UserError("--mode generate needs --checkpoint OUTDIR/final (made by train.py)")
-    ignored = [k for k in ("exemplars", "config", "layers", "octaves", "iterations") if cli.get(k)]
-    if ignored:
-        print(
-            f"note: generate mode ignores {', '.join(ignored)}; settings come from the checkpoint"
-        )
-    model, meta = load_generator(cli["checkpoint"])
-    image_size = meta["config"]["image_size"]
-    size = parse_size(cli["size"]) if cli["size"] else (image_size, image_size)
-    seed = 0 if cli["seed"] is None else cli["seed"]
-    variations = 1 if cli["variations"] is None else cli["variations"]
-    bits = cli["bits"] or 8
-    seamless = meta["config"]["tile"] if cli["tile"] is None else cli["tile"]
-    if bits not in (8, 16) or variations < 1:
-        raise UserError("--bits must be 8 or 16 and --variations at least 1")
-    check_seed(seed, variations)
-    canvas_size(model, size, seamless)
-
-    # 2. Every output path before any computation.
-    output = Path(cli["output"])
-    outputs = [numbered(output, i, variations) for i in range(variations)]
-    for path in outputs:
-        check_output_path(path, cli["overwrite"])
-
-    # 3. One streamed pass per variation (seed + i), blocks of BLOCK px with their halo, if
-    # one block and one band of rows fit in memory.
-    device = resolve_device(cli["device"] or "auto")
-    model = prepare(model, device)
-    advice = f"give a narrower --size (one band of {BLOCK} rows is held at a time)"
-    check_fits(generate_estimate(model, size, BLOCK, bits), device, advice)
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, disable=not cli["progress"]) as bar:
-        for i, path in enumerate(outputs):
-            task = bar.add_task(path.name, total=None)
-            on_block = lambda done, total, task=task: bar.update(task, completed=done, total=total)  # noqa: E731
-            info = write_texture(
-                model,
-                meta,
-                path,
-                size,
-                seed + i,
-                seamless,
-                bits,
-                cli["overwrite"],
-                on_block=on_block,
-            )
-            bar.console.print(
-                f"wrote {path} ({size[1]}x{size[0]}, seed {seed + i}, {info['seconds']:.1f} s)"
-            )

@@ -17,9 +17,8 @@ from configs import TrainConfig
 from data.errors import UserError
 from generator.checkpoints import save_generator
 from losses import TextureLoss, gaussian_pyramid
-from models.generator import GENERATORS, OUTPUTS, TextureGenerator, fold_batchnorm
+from models.generator import TextureGenerator, fold_batchnorm
 from models.noise import derived_seed, noise_pyramid
-from training.loop import SCHEDULES
 from training.runs import write_checkpoint
 
 EVAL_SEEDS = (0, 1)  # fixed noise of the evaluation loss (best checkpoint) and sample images
@@ -29,29 +28,9 @@ RESUMABLE = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "samp
 
 
 def check_config(cfg: TrainConfig, min_view: int) -> None:
-    """Refuse settings that cannot train, with the option to change (``min_view``: the
-    smallest side the backbone accepts at the coarsest octave)."""
-    if cfg.generator not in GENERATORS:
-        raise UserError(f"unknown generator '{cfg.generator}'; choose from {', '.join(GENERATORS)}")
-    if cfg.output not in OUTPUTS:
-        raise UserError(f"unknown output '{cfg.output}'; choose from {', '.join(OUTPUTS)}")
-    if cfg.lr_schedule not in SCHEDULES:
-        raise UserError(
-            f"unknown lr-schedule '{cfg.lr_schedule}'; choose from {', '.join(SCHEDULES)}"
-        )
-    if cfg.mixed_precision not in ("no", "bf16"):
-        raise UserError("--mixed-precision must be no or bf16 (fp16 is not supported on CPUs)")
-    if min(cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, cfg.sample_every) < 1:
-        raise UserError("steps, batch-size and the -every intervals must be at least 1")
-    multiple = 2 ** (len(GENERATORS[cfg.generator]["channels"]) - 1)
-    if cfg.image_size % multiple:
-        raise UserError(
-            f"--image-size must be a multiple of {multiple} for generator {cfg.generator}"
-        )
-    if cfg.objective not in ("features", "patches"):
-        raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
-    if cfg.objective == "patches" and cfg.diversity_weight:
-        raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
+    """Refuse views the backbone cannot see, with the option to change (``min_view``: the
+    smallest side the backbone accepts at the coarsest octave); the config checked the rest
+    itself (``configs.check_training``)."""
     if cfg.objective == "features" and cfg.image_size >> (cfg.octaves - 1) < min_view:
         raise UserError(
             f"--image-size {cfg.image_size} gives a {cfg.image_size >> (cfg.octaves - 1)} px "
@@ -59,8 +38,6 @@ def check_config(cfg: TrainConfig, min_view: int) -> None:
         )
     if cfg.crop and cfg.crop < min_view:
         raise UserError(f"--crop must be 0 or at least {min_view} px for this backbone")
-    if cfg.diversity_weight and cfg.batch_size < 2:
-        raise UserError("--diversity-weight needs --batch-size 2 or more")
 
 
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
@@ -79,6 +56,27 @@ def step_inputs(model: TextureGenerator, cfg: TrainConfig, step: int, rank: int,
     noises = noise_pyramid(seeds, size, model.scales, model.noise_channels, device)
     crops = torch.Generator().manual_seed(derived_seed(cfg.seed, step, rank, -1))
     return noises, crops
+
+
+def step_batches(model: TextureGenerator, cfg: TrainConfig, start: int, rank: int, device):
+    """The inputs of steps ``start``, ``start + 1``, ... (``step_inputs``), one a ``next``."""
+    step = start
+    while True:
+        yield step_inputs(model, cfg, step, rank, device)
+        step += 1
+
+
+def step_loss(model, objective, cfg: TrainConfig, batch):
+    """(loss to minimise, {"loss/TERM": value}) of one step's ``batch``: the texture loss of
+    G(noise) with the step's crops, less the weighted diversity term if it is on."""
+    noises, crops = batch
+    x = model(noises).float()
+    terms = objective(x, crop=cfg.crop or None, generator=crops)
+    loss = terms["total"]
+    if cfg.diversity_weight:
+        terms["diversity"] = diversity(objective, x)
+        loss = loss - cfg.diversity_weight * terms["diversity"]
+    return loss, {f"loss/{k}": v for k, v in terms.items()}
 
 
 def diversity(objective: TextureLoss, x: torch.Tensor) -> torch.Tensor:
@@ -131,15 +129,32 @@ def evaluate(model: TextureGenerator, objective: TextureLoss, cfg: TrainConfig, 
     return loss, images.float().cpu()
 
 
+class Evaluation:
+    """``evaluation(step)`` -> (inference-form generator, eval loss, sample images) of ``net``
+    at ``step``, computed once even when sampling, a checkpoint and the final save fall on the
+    same step."""
+
+    def __init__(self, net: TextureGenerator, objective, cfg: TrainConfig, device):
+        self.net, self.objective, self.cfg, self.device = net, objective, cfg, device
+        self.step, self.value = None, None
+
+    def __call__(self, step: int):
+        if self.step != step:
+            folded = inference_form(self.net, self.cfg, self.device)
+            self.step = step
+            self.value = (folded, *evaluate(folded, self.objective, self.cfg, self.device))
+        return self.value
+
+
 def save_checkpoint(accelerator, evaluation, cfg, output_dir, step, info, best):
     """Write ``checkpoint-{step}`` (accelerate state + folded generator) and update ``best/``.
 
-    Call on every process; ``evaluation()`` (main process only) returns the step's
-    ``(folded generator, eval loss, images)``. Returns the best evaluation loss so far.
+    Call on every process; ``evaluation(step)`` (main process only; ``Evaluation``) returns
+    the step's ``(folded generator, eval loss, images)``. Returns the best evaluation loss so far.
     """
 
     def write_files(directory):
-        folded, loss, _ = evaluation()
+        folded, loss, _ = evaluation(step)
         facts = {**info, "step": step, "eval_loss": loss}
         save_generator(folded, directory, dataclasses.asdict(cfg), facts)
         return folded, loss, facts

@@ -19,7 +19,8 @@ class TextureLoss(nn.Module):
     """``L = sum_s v_s sum_l (w_l E^{l,s} + a_l A^{l,s} + q_l W^{l,s}) + beta L_spec + lambda TV``.
 
     ``E^{l,s} = sum_ij (G^{l,s}(x) - G^{l,s}(u))^2`` with ``G`` the normalised Gram matrix of
-    backbone layer ``l`` at Gaussian-pyramid octave ``s`` (DESIGN.md). Two normalisations:
+    backbone layer ``l`` at Gaussian-pyramid octave ``s`` (the design note, DESIGN.md, lives
+    outside this repository, in ../shared/; CONTRIBUTING.md). Two normalisations:
 
     - ``global`` (the seed presets): every E is divided by one constant,
       ``Z = sum_s v_s sum_l w_l ||G^{l,s}(u)||^2``, the targets' weighted energy. The Gram term

@@ -18,8 +18,8 @@ from losses.objective import (
     check_image_size,
     fit_octave_count,
     rescale_to,
-    resolve_device,
 )
+from models.devices import resolve_device
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import METHODS, OptimizeResult, optimize
 

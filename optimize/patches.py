@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
-from losses.objective import resolve_device
 from losses.patches import (
     DirectionBank,
     downscaled,
@@ -30,6 +29,7 @@ from losses.patches import (
     pyramid_scales,
     scaled,
 )
+from models.devices import resolve_device
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import OptimizeResult
 

@@ -37,6 +37,12 @@ class Schedule:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def repeat(loader) -> Iterator:
+    """The batches of ``loader``, epoch after epoch, without end."""
+    while True:
+        yield from loader
+
+
 def run_steps(
     accelerator,
     model: torch.nn.Module,
@@ -51,7 +57,7 @@ def run_steps(
     bar,
     on_step: Callable[[int], None] | None = None,
     log=print,
-) -> list[float]:
+) -> tuple[int, list[float]]:
     """Train from step ``start`` to ``cfg.steps``.
 
     Args:
@@ -67,7 +73,7 @@ def run_steps(
         on_step: ``on_step(step)`` after each step's logging (sample images).
 
     Returns:
-        The seconds of each step (input, forward, backward, optimizer), for the benchmark.
+        (the step reached, the seconds of each step run: input, forward, backward, optimizer).
     """
     step, seconds = start, []
     model.train()
@@ -100,4 +106,4 @@ def run_steps(
         log(f"interrupted: saving checkpoint-{step}")
         save(step)
         raise SystemExit(130) from None
-    return seconds
+    return step, seconds
