@@ -24,6 +24,7 @@ from typing import Annotated
 import typer
 
 from cli.console import parse_list
+from configs import build_config, read_config_file
 from data.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ PROCEDURAL = ["procedural:cells", "procedural:dots", "procedural:stripes"]
 
 @dataclass
 class BenchConfig:
-    """Defaults are the full mode; ``QUICK`` overrides them for ``--quick``."""
+    """Defaults are the full mode; ``bench/quick.toml`` overrides them for ``--quick``."""
 
     backbone: str = "vgg16-hed"  # the best offline backbone (vgg19 needs a download)
     presets: list[str] = field(default_factory=lambda: [*PRESETS, *QUALITY_ONLY])
@@ -76,27 +77,7 @@ class BenchConfig:
         }
 
 
-QUICK = dict(
-    backbone="random-tiny",
-    sizes=[64, 128],
-    speed_exemplar=128,
-    evaluations=3,
-    rounds=1,
-    loss_size=64,
-    loss_cap=5.0,
-    stage_size=128,
-    stage_repeats=2,
-    train_steps=8,
-    generator="tiny",
-    gen_sizes=[256, 1024],
-    gen_repeats=1,
-    exemplar_side=128,
-    quality_size=96,
-    iterations=10,
-    quality_steps=10,
-    quality_octaves=2,
-    image_size=64,
-)
+QUICK = ROOT / "bench" / "quick.toml"  # --quick: a preset read like any other config file
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 Opt = typer.Option
@@ -139,7 +120,7 @@ def main(
 
 
 def resolve(cli: dict) -> BenchConfig:
-    cfg = BenchConfig(**(QUICK if cli["quick"] else {}))
+    cfg = build_config(BenchConfig, read_config_file(str(QUICK)) if cli["quick"] else {}, {})
     lists = {"presets": str, "sizes": int, "gen_sizes": int}
     for key, kind in lists.items():
         cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))

@@ -1,73 +1,47 @@
 """Where an evaluation's time goes, and the backbone's achieved FLOP/s.
 
-``stage_times`` replays ``TextureLoss.forward`` with a timer around each stage (same calls,
-same order, and it checks that the total equals the objective's own), then times the
-backward pass. The optimizer's share is measured elsewhere: the period between evaluations
-inside a real L-BFGS run minus the evaluation itself.
+``stage_times`` runs the optimizer's own evaluation (``optimize.lbfgs.value_and_grad``) under
+``torch.profiler`` and reads the time of each stage from the ``record_function`` labels in the
+product's code (``losses/texture.py``, ``optimize/lbfgs.py``). The optimizer's share is
+measured elsewhere: the period between evaluations inside a real L-BFGS run minus the
+evaluation itself.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
-from collections import defaultdict
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from losses import TextureLoss, gaussian_pyramid
-from losses.spectrum import spectrum_loss
-from losses.tv import total_variation
+from optimize.lbfgs import value_and_grad
 
-STAGES = ("pyramid", "forward", "gram", "spectrum", "tv", "backward")
+# table column -> the record_function label in the product's code
+LABELS = {
+    "pyramid": "texture.pyramid",
+    "forward": "texture.backbone",
+    "gram": "texture.statistics",
+    "spectrum": "texture.spectrum",
+    "tv": "texture.tv",
+    "backward": "objective.backward",
+}
+STAGES = tuple(LABELS)
 
 
-def _evaluate(objective: TextureLoss, x: torch.Tensor, clock: dict[str, float]) -> torch.Tensor:
-    """One evaluation (forward + backward) of ``objective`` at x (1, 3, H, W); adds each
-    stage's seconds to ``clock``; returns the total loss."""
-
-    def lap(name: str, since: float) -> float:
-        now = time.perf_counter()
-        clock[name] += now - since
-        return now
-
-    x = x.detach().requires_grad_(True)
-    t = time.perf_counter()
-    pyramid = gaussian_pyramid(x, len(objective.octave_weights), objective.circular)
-    t = lap("pyramid", t)
-    total = x.new_zeros((), dtype=torch.float32)
-    for s, (level, v) in enumerate(zip(pyramid, objective.octave_weights, strict=True)):
-        if v == 0:
-            continue
-        feats = objective.backbone(level)
-        t = lap("forward", t)
-        octave = sum(objective.feature_terms(s, feats).values(), x.new_zeros(()))
-        total = total + v * octave
-        t = lap("gram", t)
-    if objective.spectrum_weight:
-        target = objective.spectrum_target(tuple(x.shape[-2:])).to(x.device)
-        total = total + objective.spectrum_weight * spectrum_loss(x, target)
-        t = lap("spectrum", t)
-    if objective.tv_weight:
-        total = total + objective.tv_weight * total_variation(x.float(), objective.circular)
-        t = lap("tv", t)
-    torch.autograd.grad(total, x)
-    lap("backward", t)
-    return total.detach()
+def _profiled(objective: TextureLoss, x: torch.Tensor) -> dict[str, float]:
+    """Seconds of each stage in one evaluation (forward + backward) at x (1, 3, H, W)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        value_and_grad(objective, x)
+    totals = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages()}
+    return {stage: totals.get(label, 0.0) for stage, label in LABELS.items()}
 
 
 def stage_times(objective: TextureLoss, x: torch.Tensor, repeats: int) -> dict[str, float]:
     """Median seconds per stage over ``repeats`` evaluations (after one warm-up)."""
-    with torch.no_grad():
-        expected = float(objective(x)["total"])
-    got = float(_evaluate(objective, x, defaultdict(float)))
-    if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
-        raise RuntimeError(f"stage replay gives loss {got}, the objective {expected}")
-    runs = []
-    for _ in range(repeats):
-        clock: dict[str, float] = defaultdict(float)
-        _evaluate(objective, x, clock)
-        runs.append(clock)
+    _profiled(objective, x)
+    runs = [_profiled(objective, x) for _ in range(repeats)]
     return {k: statistics.median(r[k] for r in runs) for k in STAGES}
 
 

@@ -1,9 +1,11 @@
-"""The combined texture objective, with every exemplar target computed once."""
+"""The combined texture objective, with every exemplar target computed once. Its stages carry
+``torch.profiler.record_function`` labels (``texture.*``), which the benchmark times."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from losses.autocorrelation import autocorrelation, centre_window
 from losses.gram import gram_matrix
@@ -163,7 +165,8 @@ class TextureLoss(nn.Module):
         generator: torch.Generator | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         # Exemplars are not periodic, so their pyramid reflects at the borders.
-        pyramid = gaussian_pyramid(x, len(self.octave_weights), self.circular and not exemplar)
+        with record_function("texture.pyramid"):
+            pyramid = gaussian_pyramid(x, len(self.octave_weights), self.circular and not exemplar)
         out = []
         for level, weight in zip(pyramid, self.octave_weights, strict=True):
             if weight == 0:
@@ -171,7 +174,8 @@ class TextureLoss(nn.Module):
                 continue
             if crop is not None:
                 level = random_crops(level, crop, generator)
-            out.append(self.backbone(level))
+            with record_function("texture.backbone"):
+                out.append(self.backbone(level))
         return out
 
     def feature_terms(self, octave: int, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -224,8 +228,9 @@ class TextureLoss(nn.Module):
             if not feats:
                 terms[f"gram/octave{s}"] = zero
                 continue
-            parts = self.feature_terms(s, feats)
-            octave = sum(parts.values(), zero)
+            with record_function("texture.statistics"):
+                parts = self.feature_terms(s, feats)
+                octave = sum(parts.values(), zero)
             terms[f"gram/octave{s}"] = octave
             feature_total = feature_total + self.octave_weights[s] * octave
             for kind, value in parts.items():
@@ -236,11 +241,13 @@ class TextureLoss(nn.Module):
                 terms[kind] = kinds[kind]
         total = feature_total
         if self.spectrum_weight:
-            target = self.spectrum_target(tuple(x.shape[-2:])).to(x.device)
-            terms["spectrum"] = spectrum_loss(x, target)
+            with record_function("texture.spectrum"):
+                target = self.spectrum_target(tuple(x.shape[-2:])).to(x.device)
+                terms["spectrum"] = spectrum_loss(x, target)
             total = total + self.spectrum_weight * terms["spectrum"]
         if self.tv_weight:
-            terms["tv"] = total_variation(x.float(), self.circular)
+            with record_function("texture.tv"):
+                terms["tv"] = total_variation(x.float(), self.circular)
             total = total + self.tv_weight * terms["tv"]
         terms["total"] = total
         return terms

@@ -237,7 +237,7 @@ def test_loss_of_generated_size_never_seen(checkpoint):
 
 
 def test_target_benchmark_scores_under_the_checkpoint_objective(exemplar, tmp_path):
-    from bench.target import app as target_app
+    from experiments.target import app as target_app
 
     train_run(exemplar, tmp_path / "run", "--steps", "4")
     out = tmp_path / "target"

@@ -1,6 +1,6 @@
 """Validate the judge's structure measure on controls made from each exemplar.
 
-    python -m bench.controls [IMAGE ...] [--procedural-side 512] [--out bench/results]
+    python -m experiments.controls [IMAGE ...] [--procedural-side 512] [--out bench/results]
 
 For every exemplar (photos at their native scale, and the procedural kinds) it scores real
 crops and every control of ``bench.structure.controls`` at half the exemplar's short side,

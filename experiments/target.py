@@ -2,8 +2,8 @@
 yardstick (issue 3's loss target).
 
 \b
-    python -m bench.target runs/wood/final wood256.png
-    python -m bench.target runs/wood/final wood256.png --reference other_piece.png --size 256
+    python -m experiments.target runs/wood/final wood256.png
+    python -m experiments.target runs/wood/final wood256.png --reference other_piece.png --size 256
 
 Scores, under the checkpoint's own objective (its octaves, layers and weights; whole views):
 the generator's samples at SIZE (seeds 0..N-1, mean); an optimize-mode result of the same
