@@ -19,6 +19,8 @@ import tomllib
 from data.errors import UserError
 
 PRESET_DIR = Path(__file__).parent
+# Learning-rate schedules of both trainers (training.loop.Schedule implements them).
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -331,7 +333,7 @@ class BackboneConfig:
         if self.pooling not in ("max", "avg"):
             raise UserError(f"unknown pooling '{self.pooling}'; use max or avg")
         check_choice("--arch", self.arch, "models.vgg", "ARCHS", optional=True)
-        check_choice("lr-schedule", self.lr_schedule, "training.loop", "SCHEDULES")
+        check_choice("lr-schedule", self.lr_schedule, "configs", "SCHEDULES")
         check_seed(self.seed, 1, SEED_END["TrainConfig"])
 
 
@@ -367,7 +369,7 @@ def check_training(cfg: TrainConfig) -> None:
     """The generator trainer's own checks (those that need no backbone)."""
     check_choice("generator", cfg.generator, "models.generator", "GENERATORS")
     check_choice("output", cfg.output, "models.generator", "OUTPUTS")
-    check_choice("lr-schedule", cfg.lr_schedule, "training.loop", "SCHEDULES")
+    check_choice("lr-schedule", cfg.lr_schedule, "configs", "SCHEDULES")
     if cfg.mixed_precision not in ("no", "bf16"):
         raise UserError("--mixed-precision must be no or bf16 (fp16 is not supported on CPUs)")
     if min(cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, cfg.sample_every) < 1:

@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-SCHEDULES = ("cosine", "constant")
-
 
 class Schedule:
-    """Learning-rate factor for ``LambdaLR``: linear warm-up, then cosine down to 1/10 or constant.
+    """Learning-rate factor for ``LambdaLR``: linear warm-up, then cosine down to 1/10 or constant
+    (``configs.SCHEDULES``).
 
     ``scale`` is the number of processes: accelerate steps a prepared scheduler once per
     process per optimizer step. ``cfg`` needs ``warmup_steps``, ``steps``, ``lr_schedule``.
