@@ -32,6 +32,7 @@ from cli.options import (
     Layers,
     LayerWeights,
     MaxPatches,
+    NearestIterations,
     Normalisation,
     Objective,
     Octaves,
@@ -117,10 +118,11 @@ def main(
     pyramid_factor: PyramidFactor = None,
     coarsest: Coarsest = None,
     coarse_iterations: Annotated[
-        int | None, Opt(help="patches: Adam steps at scales whose output side <= 64 px.")
+        int | None, Opt(help="patches: Adam steps at the layout scales (the coarsest ones).")
     ] = None,
     lr: Annotated[float | None, Opt(help="patches: Adam learning rate.")] = None,
     max_patches: MaxPatches = None,
+    nearest_iterations: NearestIterations = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
     optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
     history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,

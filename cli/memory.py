@@ -147,7 +147,23 @@ def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int
     # Every exemplar patch, projected a chunk of directions at a time and sorted.
     chunk = inspect.signature(exemplar_quantiles).parameters["chunk"].default
     theirs = EXEMPLAR_FACTOR * chunk * sum(h * w for h, w in exemplar_sides) * FLOAT32
-    return int(ours + theirs + CANVAS_BYTES * height * width + PATCH_WORKSPACE)
+    nearest = nearest_bytes(cfg, exemplar_sides, (height, width))
+    return int(ours + theirs + nearest + CANVAS_BYTES * height * width + PATCH_WORKSPACE)
+
+
+def nearest_bytes(cfg, exemplar_sides: list[tuple[int, int]], canvas: tuple[int, int]) -> float:
+    """Bytes of the nearest-patch projections (``losses.nearest``) at the finest scale: the
+    exemplar patches (and a centred copy while the index is built), the output's grid
+    patches and their matches, and blocks of distances (each with its temporaries)."""
+    from losses.nearest import DISTANCES
+    from optimize.patches import NEAREST_STRIDE
+
+    if not cfg.nearest_iterations:
+        return 0.0
+    dims = 3 * cfg.patch_size**2
+    theirs = sum(h * w for h, w in exemplar_sides)
+    ours = canvas[0] * canvas[1] / NEAREST_STRIDE**2
+    return (2 * dims * (theirs + ours) + 3 * DISTANCES) * FLOAT32
 
 
 def features_estimate(synth, size: tuple[int, int]) -> int:

@@ -62,6 +62,10 @@ MaxPatches = Annotated[
     int | None,
     Opt(help="patches: at most this many output patches a step, on a strided grid (0 = all)."),
 ]
+NearestIterations = Annotated[
+    int | None,
+    Opt(help="patches: nearest-exemplar-patch projections at every scale (0 = none)."),
+]
 Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]
 
 

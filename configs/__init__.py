@@ -68,6 +68,7 @@ class PatchFields:
     pyramid_factor: float = 0.75  # scale ratio between pyramid levels
     coarsest: int = 32  # the exemplar's short side at the coarsest scale, px
     max_patches: int = 65536  # output patches compared a step at most, a strided grid (0 = all)
+    nearest_iterations: int = 0  # nearest-patch projections at each layout scale (0 = none)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class SynthConfig(PatchFields, LossConfig):
     variations: int = 1  # number of outputs, seeds seed, seed+1, ...
     save_every: int = 0  # write a snapshot every K iterations (0 = never)
     bits: int = 8  # PNG bit depth of the output: 8 or 16
-    coarse_iterations: int = 300  # patches: Adam steps at scales whose output side <= 64 px
+    coarse_iterations: int = 300  # patches: Adam steps at the layout (coarsest) scales
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
 
     def __post_init__(self):
@@ -117,6 +118,7 @@ PATCH_FIELDS = (
     "coarsest",
     "coarse_iterations",
     "lr",
+    "nearest_iterations",
 )
 
 
@@ -129,6 +131,7 @@ def features_fields() -> tuple[str, ...]:
 NON_NEGATIVE = (
     "spectrum_weight", "tv_weight", "autocorr_weight", "swd_weight", "layer_weights",
     "octave_weights", "iterations", "coarse_iterations", "save_every", "max_patches",
+    "nearest_iterations",
     "diversity_weight", "warmup_steps", "keep_checkpoints", "crop",
 )  # fmt: skip
 # accelerate's set_seed seeds NumPy too, which takes 32 bits; synth.py's seeds go to torch.

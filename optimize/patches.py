@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
+from losses.nearest import PatchIndex, project_to_nearest
 from losses.patches import (
     DirectionBank,
     downscaled,
@@ -46,6 +47,13 @@ LR_END = 0.1  # each scale's learning rate decays (cosine) to this fraction of l
 BANK_SIZE = 256
 BANK_REFRESH = 25
 QUANTILES = 65536
+# Nearest-patch projections (losses.nearest) at every scale, once, NEAREST_AT of the way
+# through its steps: the steps after it restore the grain that averaging the matched patches
+# blurs. Output patches on a grid of stride NEAREST_STRIDE, compared in NEAREST_DIMS
+# principal components of the exemplar's patches.
+NEAREST_AT = 2 / 3
+NEAREST_STRIDE = 4
+NEAREST_DIMS = 32
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 
@@ -109,6 +117,8 @@ class PatchSynthesizer(PerImageSynthesizer):
             f"pixel patches {cfg.patch_size}x{cfg.patch_size}, {cfg.projections} projections "
             f"a step, {len(self.scales)} scales (x{cfg.pyramid_factor}), no network"
         )
+        if cfg.nearest_iterations:
+            self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"
 
     def describe(self) -> str:
         return f"objective: {self.description}"
@@ -188,8 +198,11 @@ class PatchSynthesizer(PerImageSynthesizer):
                 BANK_REFRESH,
                 cfg.max_patches or QUANTILES,
             )
+            index = self._nearest_index(level)
             try:
                 for step in range(1, steps[level] + 1):
+                    if index is not None and step == max(1, round(NEAREST_AT * steps[level])):
+                        self._project(x, index)
                     directions, quantiles = bank.draw(cfg.projections, g)
                     opt.zero_grad(set_to_none=True)
                     value = patch_sliced_wasserstein(
@@ -216,6 +229,23 @@ class PatchSynthesizer(PerImageSynthesizer):
         result.terms = {"total": loss, "patches": loss}
         result.seconds = time.perf_counter() - start
         return result
+
+    def _nearest_index(self, level: int) -> PatchIndex | None:
+        """The exemplars' patches at ``level`` if there are nearest-patch projections."""
+        cfg = self.config
+        if cfg.nearest_iterations == 0:
+            return None
+        return PatchIndex(self._pyramid[level], cfg.patch_size, NEAREST_DIMS)
+
+    def _project(self, x: torch.Tensor, index: PatchIndex) -> None:
+        """Replace the pixels of leaf ``x`` (1, 3, H, W) by ``nearest_iterations`` projections."""
+        with torch.no_grad():
+            y = x.detach().clamp(0, 1)
+            for _ in range(self.config.nearest_iterations):
+                y = project_to_nearest(
+                    y, index, min(NEAREST_STRIDE, self.config.patch_size), self.config.tile
+                )
+            x.copy_(y)
 
     def engine_metadata(self) -> dict:
         return {"scales": self.scales, "backbone": None, "objective": self.description}

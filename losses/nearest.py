@@ -1,0 +1,105 @@
+"""Nearest-neighbour patch projection (Kwatra, Essa, Bobick and Kwatra 2005, "Texture
+optimization for example-based synthesis").
+
+Every patch of the output on a grid of stride ``s`` is replaced by the exemplar patch nearest
+to it (Euclidean, over all of the exemplar's p x p x C patches), and each pixel becomes the
+mean of the replacements that cover it. Repeated, this moves the output to a fixed point
+made of exemplar patches that agree where they overlap: continuous walls, straight edges and
+elements of the exemplar's size, which a match of patch *distributions* (``losses.patches``)
+does not force. It also copies: use it where a patch spans a large part of the exemplar
+(the layout), and let the distribution match draw the detail.
+
+Convention: images are (1, C, H, W) float tensors; patches are flattened C-major, as
+``torch.nn.functional.unfold`` gives them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DISTANCES = 2**24  # floats in one block of the distance matrix (64 MB)
+
+
+class PatchIndex:
+    """All p x p patches of one or more exemplars, for nearest-neighbour search.
+
+    With ``dims``, patches are compared in the span of the exemplar patches' ``dims``
+    principal components instead of all C p^2 coordinates: neighbouring pixels make patches
+    highly correlated, so the nearest patch rarely changes, and the search costs
+    ``dims / (C p^2)`` of the exact one.
+
+    Args:
+        exemplars: (1, C, h, w) images at one scale; their patches are pooled.
+        patch: patch side p.
+        dims: principal components searched in (None or >= C p^2: exact search).
+    """
+
+    def __init__(self, exemplars: list[torch.Tensor], patch: int, dims: int | None = None):
+        self.patch = patch
+        self.patches = torch.cat([F.unfold(u.float(), patch)[0].T for u in exemplars])
+        self.patches = self.patches.contiguous()  # (N, C p p)
+        self.basis = None
+        keys = self.patches
+        if dims is not None and dims < keys.shape[1]:
+            centred = keys - keys.mean(0)
+            _, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+            self.basis = vectors[:, -dims:].contiguous()  # (C p p, dims)
+            keys = keys @ self.basis
+        self.keys = keys.contiguous()  # (N, dims or C p p)
+        self.norms = self.keys.pow(2).sum(1)  # (N,)
+
+    def nearest(self, queries: torch.Tensor) -> torch.Tensor:
+        """(M, C p p) patches -> (M,) index of each one's nearest exemplar patch."""
+        if self.basis is not None:
+            queries = queries @ self.basis
+        out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+        chunk = max(1, DISTANCES // self.keys.shape[0])
+        for i in range(0, queries.shape[0], chunk):
+            # |q - e|^2 without |q|^2, which does not change the argmin
+            d = torch.addmm(self.norms[None], queries[i : i + chunk], self.keys.T, alpha=-2)
+            out[i : i + chunk] = d.argmin(1)
+        return out
+
+
+def _wrap_add(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(1, C, H', W') with H' >= h, W' >= w -> (1, C, h, w), the rows and columns beyond
+    h and w added back from the top and left (a periodic image's overhang)."""
+    x = x.clone()
+    x[..., : x.shape[-2] - h, :] += x[..., h:, :]
+    x = x[..., :h, :]
+    x[..., : x.shape[-1] - w] += x[..., w:]
+    return x[..., :w]
+
+
+def project_to_nearest(
+    img: torch.Tensor, index: PatchIndex, stride: int, circular: bool
+) -> torch.Tensor:
+    """One projection step: (1, C, H, W) -> (1, C, H, W), each pixel the mean of the nearest
+    exemplar patches of the grid patches that cover it (not differentiable).
+
+    Args:
+        img: the output, H and W at least p.
+        index: the exemplars' patches.
+        stride: grid stride s (1 <= s <= p): patches at 0, s, 2s, ..., so every pixel lies
+            in one. Where H - p or W - p is not a multiple of s, the image is first extended
+            by reflection past its bottom and right edges (a canvas margin belongs there).
+        circular: patches wrap around the image (a tileable output).
+    """
+    p = index.patch
+    h, w = img.shape[-2:]
+    if circular:
+        ph = (h - 1) // stride * stride + p - h
+        pw = (w - 1) // stride * stride + p - w
+        img = F.pad(img, (0, pw, 0, ph), mode="circular")
+    else:
+        ph, pw = (-(h - p)) % stride, (-(w - p)) % stride
+        img = F.pad(img, (0, pw, 0, ph), mode="reflect")
+    size = img.shape[-2:]
+    queries = F.unfold(img.float(), p, stride=stride)  # (1, C p p, M)
+    matched = index.patches[index.nearest(queries[0].T)].T[None]
+    total = F.fold(matched, size, p, stride=stride)
+    count = F.fold(torch.ones_like(matched[:, : p * p]), size, p, stride=stride)
+    if circular:
+        total, count = _wrap_add(total, h, w), _wrap_add(count, h, w)
+    return (total / count)[..., :h, :w].to(img.dtype)

@@ -1,0 +1,82 @@
+"""Nearest-neighbour patch projection (losses/nearest.py)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losses.nearest import PatchIndex, project_to_nearest
+
+
+def _image(h, w, seed=0):
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_nearest_is_the_brute_force_argmin():
+    index = PatchIndex([_image(20, 24)], 5)
+    queries = torch.rand(300, 75, generator=torch.Generator().manual_seed(1))
+    expected = torch.cdist(queries, index.patches).argmin(1)
+    assert torch.equal(index.nearest(queries), expected)
+
+
+def test_patches_of_several_exemplars_are_pooled():
+    a, b = _image(12, 12, 1), _image(10, 14, 2)
+    index = PatchIndex([a, b], 3)
+    assert index.patches.shape == (10 * 10 + 8 * 12, 27)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [(17, 17), (17, 21)])
+def test_a_crop_of_the_exemplar_is_a_fixed_point(stride, size):
+    exemplar = _image(40, 40)
+    crop = exemplar[..., 7 : 7 + size[0], 11 : 11 + size[1]]
+    out = project_to_nearest(crop, PatchIndex([exemplar], 5), stride, circular=False)
+    torch.testing.assert_close(out, crop)
+
+
+def test_an_uneven_grid_keeps_the_size_and_changes_only_the_last_rows():
+    exemplar = _image(40, 40)
+    crop = exemplar[..., 5:24, 3:25]  # 19 x 22: (19 - 5) % 4 and (22 - 5) % 4 are not 0
+    out = project_to_nearest(crop, PatchIndex([exemplar], 5), 4, circular=False)
+    assert out.shape == crop.shape
+    # the grid's patches at 0, 4, 8 cover rows and columns 0..12 exactly
+    torch.testing.assert_close(out[..., :13, :13], crop[..., :13, :13])
+
+
+def test_projection_descends_the_patch_energy():
+    # Kwatra's energy: the sum over grid patches of the squared distance to the nearest
+    # exemplar patch. The nearest-patch step minimises it over the matches, the average over
+    # the pixels, so it never rises (stride 1: the grid is every patch).
+    index = PatchIndex([_image(32, 32)], 5)
+
+    def energy(x):
+        return torch.cdist(F.unfold(x, 5)[0].T, index.patches).min(1).values.pow(2).sum()
+
+    x = _image(24, 24, 9)
+    energies = [energy(x)]
+    for _ in range(5):
+        x = project_to_nearest(x, index, 1, circular=False)
+        energies.append(energy(x))
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(energies, energies[1:], strict=False))
+    assert energies[-1] < 0.5 * energies[0]
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_circular_projection_keeps_a_periodic_image(stride):
+    tile = _image(9, 9, 4)
+    periodic = tile.repeat(1, 1, 4, 4)  # 36 x 36, period 9
+    out = project_to_nearest(
+        torch.roll(periodic, (4, 2), (2, 3))[..., :27, :27],  # 3 periods: periodic itself
+        PatchIndex([periodic], 5),
+        stride,
+        circular=True,
+    )
+    torch.testing.assert_close(out, torch.roll(periodic, (4, 2), (2, 3))[..., :27, :27])
+
+
+def test_a_principal_subspace_search_finds_the_exact_patch_of_a_crop():
+    exemplar = torch.nn.functional.avg_pool2d(_image(44, 44), 3, 1)  # correlated pixels
+    index = PatchIndex([exemplar], 5, dims=12)
+    assert index.keys.shape == (38 * 38, 12)
+    crop = exemplar[..., 9:26, 4:21]
+    out = project_to_nearest(crop, index, 2, circular=False)
+    torch.testing.assert_close(out, crop)
