@@ -203,3 +203,25 @@ def test_argsort_rows_sorts_negatives_zeros_and_ties():
     assert torch.equal(values.gather(-1, order), values.sort(dim=-1).values)
     rows = torch.randn(4, 1000, generator=gen(9))
     assert torch.equal(patches.argsort_rows(rows), rows.argsort(dim=-1, stable=True))
+
+
+def test_nearest_projections_bring_the_output_to_exemplar_patches():
+    # The distribution match alone leaves patches that no exemplar patch resembles (open
+    # walls, blends of two cells); the projections replace them, so the mean distance from an
+    # output patch to its nearest exemplar patch falls.
+    from losses.nearest import PatchIndex
+
+    cells = make("cells", 64, seed=3)
+    index = PatchIndex([cells[None]], 7)
+
+    def gap(img):
+        queries = torch.nn.functional.unfold(img, 7, stride=3)[0].T
+        return torch.cdist(queries, index.patches).min(1).values.mean()
+
+    def run(k):
+        synth_ = PatchSynthesizer(cells, log=lambda m: None, nearest_iterations=k, **QUICK)
+        return synth_.synthesize(size=(64, 64), seed=1).image
+
+    plain, projected = run(0), run(3)
+    assert gap(projected) < 0.85 * gap(plain)  # measured 0.74
+    assert torch.equal(run(3), projected)  # still the same bytes for the same seed
