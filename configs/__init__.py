@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import tomllib
@@ -269,7 +268,6 @@ def build_config(cls, file_values: dict, cli_values: dict):
         raise UserError(f"unknown config key(s): {', '.join(unknown)}")
     merged = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None and k in fields})
-    merged = {k: v.value if isinstance(v, Enum) else v for k, v in merged.items()}
     for name, value in merged.items():
         annotation = str(fields[name].type)
         if not _type_ok(annotation, value):
