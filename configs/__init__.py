@@ -157,6 +157,12 @@ def check_values(cfg) -> None:
         raise UserError("--autocorr-shift must lie in (0, 1]")
     if not 0 < cfg.pyramid_factor < 1:
         raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+    check_pooling(cfg.pooling)
+
+
+def check_pooling(pooling: str) -> None:
+    """The one check of a backbone's pooling name (the models look it up unchecked)."""
+    check_choice("pooling", pooling, "models.vgg", "POOLINGS")
 
 
 def check_seed(seed: int, variations: int, end: int = SEED_END["SynthConfig"]) -> None:
@@ -331,8 +337,7 @@ class BackboneConfig:
             raise UserError(
                 "--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1"
             )
-        if self.pooling not in ("max", "avg"):
-            raise UserError(f"unknown pooling '{self.pooling}'; use max or avg")
+        check_pooling(self.pooling)
         check_choice("--arch", self.arch, "models.vgg", "ARCHS", optional=True)
         check_choice("lr-schedule", self.lr_schedule, "configs", "SCHEDULES")
         check_seed(self.seed, 1, SEED_END["TrainConfig"])
