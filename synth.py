@@ -37,6 +37,7 @@ from cli.options import (
     Objective,
     Octaves,
     OctaveWeights,
+    OptimizerName,
     Padding,
     PatchSize,
     Pooling,
@@ -49,6 +50,7 @@ from cli.options import (
     TvWeight,
     Weights,
     parse_objective_lists,
+    plain_values,
 )
 from configs import DEFAULT_PRESET, SynthConfig, generate_config, preset_names, synth_config
 from data.errors import UserError, run_cli
@@ -124,7 +126,9 @@ def main(
     max_patches: MaxPatches = None,
     nearest_iterations: NearestIterations = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
-    optimizer: Annotated[str | None, Opt(help="lbfgsb | lbfgs-clamp | lbfgs-sigmoid.")] = None,
+    optimizer: Annotated[
+        OptimizerName | None, Opt(help="L-BFGS variant (lbfgsb: box bounds, SciPy).")
+    ] = None,
     history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,
     tile: Annotated[bool | None, Opt("--tile/--no-tile", help="Seamless, periodic output.")] = None,
     seed: Annotated[int | None, Opt(help="Random seed (variation i uses seed + i).")] = None,
@@ -137,7 +141,7 @@ def main(
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
     progress: Progress = True,
 ) -> None:
-    cli = dict(locals())
+    cli = plain_values(locals())
     with first_interrupt_only():
         run_cli(lambda: synthesize(cli))
 

@@ -33,11 +33,13 @@ import typer
 from cli.console import progress_bar
 from cli.options import (
     ActivationNorm,
+    ArchName,
     AutocorrLayers,
     AutocorrShift,
     AutocorrWeight,
     Backbone,
     Coarsest,
+    GeneratorName,
     Layers,
     LayerWeights,
     MaxPatches,
@@ -45,18 +47,21 @@ from cli.options import (
     Objective,
     Octaves,
     OctaveWeights,
+    OutputName,
     Padding,
     PatchSize,
     Pooling,
     Progress,
     Projections,
     PyramidFactor,
+    ScheduleName,
     SpectrumWeight,
     SwdLayers,
     SwdWeight,
     TvWeight,
     Weights,
     parse_objective_lists,
+    plain_values,
 )
 from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
 from data.errors import run_cli
@@ -80,7 +85,7 @@ def main(
         Task.generator
     ),
     arch: Annotated[
-        str | None, Opt(help="Backbone task: vgg19 | vgg16 | vgg19-tiny (default: --init's).")
+        ArchName | None, Opt(help="Backbone task: VGG layout (default: --init's).")
     ] = None,
     init: Annotated[
         str | None, Opt(help="Backbone task: fine-tune from this backbone (name or file).")
@@ -99,8 +104,8 @@ def main(
         ),
     ] = None,
     resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
-    generator: Annotated[str | None, Opt(help="Generator variant: tiny | small | base.")] = None,
-    output: Annotated[str | None, Opt(help="Generator RGB output: sigmoid | clamp.")] = None,
+    generator: Annotated[GeneratorName | None, Opt(help="Generator variant.")] = None,
+    output: Annotated[OutputName | None, Opt(help="Generator RGB output.")] = None,
     steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Generated images per step and process.")] = None,
     image_size: Annotated[
@@ -108,7 +113,9 @@ def main(
     ] = None,
     crop: Annotated[int | None, Opt(help="Backbone crop of finer octaves (0 = whole).")] = None,
     lr: Annotated[float | None, Opt(help="Adam learning rate.")] = None,
-    lr_schedule: Annotated[str | None, Opt(help="cosine | constant.")] = None,
+    lr_schedule: Annotated[
+        ScheduleName | None, Opt(help="Learning-rate schedule (cosine: to lr / 10).")
+    ] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
     backbone: Backbone = None,
@@ -147,7 +154,7 @@ def main(
     device: Annotated[str | None, Opt(help="auto | cpu (GPUs: accelerate launch).")] = None,
     progress: Progress = True,
 ) -> None:
-    cli = dict(locals())
+    cli = plain_values(locals())
     if task == Task.backbone:
         import train_backbone
 
@@ -172,7 +179,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
         {"final": the final checkpoint's weights file, "step_seconds": seconds of each step
         this call ran} (on the main process; other processes get the step seconds only).
     """
-    import torch  # heavy imports after argument parsing, so --help is instant
+    import torch  # the training stack (accelerate, data, losses) loads after argument parsing
 
     from data.images import load_exemplars
     from data.sidecar import reporting_write_errors

@@ -27,6 +27,7 @@ from typing import Annotated
 
 import typer
 
+from cli.options import ArchName, PoolingName, ScheduleName, plain_values
 from configs import BackboneConfig, TrainConfig, build_config, read_config_file
 from data.errors import UserError, run_cli
 
@@ -42,19 +43,21 @@ def main(
     ),
     config: Annotated[str | None, Opt(help="TOML file of BackboneConfig fields.")] = None,
     resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
-    arch: Annotated[
-        str | None, Opt(help="vgg19 | vgg16 | vgg19-tiny (default: --init's, or vgg19).")
-    ] = None,
+    arch: Annotated[ArchName | None, Opt(help="VGG layout (default: --init's, or vgg19).")] = None,
     init: Annotated[
         str | None, Opt(help="Fine-tune from this backbone (name or file); default scratch.")
     ] = None,
-    pooling: Annotated[str | None, Opt(help="Trunk pooling while training: max | avg.")] = None,
+    pooling: Annotated[
+        PoolingName | None, Opt(help="Trunk pooling while training (default max).")
+    ] = None,
     steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, Opt(help="Crops per step and process.")] = None,
     image_size: Annotated[int | None, Opt(help="Side of the random training crops.")] = None,
     val_fraction: Annotated[float | None, Opt(help="Held-out share of each class.")] = None,
     lr: Annotated[float | None, Opt(help="AdamW learning rate.")] = None,
-    lr_schedule: Annotated[str | None, Opt(help="cosine | constant.")] = None,
+    lr_schedule: Annotated[
+        ScheduleName | None, Opt(help="Learning-rate schedule (cosine: to lr / 10).")
+    ] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     mixed_precision: Annotated[str | None, Opt(help="no | bf16 | fp16.")] = None,
     checkpoint_every: Annotated[int | None, Opt(help="Steps between checkpoints.")] = None,
@@ -64,7 +67,7 @@ def main(
     device: Annotated[str | None, Opt(help="auto | cpu (GPUs: accelerate launch).")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    cli = dict(locals())
+    cli = plain_values(locals())
     run_cli(lambda: run(cli))
 
 

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from cli.console import parse_list
-from configs import build_config, read_config_file
+from configs import TrainConfig, build_config, default_config, read_config_file
 from data.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,17 +64,13 @@ class BenchConfig:
     speed: bool = True
     quality: bool = True
 
-    @property
-    def generator_overrides(self) -> dict:
-        extra = {"octaves": self.quality_octaves} if self.quality_octaves else {}
-        return {
-            "backbone": self.backbone,
-            "generator": self.generator,
-            "steps": self.quality_steps,
-            "image_size": self.image_size,
-            "crop": min(128, self.image_size),
-            **extra,
-        }
+    def train_config(self, steps: int) -> TrainConfig:
+        """The generator preset with this benchmark's backbone, generator and canvas."""
+        octaves = self.quality_octaves or None  # None: the preset's
+        return default_config(
+            TrainConfig, backbone=self.backbone, generator=self.generator, steps=steps,
+            image_size=self.image_size, crop=min(128, self.image_size), octaves=octaves,
+        )  # fmt: skip
 
 
 QUICK = ROOT / "bench" / "quick.toml"  # --quick: a preset read like any other config file
@@ -120,13 +116,11 @@ def main(
 
 
 def resolve(cli: dict) -> BenchConfig:
-    cfg = build_config(BenchConfig, read_config_file(str(QUICK)) if cli["quick"] else {}, {})
     lists = {"presets": str, "sizes": int, "gen_sizes": int}
     for key, kind in lists.items():
         cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
-    names = set(asdict(cfg))
-    cfg = replace(cfg, **{k: v for k, v in cli.items() if k in names and v is not None})
-    cfg = replace(cfg, speed=cli["speed"], quality=cli["quality"])
+    options = {k: v for k, v in cli.items() if k != "exemplars"}  # a folder here, files in cfg
+    cfg = build_config(BenchConfig, read_config_file(str(QUICK)) if cli["quick"] else {}, options)
     unknown = sorted(set(cfg.presets) - set(PRESETS) - set(QUALITY_ONLY))
     if unknown:
         known = ", ".join([*PRESETS, *QUALITY_ONLY])
@@ -141,9 +135,9 @@ def resolve(cli: dict) -> BenchConfig:
     if folder is not None:
         if not Path(folder).is_dir():
             raise UserError(f"exemplar folder not found: {folder}")
-        photos = sorted(
-            str(p) for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-        )[: cli["max_exemplars"]]
+        from data.datasets import image_files  # imports torch: only once there is a folder
+
+        photos = [str(p) for p in image_files(Path(folder))][: cli["max_exemplars"]]
     kinds = cli["procedural"]
     if kinds is None:
         kinds = "cells,stripes" if cli["quick"] else "cells,dots,stripes"
@@ -211,9 +205,10 @@ def log(message: str) -> None:
 
 
 def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
+    import torch
+
     from bench import generator as G
     from bench import speed as S
-    from bench import stages as T
     from data.procedural import make
     from optimize.features import initial_noise
 
@@ -234,8 +229,8 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
             log(f"{preset} {side}px: ours {row['ours_s']:.3f} s, naive {row['naive_s']:.3f} s")
             if side == cfg.stage_size:
                 x = initial_noise(synth.exemplars, (side, side), 0)
-                st = T.stage_times(synth.objective(1), x, cfg.stage_repeats)
-                flops = T.evaluation_flops(synth.objective(1), x)
+                st = S.stage_times(synth.objective(1), x, cfg.stage_repeats)
+                flops = S.evaluation_flops(synth.objective(1), x)
                 st["optimizer"] = max(0.0, row["ours_s"] - sum(st.values()))
                 st.update(
                     preset=preset,
@@ -257,7 +252,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
 
     if not cfg.gen_sizes:  # --gen-sizes "": optimize timings only
         return
-    tcfg = G.train_config(**{**cfg.generator_overrides, "steps": cfg.train_steps + 2})
+    tcfg = cfg.train_config(cfg.train_steps + 2)
     _, seconds, _ = G.train(exemplar, tcfg, out / "generator_speed")
     timed = seconds[2:]
     results["training"] = {
@@ -269,19 +264,13 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     }
     log(f"training {results['training']['steps_per_s']:.2f} steps/s")
     checkpoint = out / "generator_speed" / "final"
-    threads = int(os.environ.get("OMP_NUM_THREADS", torch_threads()))
+    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
     results["generation"] = {}
     for side in cfg.gen_sizes:
         repeats = cfg.gen_repeats if side <= 1024 else 1
         results["generation"].update(G.generation(checkpoint, [side], repeats, out, threads))
         log(f"generation {side}px: {results['generation'][side]['wall_s']:.1f} s")
         save()
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from configs import TrainConfig, build_config, read_config_file
+from configs import TrainConfig
 from generator.checkpoints import load_generator
 from generator.render import generate, prepare
 
@@ -37,11 +37,6 @@ atexit.register(_peak)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-
-
-def train_config(**overrides) -> TrainConfig:
-    """The ``generator`` preset with ``overrides`` (None values ignored)."""
-    return build_config(TrainConfig, read_config_file("generator"), overrides)
 
 
 def train(exemplar: torch.Tensor, cfg: TrainConfig, workdir: Path):

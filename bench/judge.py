@@ -17,8 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.filters import gabor_bank, opponent
-from bench.structure import block_shuffled, structure_distance
+from bench.structure import gabor_bank, opponent, structure_distance
+from data.errors import UserError
 
 # Metrics that are distances to the exemplar (lower is better, normalised by real crops).
 DISTANCES = ("local", "coarse", "structure", "lowfreq", "highfreq", "colour", "mean_shift")
@@ -198,6 +198,18 @@ def white_noise(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> torc
     return (mean + std * torch.randn(3, *size, generator=g)).clamp(0, 1)
 
 
+def block_shuffled(x: torch.Tensor, block: int, seed: int) -> torch.Tensor:
+    """``x`` cut into ``block`` x ``block`` tiles put back in random order."""
+    h, w = (x.shape[1] // block) * block, (x.shape[2] // block) * block
+    tiles = x[:, :h, :w].unfold(1, block, block).unfold(2, block, block)  # (3, nh, nw, b, b)
+    nh, nw = tiles.shape[1:3]
+    order = torch.randperm(nh * nw, generator=torch.Generator().manual_seed(seed))
+    tiles = tiles.reshape(3, nh * nw, block, block)[:, order].reshape(3, nh, nw, block, block)
+    out = x.clone()
+    out[:, :h, :w] = tiles.permute(0, 1, 3, 2, 4).reshape(3, h, w)
+    return out
+
+
 def shuffled_blocks(ref: torch.Tensor, size: tuple[int, int], block: int, seed: int = 0):
     """A real crop cut into ``block`` x ``block`` tiles put back in random order."""
     return block_shuffled(real_crops(ref, size, 1, seed)[0], block, seed + 1)
@@ -224,6 +236,24 @@ def score(values: dict[str, float]) -> float:
     A distance that is NaN (the structure measure on images under 64 px) is left out."""
     logs = [math.log(max(values[k], 1e-12)) for k in DISTANCES if not math.isnan(values[k])]
     return math.exp(sum(logs) / len(logs))
+
+
+def centre_judge(exemplar: torch.Tensor):
+    """``rate(image)``: normalised judge values plus "score" of the centre square of a
+    (3, H, W) image, the square half the exemplar's short side, against real crops of that
+    size (1.0 = as close as a real crop). The real crops' distances are computed once."""
+    side = min(exemplar.shape[-2:]) // 2
+    real, floor = reference(exemplar, (side, side)), floors(exemplar, (side, side))
+
+    def rate(image: torch.Tensor, name: str = "the image") -> dict[str, float]:
+        h, w = image.shape[-2:]
+        if min(h, w) < side:
+            raise UserError(f"{name} is {w}x{h}; the judge needs at least {side}x{side} here")
+        y, x = (h - side) // 2, (w - side) // 2
+        values = normalise(judge(image[:, y : y + side, x : x + side], exemplar), real, floor)
+        return {**values, "score": score(values)}
+
+    return rate
 
 
 def floors(ref: torch.Tensor, size: tuple[int, int]) -> dict[str, float]:

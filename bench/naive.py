@@ -15,8 +15,6 @@ loss value is the same (tested).
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
@@ -27,8 +25,6 @@ from losses.tv import total_variation
 from models.backbones import build_backbone, resolve_backbone
 from models.vgg import layer_taps
 
-ARCH_OF = {"vgg19": "vgg19", "vgg16-hed": "vgg16", "random": "vgg19", "random-tiny": "vgg19-tiny"}
-
 
 def full_backbone(cfg, tile: bool, ours):
     """(backbone with every layer of its architecture up to pool5, the requested layer names).
@@ -38,8 +34,7 @@ def full_backbone(cfg, tile: bool, ours):
     of their source (they only cost time: their outputs are never used).
     """
     name, _ = resolve_backbone(cfg.backbone, cfg.weights)
-    arch = ARCH_OF[name]
-    deepest = list(layer_taps(arch))[-1]
+    deepest = list(layer_taps(ours.arch))[-1]
     layers = list(ours.layers) + ([deepest] if deepest not in ours.layers else [])
     padding = "circular" if tile else cfg.padding
     full = build_backbone(
@@ -146,14 +141,3 @@ def naive_optimize(loss_fn, x0: torch.Tensor, steps: int, on_eval=None) -> torch
         with torch.no_grad():
             x.clamp_(0, 1)
     return x.detach()
-
-
-def timed(fn):
-    """``fn`` wrapped to append the ``time.perf_counter()`` of each call's start to ``.starts``."""
-
-    def wrapper(*args, **kwargs):
-        wrapper.starts.append(time.perf_counter())
-        return fn(*args, **kwargs)
-
-    wrapper.starts = []
-    return wrapper

@@ -55,7 +55,7 @@ def run_methods(exemplar: torch.Tensor, opts, workdir: Path) -> tuple[dict, dict
             "octaves": synth.config.octaves,
             "iterations": result.iterations,
         }
-    cfg = G.train_config(**opts.generator_overrides)
+    cfg = opts.train_config(opts.quality_steps)
     start = time.perf_counter()
     net, _, loss = G.train(exemplar, cfg, workdir / "generator")
     samples = G.samples(net, size, SEEDS, seamless=True)

@@ -14,33 +14,15 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from bench import judge as J
-from data.errors import UserError, run_cli
+from data.errors import run_cli
 from data.images import load_image
 
 COLUMNS = ("score", "structure", "local", "coarse", "lowfreq", "highfreq", "colour", "copy")
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-
-
-def score_images(exemplar: torch.Tensor, images: dict[str, torch.Tensor]) -> dict[str, dict]:
-    """{name: normalised judge values plus "score"} of (3, H, W) images for one exemplar."""
-    side = min(exemplar.shape[-2:]) // 2
-    view = (side, side)
-    real, floor = J.reference(exemplar, view), J.floors(exemplar, view)
-    rows = {}
-    for name, img in images.items():
-        h, w = img.shape[-2:]
-        if min(h, w) < side:
-            raise UserError(f"{name} is {w}x{h}; the judge needs at least {side}x{side} here")
-        y, x = (h - side) // 2, (w - side) // 2
-        values = J.normalise(J.judge(img[:, y : y + side, x : x + side], exemplar), real, floor)
-        values["score"] = J.score(values)
-        rows[name] = values
-    return rows
 
 
 def markdown(rows: dict[str, dict]) -> str:
@@ -52,8 +34,8 @@ def markdown(rows: dict[str, dict]) -> str:
 
 def _run(exemplar: Path, images: list[Path], json_path: Path | None) -> None:
     ref, _ = load_image(exemplar)
-    loaded = {p.name: load_image(p)[0] for p in images}
-    rows = score_images(ref, loaded)
+    rate = J.centre_judge(ref)
+    rows = {p.name: rate(load_image(p)[0], p.name) for p in images}
     print(markdown(rows))
     if json_path is not None:
         tmp = json_path.with_name(json_path.name + ".tmp")

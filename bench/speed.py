@@ -1,7 +1,14 @@
-"""Optimize-mode speed: seconds per L-BFGS evaluation and seconds to a fixed loss, ours vs naive.
+"""Optimize-mode speed: seconds per L-BFGS evaluation and seconds to a fixed loss, ours vs
+naive; where an evaluation's time goes, and the backbone's achieved FLOP/s.
 
-Both sides are timed in the same process, alternately, on the same objective (same backbone
-weights, same exemplar, same start image), so their ratio survives a noisy shared machine.
+Ours and naive are timed in the same process, alternately, on the same objective (same
+backbone weights, same exemplar, same start image), so their ratio survives a noisy shared
+machine.
+
+``stage_times`` runs the optimizer's own evaluation (``optimize.lbfgs.value_and_grad``) under
+``torch.profiler`` and reads the time of each stage from the ``record_function`` labels in the
+product's code (``losses/texture.py``, ``optimize/lbfgs.py``). The optimizer's share is the
+period between evaluations inside a real L-BFGS run minus the evaluation itself.
 """
 
 from __future__ import annotations
@@ -10,12 +17,26 @@ import statistics
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
-from bench.naive import NaiveTextureLoss, naive_optimize, timed
+from bench.naive import NaiveTextureLoss, naive_optimize
 from configs import SynthConfig, build_config, read_config_file
+from losses import TextureLoss, gaussian_pyramid
 from losses.objective import fit_octave_count
 from optimize.features import TextureSynthesizer, initial_noise
-from optimize.lbfgs import optimize
+from optimize.lbfgs import optimize, value_and_grad
+
+# table column -> the record_function label in the product's code
+LABELS = {
+    "pyramid": "texture.pyramid",
+    "forward": "texture.backbone",
+    "gram": "texture.statistics",
+    "spectrum": "texture.spectrum",
+    "tv": "texture.tv",
+    "backward": "objective.backward",
+}
+STAGES = tuple(LABELS)
 
 
 class _Stop(Exception):
@@ -47,6 +68,17 @@ def _periods(starts: list[float]) -> list[float]:
     """Seconds between consecutive evaluation starts, the first (warm-up) period dropped."""
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     return gaps[1:] if len(gaps) > 1 else gaps
+
+
+def timed(fn):
+    """``fn`` wrapped to append the ``time.perf_counter()`` of each call's start to ``.starts``."""
+
+    def wrapper(*args, **kwargs):
+        wrapper.starts.append(time.perf_counter())
+        return fn(*args, **kwargs)
+
+    wrapper.starts = []
+    return wrapper
 
 
 def eval_seconds_ours(synth: TextureSynthesizer, size, evaluations: int) -> list[float]:
@@ -160,3 +192,34 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
         torch.mm(a, b)
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times)
+
+
+def _profiled(objective: TextureLoss, x: torch.Tensor) -> dict[str, float]:
+    """Seconds of each stage in one evaluation (forward + backward) at x (1, 3, H, W)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        value_and_grad(objective, x)
+    totals = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages()}
+    return {stage: totals.get(label, 0.0) for stage, label in LABELS.items()}
+
+
+def stage_times(objective: TextureLoss, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds per stage over ``repeats`` evaluations (after one warm-up)."""
+    _profiled(objective, x)
+    runs = [_profiled(objective, x) for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in STAGES}
+
+
+def evaluation_flops(objective: TextureLoss, x: torch.Tensor) -> dict[str, float]:
+    """FLOPs of one evaluation counted by torch's FlopCounterMode (convs and matmuls).
+
+    Returns {"forward": backbone forward FLOPs over all octaves, "total": forward + backward
+    of the whole evaluation}.
+    """
+    x = x.detach().requires_grad_(True)
+    with FlopCounterMode(display=False) as fwd:
+        pyramid = gaussian_pyramid(x, len(objective.octave_weights), objective.circular)
+        for level in pyramid:
+            objective.backbone(level)
+    with FlopCounterMode(display=False) as both:
+        objective(x)["total"].backward()  # autograd.grad of a leaf breaks the counter
+    return {"forward": float(fwd.get_total_flops()), "total": float(both.get_total_flops())}

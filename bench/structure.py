@@ -1,4 +1,4 @@
-"""Structure measure of the judge, and the controls that validate it.
+"""Structure measure of the judge (the controls that validate it: experiments/controls.py).
 
 The synthesis objective sees CNN features through Gram matrices (and optionally
 autocorrelations of them); none of that is used here. Structure is judged on raw pixels, by
@@ -29,7 +29,30 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.filters import gabor_bank, opponent
+
+# Fixed filters, shared with bench.judge: opponent colour and a Gabor bank.
+def opponent(x: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) RGB -> (3, H, W) luminance, red-green, blue-yellow."""
+    r, g, b = x
+    return torch.stack([0.299 * r + 0.587 * g + 0.114 * b, r - g, 0.5 * (r + g) - b])
+
+
+def gabor_bank(orientations: int = 4, wavelength: float = 4.0, size: int = 9) -> torch.Tensor:
+    """(2 * orientations, 1, size, size) even and odd zero-mean Gabor kernels, unit L1 norm."""
+    r = torch.arange(size, dtype=torch.float32) - size // 2
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    sigma = 0.56 * wavelength  # about one octave of bandwidth
+    kernels = []
+    for k in range(orientations):
+        theta = math.pi * k / orientations
+        u = x * math.cos(theta) + y * math.sin(theta)
+        envelope = torch.exp(-(x**2 + y**2) / (2 * sigma**2))
+        for phase in (torch.cos, torch.sin):
+            g = envelope * phase(2 * math.pi * u / wavelength)
+            g = g - envelope * (g.sum() / envelope.sum())  # no response to flat areas
+            kernels.append(g / g.abs().sum())
+    return torch.stack(kernels)[:, None]
+
 
 GABOR_WAVELENGTH = 4.0  # px at each octave: the band centred on 1/4 cycle per pixel
 OCTAVES = (1, 2, 3)  # box-pyramid octaves of the layout statistics
@@ -199,90 +222,3 @@ def structure_distance(x: torch.Tensor, ref: torch.Tensor) -> float:
         _CACHE.clear()
         _CACHE[key] = StructureReference(ref)
     return _CACHE[key](x)["structure"]
-
-
-# Controls: images that keep the exemplar's local statistics and break its layout --------------
-
-
-def _crop(ref: torch.Tensor, size: tuple[int, int], seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    h, w = ref.shape[-2:]
-    y = int(torch.randint(0, h - size[0] + 1, (1,), generator=g))
-    x = int(torch.randint(0, w - size[1] + 1, (1,), generator=g))
-    return ref[:, y : y + size[0], x : x + size[1]]
-
-
-def elastic_warp(x: torch.Tensor, amplitude: float, scale: float, seed: int) -> torch.Tensor:
-    """``x`` resampled along a smooth random displacement field.
-
-    The field is white noise low-passed by a Gaussian of sd ``scale`` px, rescaled so that its
-    RMS displacement is ``amplitude`` px per axis; bilinear resampling, borders reflected.
-    """
-    g = torch.Generator().manual_seed(seed)
-    h, w = x.shape[-2:]
-    fy, fx = torch.fft.fftfreq(h), torch.fft.rfftfreq(w)
-    lowpass = torch.exp(-2 * math.pi**2 * scale**2 * (fy[:, None] ** 2 + fx[None, :] ** 2))
-    field = torch.fft.irfft2(torch.fft.rfft2(torch.randn(2, h, w, generator=g)) * lowpass, s=(h, w))
-    field = field * (amplitude / field.pow(2).mean((1, 2), keepdim=True).sqrt().clamp_min(1e-12))
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    grid_x = (xs + field[1]) / (w - 1) * 2 - 1
-    grid_y = (ys + field[0]) / (h - 1) * 2 - 1
-    grid = torch.stack([grid_x, grid_y], -1)[None]
-    out = F.grid_sample(
-        x[None], grid, mode="bilinear", padding_mode="reflection", align_corners=True
-    )
-    return out[0].clamp(0, 1)
-
-
-def rescaled(ref: torch.Tensor, size: tuple[int, int], factor: float, seed: int):
-    """A crop of ``ref`` covering ``size / factor`` px resized to ``size`` (> 1 enlarges)."""
-    src = (round(size[0] / factor), round(size[1] / factor))
-    out = F.interpolate(
-        _crop(ref, src, seed)[None], size=size, mode="bicubic", antialias=factor < 1
-    )
-    return out[0].clamp(0, 1)
-
-
-def phase_randomised(x: torch.Tensor, seed: int) -> torch.Tensor:
-    """Same Fourier modulus per channel, a random phase added to all channels alike.
-
-    Adding one white-noise phase to every channel keeps the colour channels' relative phases
-    (so their cross-spectra), as in random-phase noise (Galerne, Gousseau, Morel 2011)."""
-    g = torch.Generator().manual_seed(seed)
-    mean = x.mean((1, 2), keepdim=True)
-    spectrum = torch.fft.rfft2(x - mean)
-    phase = torch.fft.rfft2(torch.randn(x.shape[-2:], generator=g)).angle()
-    out = torch.fft.irfft2(spectrum * torch.exp(1j * phase), s=x.shape[-2:])
-    return (out + mean).clamp(0, 1)
-
-
-def block_shuffled(x: torch.Tensor, block: int, seed: int) -> torch.Tensor:
-    """``x`` cut into ``block`` x ``block`` tiles put back in random order."""
-    h, w = (x.shape[1] // block) * block, (x.shape[2] // block) * block
-    tiles = x[:, :h, :w].unfold(1, block, block).unfold(2, block, block)  # (3, nh, nw, b, b)
-    nh, nw = tiles.shape[1:3]
-    order = torch.randperm(nh * nw, generator=torch.Generator().manual_seed(seed))
-    tiles = tiles.reshape(3, nh * nw, block, block)[:, order].reshape(3, nh, nw, block, block)
-    out = x.clone()
-    out[:, :h, :w] = tiles.permute(0, 1, 3, 2, 4).reshape(3, h, w)
-    return out
-
-
-def controls(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Named (3, *size) images made from ``ref``: three real crops, then the controls.
-
-    ``ref`` must be at least 1.25x ``size`` on each side (for the 0.8x rescale). The warp moves
-    pixels by 1/64 of the side (RMS, per axis) along a field smooth over 1/16 of it; blocks are
-    1/4 of the side.
-    """
-    side = min(size)
-    out = {f"real crop {k + 1}": _crop(ref, size, seed + k) for k in range(3)}
-    out["elastic warp"] = elastic_warp(_crop(ref, size, seed + 10), side / 64, side / 16, seed)
-    out["rescaled 1.25x"] = rescaled(ref, size, 1.25, seed + 11)
-    out["rescaled 0.8x"] = rescaled(ref, size, 0.8, seed + 12)
-    out["shuffled blocks"] = block_shuffled(_crop(ref, size, seed + 13), max(8, side // 4), seed)
-    out["phase randomised"] = phase_randomised(_crop(ref, size, seed + 14), seed)
-    g = torch.Generator().manual_seed(seed + 15)
-    mean, std = ref.mean((1, 2), keepdim=True), ref.std((1, 2), keepdim=True)
-    out["noise"] = (mean + std * torch.randn(3, *size, generator=g)).clamp(0, 1)
-    return out

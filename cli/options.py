@@ -1,22 +1,56 @@
-"""The texture objective's command-line options, shared by synth.py and train.py.
+"""The command-line options the entry points share, and the choices the registries give.
 
-Both entry points take the same ``LossConfig`` fields; declaring each option once keeps their
-names and help identical (STYLE.md: flag names equal config field names).
+synth.py and train.py take the same ``LossConfig`` fields; declaring each option once keeps
+their names and help identical (STYLE.md: flag names equal config field names). Options
+whose value is a registry key are Enums built from the registry; entry points hand the
+configs plain strings (``plain_values``).
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from cli.console import parse_list
+from configs import SCHEDULES
+from losses.texture import NORMALISATIONS
+from models.backbones import BACKBONES
+from models.generator import GENERATORS, OUTPUTS
+from models.vgg import ARCHS, PADDINGS, POOLINGS
+from optimize.engine import OBJECTIVES
+from optimize.lbfgs import METHODS
 
 Opt = typer.Option
 
-Backbone = Annotated[
-    str | None, Opt(help="vgg19 | vgg16-hed | random | random-tiny | auto | trained FILE.")
-]
+
+def registry_choices(name: str, keys) -> type[Enum]:
+    """A str-valued Enum of a registry's ``keys``: typer lists them in ``--help`` and refuses
+    any other value with a usage error (exit code 2), so a new registry entry needs no CLI
+    change. Only for closed sets: options that also take a file path stay strings."""
+    return Enum(name, {k: k for k in keys}, type=str)
+
+
+PoolingName = registry_choices("PoolingName", POOLINGS)
+PaddingName = registry_choices("PaddingName", PADDINGS)
+NormalisationName = registry_choices("NormalisationName", NORMALISATIONS)
+ObjectiveName = registry_choices("ObjectiveName", OBJECTIVES)
+OptimizerName = registry_choices("OptimizerName", METHODS)
+GeneratorName = registry_choices("GeneratorName", GENERATORS)
+OutputName = registry_choices("OutputName", OUTPUTS)
+ScheduleName = registry_choices("ScheduleName", SCHEDULES)
+ArchName = registry_choices("ArchName", ARCHS)
+
+
+def plain_values(values: dict) -> dict:
+    """``values`` (an entry point's parsed options) with Enum choices as their plain string
+    values: configs and the code below the CLI see strings only."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+
+
+# Not an Enum: a backbone file written by train_backbone.py is a choice too.
+Backbone = Annotated[str | None, Opt(help=f"{' | '.join(BACKBONES)} | auto | trained FILE.")]
 Weights = Annotated[str | None, Opt(help="Local vgg19 weights file (torchvision or vgg_conv).")]
 Layers = Annotated[str | None, Opt(help="Comma-separated layers, Gatys or Keras names.")]
 LayerWeights = Annotated[str | None, Opt(help="Comma-separated weight per layer.")]
@@ -25,7 +59,8 @@ OctaveWeights = Annotated[str | None, Opt(help="Comma-separated weight per octav
 SpectrumWeight = Annotated[float | None, Opt(help="Weight of the Fourier spectrum term.")]
 TvWeight = Annotated[float | None, Opt(help="Weight of the total-variation term.")]
 Normalisation = Annotated[
-    str | None, Opt(help="Gram term balance: global (one divisor) | per_term (weights = shares).")
+    NormalisationName | None,
+    Opt(help="Gram term balance: global (one divisor), per_term (weights = shares)."),
 ]
 AutocorrLayers = Annotated[
     str | None, Opt(help="Comma-separated layers whose feature autocorrelation is matched.")
@@ -38,8 +73,8 @@ SwdLayers = Annotated[
     str | None, Opt(help="Comma-separated layers whose sliced Wasserstein distance is matched.")
 ]
 SwdWeight = Annotated[float | None, Opt(help="Weight of each sliced Wasserstein term.")]
-Pooling = Annotated[str | None, Opt(help="Backbone pooling: avg | max.")]
-Padding = Annotated[str | None, Opt(help="Backbone padding: zeros | reflect | valid | circular.")]
+Pooling = Annotated[PoolingName | None, Opt(help="Backbone pooling.")]
+Padding = Annotated[PaddingName | None, Opt(help="Backbone padding (valid: no padding).")]
 ActivationNorm = Annotated[
     bool | None,
     Opt(
@@ -48,7 +83,8 @@ ActivationNorm = Annotated[
     ),
 ]
 Objective = Annotated[
-    str | None, Opt(help="features (backbone statistics) | patches (pixel patches, no network).")
+    ObjectiveName | None,
+    Opt(help="features (backbone statistics) or patches (pixel patches, no network)."),
 ]
 PatchSize = Annotated[int | None, Opt(help="patches: side of the pixel patches.")]
 Projections = Annotated[

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import tomllib
@@ -158,6 +157,12 @@ def check_values(cfg) -> None:
         raise UserError("--autocorr-shift must lie in (0, 1]")
     if not 0 < cfg.pyramid_factor < 1:
         raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+    check_pooling(cfg.pooling)
+
+
+def check_pooling(pooling: str) -> None:
+    """The one check of a backbone's pooling name (the models look it up unchecked)."""
+    check_choice("pooling", pooling, "models.vgg", "POOLINGS")
 
 
 def check_seed(seed: int, variations: int, end: int = SEED_END["SynthConfig"]) -> None:
@@ -269,7 +274,6 @@ def build_config(cls, file_values: dict, cli_values: dict):
         raise UserError(f"unknown config key(s): {', '.join(unknown)}")
     merged = dict(file_values)
     merged.update({k: v for k, v in cli_values.items() if v is not None and k in fields})
-    merged = {k: v.value if isinstance(v, Enum) else v for k, v in merged.items()}
     for name, value in merged.items():
         annotation = str(fields[name].type)
         if not _type_ok(annotation, value):
@@ -333,8 +337,7 @@ class BackboneConfig:
             raise UserError(
                 "--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1"
             )
-        if self.pooling not in ("max", "avg"):
-            raise UserError(f"unknown pooling '{self.pooling}'; use max or avg")
+        check_pooling(self.pooling)
         check_choice("--arch", self.arch, "models.vgg", "ARCHS", optional=True)
         check_choice("lr-schedule", self.lr_schedule, "configs", "SCHEDULES")
         check_seed(self.seed, 1, SEED_END["TrainConfig"])

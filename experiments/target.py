@@ -45,20 +45,15 @@ def scorer(synth: TextureSynthesizer, exemplar: torch.Tensor):
     """image (3, H, W) -> {"total", "octaves": [finest first], "judge"}, under ``synth``'s
     objective; the judge looks at the centre half."""
     objective = synth.objective()
-    side = min(exemplar.shape[-2:]) // 2
-    view = (side, side)
-    real, floor = J.reference(exemplar, view), J.floors(exemplar, view)
+    judge = J.centre_judge(exemplar)
 
     @torch.no_grad()
     def score(image: torch.Tensor) -> dict:
         terms = objective(image[None].to(synth.device))
-        h, w = image.shape[-2:]
-        y, x = (h - side) // 2, (w - side) // 2
-        values = J.normalise(J.judge(image[:, y : y + side, x : x + side], exemplar), real, floor)
         return {
             "total": float(terms["total"]),
             "octaves": [float(terms[f"gram/octave{s}"]) for s in range(synth.config.octaves)],
-            "judge": J.score(values),
+            "judge": judge(image)["score"],
         }
 
     return score

@@ -55,8 +55,6 @@ def build_backbone_for(cfg: LossConfig, tile: bool, device: torch.device, log=pr
     if cfg.backbone == "auto":
         log(message)
     padding = "circular" if tile else cfg.padding
-    if cfg.pooling not in ("avg", "max"):
-        raise UserError(f"unknown pooling '{cfg.pooling}'; use avg or max")
     if cfg.octaves < 1:
         raise UserError("octaves must be at least 1")
     backbone = build_backbone(

@@ -11,7 +11,7 @@ from pathlib import Path
 from data.errors import UserError
 from data.sidecar import file_sha256
 from models import weights as W
-from models.vgg import PADDINGS, POOLINGS, FeatureExtractor, canonical_layer
+from models.vgg import PADDINGS, FeatureExtractor, canonical_layer
 
 __all__ = [
     "BACKBONES",
@@ -115,7 +115,8 @@ def build_backbone(
         name: a key of ``BACKBONES``, or the path of a backbone file (or run directory)
             written by ``train.py --task backbone``.
         layers: layer names in any spelling :func:`canonical_layer` accepts.
-        pooling: "avg" replaces VGG's max-pools by average pools (Gatys 2015); "max" keeps them.
+        pooling: "avg" replaces VGG's max-pools by average pools (Gatys 2015); "max" keeps them
+            (a key of ``models.vgg.POOLS``; the configs check it).
         padding: "zeros" | "reflect" | "circular" | "valid" (see :class:`FeatureExtractor`).
         weights: local weights file for vgg19 (torchvision or vgg_conv layout, .pth/.pt or
             .safetensors) or vgg16-hed (Keras h5); None uses the default source.
@@ -128,8 +129,6 @@ def build_backbone(
 
     if name not in BACKBONES and not looks_like_path(name):
         raise UserError(f"unknown backbone '{name}'; choose from {', '.join(BACKBONES)} or auto")
-    if pooling not in POOLINGS:
-        raise UserError(f"unknown pooling '{pooling}'; choose from {', '.join(POOLINGS)}")
     if padding not in PADDINGS:
         raise UserError(f"unknown padding '{padding}'; choose from {', '.join(PADDINGS)}")
     make = BACKBONES.get(name) or (lambda *a, **k: trained(name, *a, **k))

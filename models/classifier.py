@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from data.errors import UserError
 from models.batchnorm import fold_batchnorm
-from models.vgg import ARCHS
+from models.vgg import ARCHS, POOLS
 from models.weights import read_safetensors
 
 FORMAT = "texsynth-backbone-1"
@@ -50,7 +50,7 @@ class VGGClassifier(nn.Module):
         channels = 3
         for item in ARCHS[arch]:
             if item == "M":
-                layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+                layers.append(POOLS[pooling](2, 2))
                 continue
             layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.BatchNorm2d(int(item))]
             layers.append(nn.ReLU(inplace=True))

@@ -40,7 +40,10 @@ ARCHS: dict[str, tuple[int | str, ...]] = {
 }
 
 PADDINGS = ("zeros", "reflect", "circular", "valid")
-POOLINGS = ("avg", "max")
+# The 2x2 pooling layer of each pooling name. The configs refuse other names (configs:
+# check_values), so a lookup here needs no check of its own.
+POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
+POOLINGS = tuple(POOLS)
 
 
 def layer_taps(arch: str) -> dict[str, int]:
@@ -144,7 +147,7 @@ class FeatureExtractor(nn.Module):
         with torch.device("meta"):
             for item in ARCHS[arch]:
                 if item == "M":
-                    modules.append(nn.AvgPool2d(2, 2) if pooling == "avg" else nn.MaxPool2d(2, 2))
+                    modules.append(POOLS[pooling](2, 2))
                     continue
                 pad = 0 if padding == "valid" else 1
                 mode = "zeros" if padding == "valid" else padding

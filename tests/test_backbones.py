@@ -231,9 +231,17 @@ def test_vgg19_from_the_cache(no_vgg_cache, tv_state):
 
 
 def test_unknown_options():
-    for kw in [dict(name="vgg18"), dict(pooling="min"), dict(padding="same")]:
+    for kw in [dict(name="vgg18"), dict(padding="same")]:
         with pytest.raises(UserError, match="choose from"):
             build_backbone(kw.pop("name", "random-tiny"), ["conv1_1"], **kw)
+
+
+def test_pooling_is_checked_by_the_configs():
+    from configs import BackboneConfig, SynthConfig, TrainConfig
+
+    for cls in (SynthConfig, TrainConfig, BackboneConfig):
+        with pytest.raises(UserError, match="unknown pooling 'min'; choose from avg, max"):
+            cls(pooling="min")
 
 
 HED = weights.hed_weights_file()

@@ -86,7 +86,8 @@ def test_bad_preset_is_one_line_error(tmp_path):
 
 
 def test_structure_measure_scores_real_crops_about_one_and_flags_controls(stripes):
-    from bench.structure import StructureReference, controls
+    from bench.structure import StructureReference
+    from experiments.controls import controls
 
     reference = StructureReference(stripes)
     rows = {name: reference(img)["structure"] for name, img in controls(stripes, (96, 96)).items()}
