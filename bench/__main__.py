@@ -215,7 +215,8 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     exemplar = make("cells", cfg.speed_exemplar, seed=0)
     results["speed_exemplar"] = f"procedural cells, {cfg.speed_exemplar}x{cfg.speed_exemplar}"
     results["matmul_gflops"] = S.matmul_peak(2048 if cfg.stage_size > 128 else 1024) / 1e9
-    log(f"matmul peak {results['matmul_gflops']:.1f} GFLOP/s")
+    threads = torch.get_num_threads()
+    log(f"matmul peak {results['matmul_gflops']:.1f} GFLOP/s, torch threads: {threads}")
     results["per_evaluation"], results["to_loss"], results["stages"] = [], [], []
     results["stage_size"] = cfg.stage_size
     for preset in [p for p in cfg.presets if p in PRESETS]:
