@@ -205,11 +205,11 @@ class PatchSynthesizer(PerImageSynthesizer):
                 BANK_REFRESH,
                 cfg.max_patches or QUANTILES,
             )
-            index = self._nearest_index(level)
+            project_at = max(1, round(NEAREST_AT * steps[level])) if cfg.nearest_iterations else 0
             try:
                 for step in range(1, steps[level] + 1):
-                    if index is not None and step == max(1, round(NEAREST_AT * steps[level])):
-                        self._project(x, index)
+                    if step == project_at:
+                        self._project(x, level)
                     directions, quantiles = bank.draw(cfg.projections, g)
                     opt.zero_grad(set_to_none=True)
                     value = patch_sliced_wasserstein(
@@ -237,15 +237,10 @@ class PatchSynthesizer(PerImageSynthesizer):
         result.seconds = time.perf_counter() - start
         return result
 
-    def _nearest_index(self, level: int) -> PatchIndex | None:
-        """The exemplars' patches at ``level`` if there are nearest-patch projections."""
-        cfg = self.config
-        if cfg.nearest_iterations == 0:
-            return None
-        return PatchIndex(self._pyramid[level], cfg.patch_size, NEAREST_DIMS)
-
-    def _project(self, x: torch.Tensor, index: PatchIndex) -> None:
-        """Replace the pixels of leaf ``x`` (1, 3, H, W) by ``nearest_iterations`` projections."""
+    def _project(self, x: torch.Tensor, level: int) -> None:
+        """Replace the pixels of leaf ``x`` (1, 3, H, W) by ``nearest_iterations`` projections
+        onto the exemplars' patches at ``level`` (the index lives only for this call)."""
+        index = PatchIndex(self._pyramid[level], self.config.patch_size, NEAREST_DIMS)
         with torch.no_grad():
             y = x.detach().clamp(0, 1)
             for _ in range(self.config.nearest_iterations):
