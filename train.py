@@ -118,6 +118,9 @@ def main(
     ] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
+    nearest_weight: Annotated[
+        float | None, Opt(help="patches: weight of the pull to the nearest-patch projection.")
+    ] = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,

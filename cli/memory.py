@@ -155,8 +155,7 @@ def nearest_bytes(cfg, exemplar_sides: list[tuple[int, int]], canvas: tuple[int,
     """Bytes of the nearest-patch projections (``losses.nearest``) at the finest scale: the
     exemplar patches (and a centred copy while the index is built), the output's grid
     patches and their matches, and blocks of distances (each with its temporaries)."""
-    from losses.nearest import DISTANCES
-    from optimize.patches import NEAREST_STRIDE
+    from losses.nearest import DISTANCES, NEAREST_STRIDE
 
     if not cfg.nearest_iterations:
         return 0.0

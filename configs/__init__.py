@@ -300,6 +300,7 @@ class TrainConfig(PatchFields, LossConfig):
     lr_schedule: str = "cosine"  # cosine (to lr / 10) | constant
     warmup_steps: int = 50  # linear learning-rate warm-up
     diversity_weight: float = 0.0  # Ulyanov 2017 diversity term (needs batch_size >= 2)
+    nearest_weight: float = 0.0  # patches: pull towards the nearest-patch projection (0 = none)
     mixed_precision: str = "no"  # no | bf16 (accelerate autocast; Gram and FFT stay fp32)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
@@ -389,6 +390,10 @@ def check_training(cfg: TrainConfig) -> None:
         )
     if cfg.objective not in ("features", "patches"):
         raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
+    if cfg.objective != "patches" and cfg.nearest_weight:
+        raise UserError("--nearest-weight needs the patches objective (--objective patches)")
+    if cfg.nearest_weight < 0:
+        raise UserError("--nearest-weight must be >= 0")
     if cfg.objective == "patches" and cfg.diversity_weight:
         raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
     if cfg.diversity_weight and cfg.batch_size < 2:

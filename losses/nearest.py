@@ -19,6 +19,10 @@ import torch
 import torch.nn.functional as F
 
 DISTANCES = 2**24  # floats in one block of the distance matrix (64 MB)
+# Output patches on a grid of this stride, compared in this many principal components of the
+# exemplar's patches (docs/decisions.md, session 6: as good as the exact stride-2 search).
+NEAREST_STRIDE = 4
+NEAREST_DIMS = 32
 
 
 class PatchIndex:
@@ -33,11 +37,21 @@ class PatchIndex:
         exemplars: (1, C, h, w) images at one scale; their patches are pooled.
         patch: patch side p.
         dims: principal components searched in (None or >= C p^2: exact search).
+        limit: keep at most this many patches, a fixed random subset (None = all).
     """
 
-    def __init__(self, exemplars: list[torch.Tensor], patch: int, dims: int | None = None):
+    def __init__(
+        self,
+        exemplars: list[torch.Tensor],
+        patch: int,
+        dims: int | None = None,
+        limit: int | None = None,
+    ):
         self.patch = patch
         self.patches = torch.cat([F.unfold(u.float(), patch)[0].T for u in exemplars])
+        if limit is not None and limit < self.patches.shape[0]:
+            keep = torch.randperm(self.patches.shape[0], generator=torch.Generator().manual_seed(0))
+            self.patches = self.patches[keep[:limit].sort().values.to(self.patches.device)]
         self.patches = self.patches.contiguous()  # (N, C p p)
         self.basis = None
         keys = self.patches

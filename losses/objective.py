@@ -138,7 +138,7 @@ def generator_objective(cfg, exemplars: list[torch.Tensor], backbone):
     if cfg.objective == "patches":
         from losses.patches import PatchPyramidLoss
 
-        objective = PatchPyramidLoss(exemplars, cfg, circular=cfg.tile)
+        objective = PatchPyramidLoss(exemplars, cfg, cfg.tile, cfg.nearest_weight)
         size = f"{cfg.patch_size}x{cfg.patch_size}"
         return objective, f"none: pixel patches {size}, {len(objective.scales)} scales"
     rescale_to(cfg, backbone, exemplars)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
-from losses.nearest import PatchIndex, project_to_nearest
+from losses.nearest import NEAREST_DIMS, NEAREST_STRIDE, PatchIndex, project_to_nearest
 from losses.patches import (
     DirectionBank,
     downscaled,
@@ -56,11 +56,8 @@ BANK_REFRESH = 25
 QUANTILES = 65536
 # Nearest-patch projections (losses.nearest) at every scale, once, NEAREST_AT of the way
 # through its steps: the steps after it restore the grain that averaging the matched patches
-# blurs. Output patches on a grid of stride NEAREST_STRIDE, compared in NEAREST_DIMS
-# principal components of the exemplar's patches.
+# blurs (the grid's stride and search dimensions: losses.nearest).
 NEAREST_AT = 2 / 3
-NEAREST_STRIDE = 4
-NEAREST_DIMS = 32
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 

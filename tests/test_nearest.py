@@ -80,3 +80,37 @@ def test_a_principal_subspace_search_finds_the_exact_patch_of_a_crop():
     crop = exemplar[..., 9:26, 4:21]
     out = project_to_nearest(crop, index, 2, circular=False)
     torch.testing.assert_close(out, crop)
+
+
+def _training_config(**values):
+    from configs import TrainConfig, default_config
+
+    return default_config(TrainConfig, objective="patches", coarsest=16, projections=16, **values)
+
+
+def test_the_generator_term_is_zero_on_the_exemplar_and_descends_elsewhere():
+    from losses.patches import PatchPyramidLoss
+
+    exemplar = F.avg_pool2d(_image(66, 66), 3, 1)[0]  # (3, 64, 64)
+    loss = PatchPyramidLoss([exemplar], _training_config(), nearest_weight=1.0)
+    assert len(loss.scales) >= 2
+    x = F.avg_pool2d(_image(66, 66, 5), 3, 1).requires_grad_(True)
+    # not 0: patches past the bottom and right edges are reflections (projection's padding)
+    assert float(loss(exemplar[None])["nearest"]) < 0.15 * float(loss(x)["nearest"])
+    opt = torch.optim.SGD([x], lr=2e3)  # the term is a mean over ~10^4 values
+    values = []
+    for _ in range(4):
+        opt.zero_grad()
+        term = loss(x)["nearest"]
+        term.backward()
+        opt.step()
+        values.append(float(term))
+    assert values[-1] < 0.8 * values[0]
+
+
+def test_the_generator_term_needs_the_patch_objective():
+    from configs import TrainConfig, default_config
+    from data.errors import UserError
+
+    with pytest.raises(UserError, match="nearest-weight needs the patches objective"):
+        default_config(TrainConfig, objective="features", nearest_weight=1.0)
