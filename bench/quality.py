@@ -1,4 +1,4 @@
-"""Quality runs: every engine on one exemplar, judged against controls (see ``bench.judge``)."""
+"""Quality runs: every engine on one exemplar, judged against controls (the judge: ``judge/``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import judge as J
 from bench import generator as G
-from bench import judge as J
 from bench.speed import ours, preset_config
 from data.images import load_image
 from data.procedural import make
+from judge.controls import real_crops, shuffled_blocks, white_noise
 from optimize.patches import PatchSynthesizer
 
 SEEDS = (0, 1, 2, 3)  # generator samples for the diversity measurement
@@ -76,14 +77,14 @@ def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> di
     floor = J.floors(exemplar, size)
     block = max(8, size[0] // 8)
     rows = {
-        "control: white noise": J.white_noise(exemplar, size),
-        "control: shuffled blocks": J.shuffled_blocks(exemplar, size, block),
-        "control: real crop": J.real_crops(exemplar, size, 1, seed=99)[0],
+        "control: white noise": white_noise(exemplar, size),
+        "control: shuffled blocks": shuffled_blocks(exemplar, size, block),
+        "control: real crop": real_crops(exemplar, size, 1, seed=99)[0],
     }
     rows.update({k: v for k, v in images.items() if k != "generator_samples"})
     table = {name: J.normalise(J.judge(img, exemplar), real, floor) for name, img in rows.items()}
     if "generator_samples" in images:
-        crops = J.real_crops(exemplar, size, len(SEEDS), seed=5)
+        crops = real_crops(exemplar, size, len(SEEDS), seed=5)
         table["generator"]["diversity"] = J.diversity(images["generator_samples"]) / max(
             J.diversity(crops), 1e-12
         )

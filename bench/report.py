@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from bench.judge import DISTANCES
 from bench.speed import STAGES
+from judge import DISTANCES
 
 QUALITY_COLUMNS = (*DISTANCES, "copy", "seam", "diversity", "score")
 
@@ -143,7 +143,7 @@ def quality_section(r: dict) -> list[str]:
         "Distances to the exemplar divided by those of real crops of it (1.0 = as close as a "
         "real crop; lower is better): local = Gabor energy statistics at full and 1/2 "
         "resolution; coarse = the same at 1/8 and 1/16; structure = correlograms and "
-        "cross-scale phase of fixed filters z-scored against real crops (bench.structure); "
+        "cross-scale phase of fixed filters z-scored against real crops (judge.structure); "
         "lowfreq = log radial power below "
         "1/8 cycle/px; highfreq = log ratio of the power fraction above 1/4 cycle/px; colour = "
         "RGB sliced Wasserstein; mean_shift = mean colour difference. copy = fraction of 8x8 "

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 import typer
 
-from bench.judge import block_shuffled, real_crops, white_noise
-from bench.structure import StructureReference
 from data.errors import UserError, run_cli
 from data.images import load_image
 from data.procedural import make
+from judge.controls import block_shuffled, real_crops, white_noise
+from judge.structure import StructureReference
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCEDURAL = ("cells", "dots", "stripes")
