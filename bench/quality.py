@@ -13,6 +13,7 @@ from bench import generator as G
 from bench.speed import ours, preset_config
 from data.images import load_image
 from data.procedural import make
+from generator.render import generate, prepare
 from judge.controls import real_crops, shuffled_blocks, white_noise
 from optimize.patches import PatchSynthesizer
 
@@ -59,7 +60,8 @@ def run_methods(exemplar: torch.Tensor, opts, workdir: Path) -> tuple[dict, dict
     cfg = opts.train_config(opts.quality_steps)
     start = time.perf_counter()
     net, _, loss = G.train(exemplar, cfg, workdir / "generator")
-    samples = G.samples(net, size, SEEDS, seamless=True)
+    net = prepare(net)
+    samples = [generate(net, size, seed=s, seamless=True) for s in SEEDS]
     images["generator"] = samples[0]
     images["generator_samples"] = samples
     info["generator"] = {"seconds": time.perf_counter() - start, "loss": loss, "steps": cfg.steps}
@@ -73,8 +75,7 @@ def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> di
     as a real crop), ``copy`` is a fraction, ``seam`` a ratio (1 = seamless), ``diversity`` (the
     generator only) relative to the diversity of real crops.
     """
-    real = J.reference(exemplar, size)
-    floor = J.floors(exemplar, size)
+    rate = J.relative_judge(exemplar, size)
     block = max(8, size[0] // 8)
     rows = {
         "control: white noise": white_noise(exemplar, size),
@@ -82,12 +83,10 @@ def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> di
         "control: real crop": real_crops(exemplar, size, 1, seed=99)[0],
     }
     rows.update({k: v for k, v in images.items() if k != "generator_samples"})
-    table = {name: J.normalise(J.judge(img, exemplar), real, floor) for name, img in rows.items()}
+    table = {name: rate(img) for name, img in rows.items()}
     if "generator_samples" in images:
         crops = real_crops(exemplar, size, len(SEEDS), seed=5)
         table["generator"]["diversity"] = J.diversity(images["generator_samples"]) / max(
             J.diversity(crops), 1e-12
         )
-    for values in table.values():
-        values["score"] = J.score(values)
     return table

@@ -210,22 +210,33 @@ def score(values: dict[str, float]) -> float:
     return math.exp(sum(logs) / len(logs))
 
 
-def centre_judge(exemplar: torch.Tensor):
-    """``rate(image)``: normalised judge values plus "score" of the centre square of a
-    (3, H, W) image, the square half the exemplar's short side, against real crops of that
-    size (1.0 = as close as a real crop). The real crops' distances are computed once."""
-    side = min(exemplar.shape[-2:]) // 2
-    real, floor = reference(exemplar, (side, side)), floors(exemplar, (side, side))
+def relative_judge(exemplar: torch.Tensor, size: tuple[int, int]):
+    """``rate(image)``: normalised judge values plus "score" of a (3, *size) image against
+    real crops of that size (1.0 = as close as a real crop). The real crops' distances are
+    computed once."""
+    real, floor = reference(exemplar, size), floors(exemplar, size)
 
-    def rate(image: torch.Tensor, name: str = "the image") -> dict[str, float]:
+    def rate(image: torch.Tensor) -> dict[str, float]:
+        values = normalise(judge(image, exemplar), real, floor)
+        return {**values, "score": score(values)}
+
+    return rate
+
+
+def centre_judge(exemplar: torch.Tensor):
+    """``rate(image)``: ``relative_judge`` of the centre square of a (3, H, W) image, the
+    square half the exemplar's short side."""
+    side = min(exemplar.shape[-2:]) // 2
+    rate = relative_judge(exemplar, (side, side))
+
+    def centre(image: torch.Tensor, name: str = "the image") -> dict[str, float]:
         h, w = image.shape[-2:]
         if min(h, w) < side:
             raise UserError(f"{name} is {w}x{h}; the judge needs at least {side}x{side} here")
         y, x = (h - side) // 2, (w - side) // 2
-        values = normalise(judge(image[:, y : y + side, x : x + side], exemplar), real, floor)
-        return {**values, "score": score(values)}
+        return rate(image[:, y : y + side, x : x + side])
 
-    return rate
+    return centre
 
 
 def floors(ref: torch.Tensor, size: tuple[int, int]) -> dict[str, float]:

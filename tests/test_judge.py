@@ -17,14 +17,11 @@ def stripes():
     return make("stripes", 192, seed=1)
 
 
-def normalised(img, ref):
-    return J.normalise(J.judge(img, ref), J.reference(ref, SIZE), J.floors(ref, SIZE))
-
-
 def test_judge_ranks_controls(stripes):
-    noise = normalised(white_noise(stripes, SIZE), stripes)
-    shuffled = normalised(shuffled_blocks(stripes, SIZE, 16), stripes)
-    real = normalised(real_crops(stripes, SIZE, 1, seed=99)[0], stripes)
+    rate = J.relative_judge(stripes, SIZE)
+    noise = rate(white_noise(stripes, SIZE))
+    shuffled = rate(shuffled_blocks(stripes, SIZE, 16))
+    real = rate(real_crops(stripes, SIZE, 1, seed=99)[0])
     for metric in ("structure", "local"):
         assert noise[metric] > shuffled[metric] > real[metric], metric
     assert 0.5 < real["structure"] < 2.0  # a fresh real crop scores about 1
