@@ -210,7 +210,6 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     from bench import generator as G
     from bench import speed as S
     from data.procedural import make
-    from optimize.features import initial_noise
 
     exemplar = make("cells", cfg.speed_exemplar, seed=0)
     results["speed_exemplar"] = f"procedural cells, {cfg.speed_exemplar}x{cfg.speed_exemplar}"
@@ -229,23 +228,10 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
             results["per_evaluation"].append(row)
             log(f"{preset} {side}px: ours {row['ours_s']:.3f} s, naive {row['naive_s']:.3f} s")
             if side == cfg.stage_size:
-                x = initial_noise(synth.exemplars, (side, side), 0)
-                st = S.stage_times(synth.objective(1), x, cfg.stage_repeats)
-                flops = S.evaluation_flops(synth.objective(1), x)
-                st["optimizer"] = max(0.0, row["ours_s"] - sum(st.values()))
-                st.update(
-                    preset=preset,
-                    peak_gflops=S.matmul_peak() / 1e9,  # the same moment's load as the stages
-                    gflop_forward=flops["forward"] / 1e9,
-                    gflop_total=flops["total"] / 1e9,
-                    fwd_gflops=flops["forward"] / 1e9 / st["forward"],
-                    all_gflops=flops["total"] / 1e9 / (st["forward"] + st["backward"]),
-                )
-                results["stages"].append(st)
+                stages = S.stage_row(synth, side, row["ours_s"], cfg.stage_repeats)
+                results["stages"].append({**stages, "preset": preset})
             if side == cfg.loss_size:
-                race = S.time_to_loss(
-                    synth, naive, (side, side), cfg.loss_fraction, cfg.loss_cap, 1000
-                )
+                race = S.time_to_loss(synth, naive, (side, side), cfg.loss_fraction, cfg.loss_cap)
                 race.update(preset=preset, size=side, fraction=cfg.loss_fraction)
                 results["to_loss"].append(race)
                 log(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")

@@ -119,9 +119,9 @@ class NaiveTextureLoss:
         return {"total": total}
 
 
-def naive_optimize(loss_fn, x0: torch.Tensor, steps: int, on_eval=None) -> torch.Tensor:
+def naive_optimize(loss_fn, x0: torch.Tensor, steps: int) -> torch.Tensor:
     """``torch.optim.LBFGS`` with default settings, ``steps`` calls of ``step`` (each up to
-    20 iterations), clamping to [0, 1] after each. ``on_eval(loss)`` after every evaluation.
+    20 iterations), clamping to [0, 1] after each.
 
     Returns the (1, 3, H, W) image reached.
     """
@@ -132,8 +132,6 @@ def naive_optimize(loss_fn, x0: torch.Tensor, steps: int, on_eval=None) -> torch
         opt.zero_grad()
         total = loss_fn(x)["total"]
         total.backward()
-        if on_eval is not None:
-            on_eval(float(total.detach()))
         return total
 
     for _ in range(steps):
