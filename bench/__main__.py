@@ -209,6 +209,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
 
     from bench import generator as G
     from bench import speed as S
+    from bench.naive import NaiveTextureLoss
     from data.procedural import make
 
     exemplar = make("cells", cfg.speed_exemplar, seed=0)
@@ -222,7 +223,7 @@ def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
         base = S.preset_config(preset, backbone=cfg.backbone)
         for side in cfg.sizes:
             synth = S.ours(base, exemplar, sizes=[(side, side)])
-            naive = S.naive_for(synth)
+            naive = NaiveTextureLoss(synth.config, synth.exemplars, synth.backbone)
             row = S.per_evaluation(synth, naive, (side, side), cfg.evaluations, cfg.rounds)
             row.update(preset=preset, size=side, octaves=synth.config.octaves)
             results["per_evaluation"].append(row)

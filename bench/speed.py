@@ -22,7 +22,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.naive import NaiveTextureLoss, naive_optimize
+from bench.naive import naive_optimize
 from configs import SynthConfig, build_config, read_config_file
 from losses import TextureLoss, gaussian_pyramid
 from losses.objective import fit_octave_count
@@ -59,11 +59,6 @@ def ours(cfg: SynthConfig, exemplar: torch.Tensor, sizes=()) -> TextureSynthesiz
     if fitted.octaves != synth.config.octaves:
         synth = TextureSynthesizer(exemplar, fitted, log=quiet)
     return synth
-
-
-def naive_for(synth: TextureSynthesizer) -> NaiveTextureLoss:
-    """The naive reference of exactly the objective ``synth`` optimises (same fitted octaves)."""
-    return NaiveTextureLoss(synth.config, synth.exemplars, synth.backbone, tile=synth.config.tile)
 
 
 def _evaluation_periods(run, loss, evaluations: int) -> list[float]:
@@ -126,16 +121,10 @@ def time_to_loss(synth, naive, size, fraction: float, cap: float, iterations=100
         start_loss = float(objective(x0)["total"])
     target = fraction * start_loss
     run_ours, run_naive = _runners(synth, x0, iterations, iterations)
-    t_ours, ok_ours = _seconds_to_loss(run_ours, objective, target, cap)
-    t_naive, ok_naive = _seconds_to_loss(run_naive, naive, target, cap)
-    return {
-        "start_loss": start_loss,
-        "target": target,
-        "ours_s": t_ours,
-        "ours_reached": ok_ours,
-        "naive_s": t_naive,
-        "naive_reached": ok_naive,
-    }
+    race = {"start_loss": start_loss, "target": target}
+    for who, run, loss in (("ours", run_ours, objective), ("naive", run_naive, naive)):
+        race[f"{who}_s"], race[f"{who}_reached"] = _seconds_to_loss(run, loss, target, cap)
+    return race
 
 
 def per_evaluation(synth, naive, size, evaluations: int, rounds: int) -> dict:
