@@ -45,7 +45,9 @@ def test_quick_run_writes_table_and_sheet(tmp_path):
     assert set(results["quality"]["procedural stripes"]["metrics"]) >= {"gatys2015", "generator"}
 
 
-def test_bad_preset_is_one_line_error(tmp_path):
-    result = CliRunner().invoke(app, ["--quick", "--out", str(tmp_path), "--presets", "nope"])
+@pytest.mark.parametrize("option", ["--presets", "--procedural"])
+def test_bad_choice_is_one_line_error(tmp_path, option):
+    result = CliRunner().invoke(app, ["--quick", "--out", str(tmp_path), option, "nope"])
     assert result.exit_code == 2
-    assert "unknown preset" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "unknown" in result.output and "nope" in result.output
+    assert len(result.output.strip().splitlines()) == 1
