@@ -23,16 +23,18 @@ from typing import Annotated
 
 import typer
 
-from cli.console import parse_list
+from cli.console import parse_list, say
 from configs import TrainConfig, build_config, default_config, read_config_file
 from data.errors import UserError, run_cli
+from data.sidecar import write_files_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ["gatys2015", "snelgrove2017", "liu2016_spectrum", "coarse_to_fine"]
 # Judged for quality only: the naive reference of the speed part has no autocorrelation term
 # and no patch objective, so a speed ratio for these would compare different objectives.
 QUALITY_ONLY = ["autocorr_pyramid", "patch_pyramid"]
-PROCEDURAL = ["procedural:cells", "procedural:dots", "procedural:stripes"]
+PROCEDURAL = ["cells", "dots", "stripes"]  # data.procedural kinds
+SHARED = ROOT.parent / "shared" / "exemplars"  # the photos of full mode
 
 
 @dataclass
@@ -54,7 +56,8 @@ class BenchConfig:
     generator: str = "base"
     gen_sizes: list[int] = field(default_factory=lambda: [1024, 4096, 16384])
     gen_repeats: int = 3  # at 1024; larger sizes run once
-    exemplars: list[str] = field(default_factory=list)  # image files; procedural ones added
+    procedural: list[str] = field(default_factory=lambda: list(PROCEDURAL))  # kinds made in code
+    exemplars: list[str] = field(default_factory=list)  # procedural:KIND, then image files
     exemplar_side: int = 288  # exemplars are scaled and centre-cropped to this square
     quality_size: int = 192  # output side for quality (must be < exemplar_side)
     iterations: int = 100  # L-BFGS iterations per preset (per level for coarse_to_fine)
@@ -116,21 +119,21 @@ def main(
 
 
 def resolve(cli: dict) -> BenchConfig:
-    lists = {"presets": str, "sizes": int, "gen_sizes": int}
-    for key, kind in lists.items():
-        cli[key] = parse_list(cli[key], kind, key.replace("_", "-"))
-    options = {k: v for k, v in cli.items() if k != "exemplars"}  # a folder here, files in cfg
-    cfg = build_config(BenchConfig, read_config_file(str(QUICK)) if cli["quick"] else {}, options)
-    unknown = sorted(set(cfg.presets) - set(PRESETS) - set(QUALITY_ONLY))
-    if unknown:
-        known = ", ".join([*PRESETS, *QUALITY_ONLY])
-        raise UserError(f"unknown preset(s) {', '.join(unknown)}; choose from {known}")
+    """The run's config: command line > ``bench/quick.toml`` (with --quick) > the defaults;
+    ``exemplars`` = the procedural kinds, then the photos of the exemplar folder."""
+    values = {k: v for k, v in cli.items() if k != "exemplars"}  # a folder here, files in cfg
+    for key, kind in {"presets": str, "sizes": int, "gen_sizes": int, "procedural": str}.items():
+        values[key] = parse_list(cli[key], kind, key.replace("_", "-"))
+    if cli["procedural"] == "none":
+        values["procedural"] = []
+    cfg = build_config(BenchConfig, read_config_file(str(QUICK)) if cli["quick"] else {}, values)
+    _refuse_unknown("preset", cfg.presets, [*PRESETS, *QUALITY_ONLY])
+    _refuse_unknown("procedural exemplar", cfg.procedural, PROCEDURAL)
     if cfg.quality and cfg.quality_size >= cfg.exemplar_side:
         raise UserError("--quality-size must be smaller than --exemplar-side (real crops)")
     folder = cli["exemplars"]
-    if folder is None and not cli["quick"]:
-        default = ROOT.parent / "shared" / "exemplars"
-        folder = default if default.is_dir() else None
+    if folder is None and not cli["quick"] and SHARED.is_dir():
+        folder = SHARED
     photos = []
     if folder is not None:
         if not Path(folder).is_dir():
@@ -138,29 +141,26 @@ def resolve(cli: dict) -> BenchConfig:
         from data.datasets import image_files  # imports torch: only once there is a folder
 
         photos = [str(p) for p in image_files(Path(folder))][: cli["max_exemplars"]]
-    kinds = cli["procedural"]
-    if kinds is None:
-        kinds = "cells,stripes" if cli["quick"] else "cells,dots,stripes"
-    chosen = [] if kinds == "none" else [f"procedural:{k}" for k in parse_list(kinds)]
-    bad = [k for k in chosen if k not in PROCEDURAL]
-    if bad:
-        raise UserError(f"unknown procedural exemplar(s): {', '.join(bad)}")
-    return replace(cfg, exemplars=chosen + photos)
+    return replace(cfg, exemplars=[f"procedural:{k}" for k in cfg.procedural] + photos)
+
+
+def _refuse_unknown(what: str, chosen: list[str], known: list[str]) -> None:
+    unknown = [k for k in chosen if k not in known]
+    if unknown:
+        raise UserError(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
 
 
 def machine() -> dict:
+    """What the timings were measured on (RESULTS.md's "Machine" list)."""
     import torch
 
-    cpu = platform.processor() or "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
+        cpuinfo = []
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
     return {
-        "cpu": cpu,
+        "cpu": models[0] if models else platform.processor() or "unknown",
         "cores": os.cpu_count(),
         "torch threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
@@ -181,116 +181,106 @@ def run(cli: dict) -> None:
     out = Path(cli["out"])
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    results = {"command": " ".join(["python -m bench", *sys.argv[1:]]), "machine": machine()}
-    results["config"] = asdict(cfg)
+    command = " ".join(["python -m bench", *sys.argv[1:]])
+    results = {"command": command, "machine": machine(), "config": asdict(cfg)}
 
     def save(done: bool = False) -> None:
         """Write what is measured so far: a long run that is stopped still leaves its tables."""
         results["wall_s"] = time.perf_counter() - start
         results["complete"] = done
-        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-        (out / "RESULTS.md").write_text(report.render(results))
+        write_files_atomic({
+            out / "results.json": json.dumps(results, indent=1, default=str).encode(),
+            out / "RESULTS.md": report.render(results).encode(),
+        })  # fmt: skip
 
     torch.set_grad_enabled(True)
     if cfg.speed:
-        speed_part(cfg, out, results, save)
+        from data.procedural import make
+
+        exemplar = make("cells", cfg.speed_exemplar, seed=0)  # every speed figure's exemplar
+        optimize_speed(cfg, exemplar, results, save)
+        if cfg.gen_sizes:  # --gen-sizes "": optimize timings only
+            generator_speed(cfg, exemplar, out, results, save)
     if cfg.quality:
         quality_part(cfg, out, results, save)
     save(done=True)
     print(f"wrote {out / 'RESULTS.md'} ({results['wall_s']:.0f} s)")
 
 
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def speed_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
+def optimize_speed(cfg: BenchConfig, exemplar, results: dict, save) -> None:
+    """Per preset and size: seconds per evaluation against the naive reference, the time
+    split at ``stage_size`` and the race to a fixed loss at ``loss_size``."""
     import torch
 
-    from bench import generator as G
     from bench import speed as S
-    from data.procedural import make
-    from optimize.features import initial_noise
+    from bench.naive import NaiveTextureLoss
 
-    exemplar = make("cells", cfg.speed_exemplar, seed=0)
     results["speed_exemplar"] = f"procedural cells, {cfg.speed_exemplar}x{cfg.speed_exemplar}"
     results["matmul_gflops"] = S.matmul_peak(2048 if cfg.stage_size > 128 else 1024) / 1e9
     threads = torch.get_num_threads()
-    log(f"matmul peak {results['matmul_gflops']:.1f} GFLOP/s, torch threads: {threads}")
-    results["per_evaluation"], results["to_loss"], results["stages"] = [], [], []
-    results["stage_size"] = cfg.stage_size
+    say(f"matmul peak {results['matmul_gflops']:.1f} GFLOP/s, torch threads: {threads}")
+    results.update(per_evaluation=[], to_loss=[], stages=[], stage_size=cfg.stage_size)
     for preset in [p for p in cfg.presets if p in PRESETS]:
         base = S.preset_config(preset, backbone=cfg.backbone)
         for side in cfg.sizes:
             synth = S.ours(base, exemplar, sizes=[(side, side)])
-            naive = S.naive_for(synth)
+            naive = NaiveTextureLoss(synth.config, synth.exemplars, synth.backbone)
             row = S.per_evaluation(synth, naive, (side, side), cfg.evaluations, cfg.rounds)
             row.update(preset=preset, size=side, octaves=synth.config.octaves)
             results["per_evaluation"].append(row)
-            log(f"{preset} {side}px: ours {row['ours_s']:.3f} s, naive {row['naive_s']:.3f} s")
+            say(f"{preset} {side}px: ours {row['ours_s']:.3f} s, naive {row['naive_s']:.3f} s")
             if side == cfg.stage_size:
-                x = initial_noise(synth.exemplars, (side, side), 0)
-                st = S.stage_times(synth.objective(1), x, cfg.stage_repeats)
-                flops = S.evaluation_flops(synth.objective(1), x)
-                st["optimizer"] = max(0.0, row["ours_s"] - sum(st.values()))
-                st.update(
-                    preset=preset,
-                    peak_gflops=S.matmul_peak() / 1e9,  # the same moment's load as the stages
-                    gflop_forward=flops["forward"] / 1e9,
-                    gflop_total=flops["total"] / 1e9,
-                    fwd_gflops=flops["forward"] / 1e9 / st["forward"],
-                    all_gflops=flops["total"] / 1e9 / (st["forward"] + st["backward"]),
-                )
-                results["stages"].append(st)
+                stages = S.stage_row(synth, side, row["ours_s"], cfg.stage_repeats)
+                results["stages"].append({**stages, "preset": preset})
             if side == cfg.loss_size:
-                race = S.time_to_loss(
-                    synth, naive, (side, side), cfg.loss_fraction, cfg.loss_cap, 1000
-                )
+                race = S.time_to_loss(synth, naive, (side, side), cfg.loss_fraction, cfg.loss_cap)
                 race.update(preset=preset, size=side, fraction=cfg.loss_fraction)
                 results["to_loss"].append(race)
-                log(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")
+                say(f"{preset} to loss: ours {race['ours_s']:.2f} s, naive {race['naive_s']:.2f} s")
             save()
 
-    if not cfg.gen_sizes:  # --gen-sizes "": optimize timings only
-        return
+
+def generator_speed(cfg: BenchConfig, exemplar, out: Path, results: dict, save) -> None:
+    """Training steps per second (after two warm-up steps), then generation from the final
+    checkpoint at each of ``gen_sizes``."""
+    from bench import generator as G
+
     tcfg = cfg.train_config(cfg.train_steps + 2)
     _, seconds, _ = G.train(exemplar, tcfg, out / "generator_speed")
-    timed = seconds[2:]
     results["training"] = {
-        "steps_per_s": 1 / statistics.median(timed),
-        "n": len(timed),
+        "steps_per_s": 1 / statistics.median(seconds[2:]),
+        "n": len(seconds[2:]),
         "warmup": 2,
         "config": f"generator {tcfg.generator}, batch {tcfg.batch_size}, {tcfg.image_size} px "
         f"canvas, crop {tcfg.crop}, {tcfg.octaves} octaves, {tcfg.backbone}",
     }
-    log(f"training {results['training']['steps_per_s']:.2f} steps/s")
+    say(f"training {results['training']['steps_per_s']:.2f} steps/s")
     checkpoint = out / "generator_speed" / "final"
-    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
     results["generation"] = {}
     for side in cfg.gen_sizes:
         repeats = cfg.gen_repeats if side <= 1024 else 1
-        results["generation"].update(G.generation(checkpoint, [side], repeats, out, threads))
-        log(f"generation {side}px: {results['generation'][side]['wall_s']:.1f} s")
+        results["generation"][side] = G.generation(checkpoint, side, repeats, out)
+        say(f"generation {side}px: {results['generation'][side]['wall_s']:.1f} s")
         save()
 
 
 def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
+    """Every method on every exemplar, judged; one contact sheet per exemplar."""
     from bench import quality as Q
     from data.sheets import contact_sheet
 
     results["quality"] = {}
-    size = (cfg.quality_size, cfg.quality_size)
     for source in cfg.exemplars:
-        name = source.split(":", 1)[1] if source.startswith("procedural:") else Path(source).stem
-        if source.startswith("procedural:"):
-            name = f"procedural {name}"
-        log(f"quality: {name}")
+        name = source.replace(":", " ") if source.startswith("procedural:") else Path(source).stem
+        slug = name.replace(" ", "_")
+        say(f"quality: {name}")
         exemplar = Q.load_exemplar(source, cfg.exemplar_side)
-        images, info = Q.run_methods(exemplar, cfg, out / "runs" / name.replace(" ", "_"))
-        metrics = Q.judge_all(exemplar, images, size)
+        images, info = Q.run_methods(exemplar, cfg, out / "runs" / slug)
+        metrics = Q.judge_all(exemplar, images, (cfg.quality_size, cfg.quality_size))
         tiles = [("exemplar", exemplar)] + [(m, images[m]) for m in (*cfg.presets, "generator")]
-        path = out / "sheets" / f"{name.replace(' ', '_')}.png"
-        sheet = contact_sheet([(t, [img]) for t, img in tiles], path, 256, len(tiles))
+        sheet = contact_sheet(
+            [(t, [img]) for t, img in tiles], out / "sheets" / f"{slug}.png", 256, len(tiles)
+        )
         results["quality"][name] = {
             "metrics": metrics,
             "runs": info,

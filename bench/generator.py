@@ -20,7 +20,6 @@ import torch
 
 from configs import TrainConfig
 from generator.checkpoints import load_generator
-from generator.render import generate, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,15 +53,9 @@ def train(exemplar: torch.Tensor, cfg: TrainConfig, workdir: Path):
     return model, result["step_seconds"], meta["info"]["eval_loss"]
 
 
-@torch.inference_mode()
-def samples(model, size: tuple[int, int], seeds, seamless: bool = True) -> list[torch.Tensor]:
-    """(3, H, W) textures in [0, 1], one per seed."""
-    net = prepare(model)
-    return [generate(net, size, seed=s, seamless=seamless) for s in seeds]
-
-
-def generation_run(checkpoint: Path, side: int, workdir: Path, threads: int) -> dict:
-    """Run ``synth.py --mode generate`` at side x side in a child process.
+def generation_run(checkpoint: Path, side: int, workdir: Path) -> dict:
+    """Run ``synth.py --mode generate`` at side x side in a child process, with this process's
+    torch threads unless OMP_NUM_THREADS is set (then the child inherits it).
 
     Returns wall seconds (with start-up), render + PNG seconds (the sidecar's), and peak RSS
     in bytes of the child (its VmHWM on Linux). The PNG is deleted afterwards (16384^2 is ~0.7 GB).
@@ -72,7 +65,7 @@ def generation_run(checkpoint: Path, side: int, workdir: Path, threads: int) -> 
     cmd = [sys.executable, *(["-c", _PEAK_WRAPPER] if linux else [])]
     cmd += ["synth.py", "--mode", "generate", "--checkpoint", str(checkpoint)]
     cmd += ["--size", f"{side}x{side}", "-o", str(out), "--overwrite", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {"OMP_NUM_THREADS": str(torch.get_num_threads()), **os.environ}
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -90,15 +83,12 @@ def generation_run(checkpoint: Path, side: int, workdir: Path, threads: int) -> 
     return {"wall_s": wall, "render_s": sidecar["seconds"], "peak_rss": peak_kb * 1024}
 
 
-def generation(checkpoint: Path, sides, repeats: int, workdir: Path, threads: int) -> dict:
-    """Per side: median wall and render seconds and the largest peak RSS over ``repeats``."""
-    table = {}
-    for side in sides:
-        runs = [generation_run(checkpoint, side, workdir, threads) for _ in range(repeats)]
-        table[side] = {
-            "wall_s": statistics.median(r["wall_s"] for r in runs),
-            "render_s": statistics.median(r["render_s"] for r in runs),
-            "peak_rss": max(r["peak_rss"] for r in runs),
-            "n": len(runs),
-        }
-    return table
+def generation(checkpoint: Path, side: int, repeats: int, workdir: Path) -> dict:
+    """Median wall and render seconds and the largest peak RSS of ``repeats`` generations."""
+    runs = [generation_run(checkpoint, side, workdir) for _ in range(repeats)]
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "render_s": statistics.median(r["render_s"] for r in runs),
+        "peak_rss": max(r["peak_rss"] for r in runs),
+        "n": len(runs),
+    }

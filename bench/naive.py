@@ -26,7 +26,7 @@ from models.backbones import build_backbone, resolve_backbone
 from models.vgg import layer_taps
 
 
-def full_backbone(cfg, tile: bool, ours):
+def full_backbone(cfg, ours):
     """(backbone with every layer of its architecture up to pool5, the requested layer names).
 
     The convolutions that ``ours`` (our truncated, possibly Gatys-rescaled backbone) holds are
@@ -36,7 +36,7 @@ def full_backbone(cfg, tile: bool, ours):
     name, _ = resolve_backbone(cfg.backbone, cfg.weights)
     deepest = list(layer_taps(ours.arch))[-1]
     layers = list(ours.layers) + ([deepest] if deepest not in ours.layers else [])
-    padding = "circular" if tile else cfg.padding
+    padding = "circular" if cfg.tile else cfg.padding
     full = build_backbone(
         name, layers, pooling=cfg.pooling, padding=padding, weights=cfg.weights, seed=cfg.seed
     )
@@ -70,17 +70,18 @@ class NaiveTextureLoss:
     """``L = sum_s v_s sum_l w_l E^{l,s} / Z + beta L_spec + lambda TV``, recomputing everything.
 
     Args:
-        cfg: a ``configs.SynthConfig`` (backbone, layers, octaves, weights, spectrum, tv).
+        cfg: a ``configs.SynthConfig`` (backbone, layers, octaves, weights, spectrum, tv,
+            tile: periodic output); a synthesizer's own ``config`` gives exactly the objective
+            it optimises (same fitted octaves).
         exemplars: list of (3, H, W) in [0, 1].
         backbone: our feature extractor for ``cfg`` (its weights are copied).
-        tile: periodic output.
 
     Call: ``loss(x)`` with x (1, 3, H, W) in [0, 1] returns {"total": scalar}.
     """
 
-    def __init__(self, cfg, exemplars: list[torch.Tensor], backbone, tile: bool = False):
-        self.cfg, self.exemplars, self.tile = cfg, exemplars, tile
-        self.backbone, self.layers = full_backbone(cfg, tile, backbone)
+    def __init__(self, cfg, exemplars: list[torch.Tensor], backbone):
+        self.cfg, self.exemplars, self.tile = cfg, exemplars, cfg.tile
+        self.backbone, self.layers = full_backbone(cfg, backbone)
         self.octaves = cfg.octaves
         self.layer_weights = cfg.layer_weights or [1.0] * len(self.layers)
         self.octave_weights = cfg.octave_weights or [1.0] * cfg.octaves
@@ -119,9 +120,9 @@ class NaiveTextureLoss:
         return {"total": total}
 
 
-def naive_optimize(loss_fn, x0: torch.Tensor, steps: int, on_eval=None) -> torch.Tensor:
+def naive_optimize(loss_fn, x0: torch.Tensor, steps: int) -> torch.Tensor:
     """``torch.optim.LBFGS`` with default settings, ``steps`` calls of ``step`` (each up to
-    20 iterations), clamping to [0, 1] after each. ``on_eval(loss)`` after every evaluation.
+    20 iterations), clamping to [0, 1] after each.
 
     Returns the (1, 3, H, W) image reached.
     """
@@ -132,8 +133,6 @@ def naive_optimize(loss_fn, x0: torch.Tensor, steps: int, on_eval=None) -> torch
         opt.zero_grad()
         total = loss_fn(x)["total"]
         total.backward()
-        if on_eval is not None:
-            on_eval(float(total.detach()))
         return total
 
     for _ in range(steps):

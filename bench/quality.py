@@ -1,4 +1,4 @@
-"""Quality runs: every engine on one exemplar, judged against controls (see ``bench.judge``)."""
+"""Quality runs: every engine on one exemplar, judged against controls (the judge: ``judge/``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import judge as J
 from bench import generator as G
-from bench import judge as J
 from bench.speed import ours, preset_config
 from data.images import load_image
 from data.procedural import make
+from generator.render import generate, prepare
+from judge.controls import real_crops, shuffled_blocks, white_noise
 from optimize.patches import PatchSynthesizer
 
 SEEDS = (0, 1, 2, 3)  # generator samples for the diversity measurement
@@ -58,7 +60,8 @@ def run_methods(exemplar: torch.Tensor, opts, workdir: Path) -> tuple[dict, dict
     cfg = opts.train_config(opts.quality_steps)
     start = time.perf_counter()
     net, _, loss = G.train(exemplar, cfg, workdir / "generator")
-    samples = G.samples(net, size, SEEDS, seamless=True)
+    net = prepare(net)
+    samples = [generate(net, size, seed=s, seamless=True) for s in SEEDS]
     images["generator"] = samples[0]
     images["generator_samples"] = samples
     info["generator"] = {"seconds": time.perf_counter() - start, "loss": loss, "steps": cfg.steps}
@@ -72,21 +75,18 @@ def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> di
     as a real crop), ``copy`` is a fraction, ``seam`` a ratio (1 = seamless), ``diversity`` (the
     generator only) relative to the diversity of real crops.
     """
-    real = J.reference(exemplar, size)
-    floor = J.floors(exemplar, size)
+    rate = J.relative_judge(exemplar, size)
     block = max(8, size[0] // 8)
     rows = {
-        "control: white noise": J.white_noise(exemplar, size),
-        "control: shuffled blocks": J.shuffled_blocks(exemplar, size, block),
-        "control: real crop": J.real_crops(exemplar, size, 1, seed=99)[0],
+        "control: white noise": white_noise(exemplar, size),
+        "control: shuffled blocks": shuffled_blocks(exemplar, size, block),
+        "control: real crop": real_crops(exemplar, size, 1, seed=99)[0],
     }
     rows.update({k: v for k, v in images.items() if k != "generator_samples"})
-    table = {name: J.normalise(J.judge(img, exemplar), real, floor) for name, img in rows.items()}
+    table = {name: rate(img) for name, img in rows.items()}
     if "generator_samples" in images:
-        crops = J.real_crops(exemplar, size, len(SEEDS), seed=5)
+        crops = real_crops(exemplar, size, len(SEEDS), seed=5)
         table["generator"]["diversity"] = J.diversity(images["generator_samples"]) / max(
             J.diversity(crops), 1e-12
         )
-    for values in table.values():
-        values["score"] = J.score(values)
     return table

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from bench.judge import DISTANCES
 from bench.speed import STAGES
+from judge import DISTANCES
 
 QUALITY_COLUMNS = (*DISTANCES, "copy", "seam", "diversity", "score")
+MEANS = ("copy", "seam", "diversity")  # averaged; the distance ratios get a geometric mean
 
 
 def _f(value, digits: int = 3) -> str:
@@ -30,13 +31,15 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def machine_block(machine: dict) -> str:
-    return "\n".join(f"- {k}: {v}" for k, v in machine.items())
+def section(heading: str, notes: list[str], header=None, rows=()) -> list[str]:
+    """Lines of a heading, its paragraphs and its table (if a ``header`` is given), each
+    followed by a blank line."""
+    out = [line for text in (heading, *notes) for line in (text, "")]
+    return out + ([table(header, rows), ""] if header else [])
 
 
 def speed_section(r: dict) -> list[str]:
-    out = ["## Optimize mode: seconds per L-BFGS evaluation (median), ours vs naive", ""]
-    out.append(
+    note = (
         "Naive = the same objective written the plain way (whole VGG trunk every call, exemplar "
         "targets recomputed every call, `torch.optim.LBFGS()` defaults); speedup = naive / ours, "
         "both measured alternately in this run. Exemplar: " + r["speed_exemplar"] + ". "
@@ -45,137 +48,127 @@ def speed_section(r: dict) -> list[str]:
         "gave 0.024-0.076 s (ours) and 0.015-0.062 s (naive) in three runs, at 1 thread "
         "0.014-0.019 s and 0.018-0.034 s; compare small sizes at OMP_NUM_THREADS=1."
     )
-    out.append("")
-    rows = [
-        [e["preset"], e["size"], e["octaves"], e["ours_s"], e["naive_s"], e["speedup"]]
-        for e in r["per_evaluation"]
-    ]
-    out += [table(["preset", "px", "octaves", "ours s", "naive s", "speedup"], rows), ""]
+    keys = ("preset", "size", "octaves", "ours_s", "naive_s", "speedup")
+    out = section(
+        "## Optimize mode: seconds per L-BFGS evaluation (median), ours vs naive",
+        [note],
+        ["preset", "px", "octaves", "ours s", "naive s", "speedup"],
+        [[e[k] for k in keys] for e in r["per_evaluation"]],
+    )
     if r.get("to_loss"):
-        frac = r["to_loss"][0]["fraction"]
-        out += [
-            f"### Seconds to reach {frac:g} x the start loss (from the same seeded noise)",
-            "",
-            "'>' marks a run stopped at the time cap before reaching the target.",
-            "",
-        ]
-        rows = []
-        for e in r["to_loss"]:
-            mine = ("" if e["ours_reached"] else ">") + _f(e["ours_s"])
-            theirs = ("" if e["naive_reached"] else ">") + _f(e["naive_s"])
-            ratio = e["naive_s"] / e["ours_s"]
-            exact = e["ours_reached"] and e["naive_reached"]
-            rows.append(
-                [
-                    e["preset"],
-                    e["size"],
-                    e["start_loss"],
-                    mine,
-                    theirs,
-                    _f(ratio) if exact else (">" if e["ours_reached"] else "~") + _f(ratio),
-                ]
-            )
-        out += [table(["preset", "px", "start loss", "ours s", "naive s", "speedup"], rows), ""]
+        out += section(
+            f"### Seconds to reach {r['to_loss'][0]['fraction']:g} x the start loss "
+            "(from the same seeded noise)",
+            ["'>' marks a run stopped at the time cap before reaching the target."],
+            ["preset", "px", "start loss", "ours s", "naive s", "speedup"],
+            [_race_row(e) for e in r["to_loss"]],
+        )
     return out
 
 
+def _race_row(e: dict) -> list:
+    """A time-to-loss row: '>' marks a time cut at the cap, and a speedup that is then only a
+    bound ('>' when ours got there, '~' when neither did)."""
+    capped = {True: "", False: ">"}
+    ratio = _f(e["naive_s"] / e["ours_s"])
+    if not (e["ours_reached"] and e["naive_reached"]):
+        ratio = (">" if e["ours_reached"] else "~") + ratio
+    mine = capped[e["ours_reached"]] + _f(e["ours_s"])
+    theirs = capped[e["naive_reached"]] + _f(e["naive_s"])
+    return [e["preset"], e["size"], e["start_loss"], mine, theirs, ratio]
+
+
 def stages_section(r: dict) -> list[str]:
-    out = [
+    out = section(
         f"## Where the time goes (ours, {r['stage_size']} px, median seconds per evaluation)",
-        "",
-    ]
-    out.append(
-        "optimizer = median period between evaluations inside an L-BFGS run minus the median "
-        "evaluation (forward + backward) measured here: the quasi-Newton step, line search "
-        "bookkeeping and float64 copies."
+        [
+            "optimizer = median period between evaluations inside an L-BFGS run minus the "
+            "median evaluation (forward + backward) measured here: the quasi-Newton step, line "
+            "search bookkeeping and float64 copies."
+        ],
+        ["preset", *STAGES, "optimizer"],
+        [[e["preset"], *[e[k] for k in STAGES], e["optimizer"]] for e in r["stages"]],
     )
-    out.append("")
-    rows = [[e["preset"], *[e[k] for k in STAGES], e["optimizer"]] for e in r["stages"]]
-    out += [table(["preset", *STAGES, "optimizer"], rows), ""]
-    out += [
-        "## Backbone throughput against this machine's matmul peak",
-        "",
+    peak = r["matmul_gflops"]
+    note = (
         f"Matmul peak (fp32 `torch.mm` 2048^3, median of 5, {r['machine']['torch threads']} "
-        f"threads): **{r['matmul_gflops']:.1f} GFLOP/s**. FLOPs counted by "
+        f"threads): **{peak:.1f} GFLOP/s**. FLOPs counted by "
         "`torch.utils.flop_counter.FlopCounterMode`. Ratios use the peak measured just before "
         "each row where the run recorded one (the load on a shared machine changes by the "
-        "minute); a ratio above 1 means the load fell between the two measurements.",
-        "",
-    ]
-    rows = [
+        "minute); a ratio above 1 means the load fell between the two measurements."
+    )
+    return out + section(
+        "## Backbone throughput against this machine's matmul peak",
+        [note],
+        ["preset", "GFLOP fwd", "GFLOP fwd+bwd", "fwd GFLOP/s", "fwd / peak", "fwd+bwd / peak"],
         [
-            e["preset"],
-            e["gflop_forward"],
-            e["gflop_total"],
-            e["fwd_gflops"],
-            e["fwd_gflops"] / r["matmul_gflops"],
-            e["all_gflops"] / r["matmul_gflops"],
-        ]
-        for e in r["stages"]
-    ]
-    header = ["preset", "GFLOP fwd", "GFLOP fwd+bwd", "fwd GFLOP/s", "fwd / peak", "fwd+bwd / peak"]
-    return out + [table(header, rows), ""]
+            [e["preset"], e["gflop_forward"], e["gflop_total"], e["fwd_gflops"]]
+            + [e["fwd_gflops"] / peak, e["all_gflops"] / peak]
+            for e in r["stages"]
+        ],
+    )
 
 
 def generator_section(r: dict) -> list[str]:
     t = r["training"]
-    out = [
+    return section(
         "## Generator",
-        "",
-        f"Training ({t['config']}): **{t['steps_per_s']:.2f} steps/s** (median of "
-        f"{t['n']} steps after {t['warmup']} warm-up).",
-        "",
-        "Generation (`synth.py --mode generate` in a child process; wall includes start-up; "
-        "peak RSS of the child):",
-        "",
-    ]
-    rows = [
-        [f"{side}x{side}", g["wall_s"], g["render_s"], g["peak_rss"] / 2**30, g["n"]]
-        for side, g in r["generation"].items()
-    ]
-    return out + [table(["output", "wall s", "render+PNG s", "peak RSS GiB", "runs"], rows), ""]
+        [
+            f"Training ({t['config']}): **{t['steps_per_s']:.2f} steps/s** (median of "
+            f"{t['n']} steps after {t['warmup']} warm-up).",
+            "Generation (`synth.py --mode generate` in a child process; wall includes start-up; "
+            "peak RSS of the child):",
+        ],
+        ["output", "wall s", "render+PNG s", "peak RSS GiB", "runs"],
+        [
+            [f"{side}x{side}", g["wall_s"], g["render_s"], g["peak_rss"] / 2**30, g["n"]]
+            for side, g in r["generation"].items()
+        ],
+    )
 
 
 def quality_section(r: dict) -> list[str]:
-    out = [
+    out = section(
         "## Quality (judge: Gabor statistics, spectra, colour; not the objective)",
-        "",
-        "Distances to the exemplar divided by those of real crops of it (1.0 = as close as a "
-        "real crop; lower is better): local = Gabor energy statistics at full and 1/2 "
-        "resolution; coarse = the same at 1/8 and 1/16; structure = correlograms and "
-        "cross-scale phase of fixed filters z-scored against real crops (bench.structure); "
-        "lowfreq = log radial power below "
-        "1/8 cycle/px; highfreq = log ratio of the power fraction above 1/4 cycle/px; colour = "
-        "RGB sliced Wasserstein; mean_shift = mean colour difference. copy = fraction of 8x8 "
-        "patches that are near-verbatim exemplar patches (a real crop is 1). seam = jump across "
-        "the wrap / interior steps (1 = tiles seamlessly; only the generator is made tileable "
-        "here). diversity = generator samples' pairwise difference / real crops'. score = "
-        "geometric mean of the seven distances.",
-        "",
+        [
+            "Distances to the exemplar divided by those of real crops of it (1.0 = as close as "
+            "a real crop; lower is better): local = Gabor energy statistics at full and 1/2 "
+            "resolution; coarse = the same at 1/8 and 1/16; structure = correlograms and "
+            "cross-scale phase of fixed filters z-scored against real crops (judge.structure); "
+            "lowfreq = log radial power below 1/8 cycle/px; highfreq = log ratio of the power "
+            "fraction above 1/4 cycle/px; colour = RGB sliced Wasserstein; mean_shift = mean "
+            "colour difference. copy = fraction of 8x8 patches that are near-verbatim exemplar "
+            "patches (a real crop is 1). seam = jump across the wrap / interior steps (1 = tiles "
+            "seamlessly; only the generator is made tileable here). diversity = generator "
+            "samples' pairwise difference / real crops'. score = geometric mean of the seven "
+            "distances."
+        ],
+    )
+    out += section(
         "### Mean over exemplars (geometric mean of each ratio; copy, seam, diversity: mean)",
-        "",
-    ]
-    out += [table(["method", *QUALITY_COLUMNS], _mean_rows(r["quality"])), ""]
+        [],
+        ["method", *QUALITY_COLUMNS],
+        _mean_rows(r["quality"]),
+    )
     for name, rows in r["quality"].items():
-        out += [f"### {name}", ""]
         body = [[m, *[v.get(k) for k in QUALITY_COLUMNS]] for m, v in rows["metrics"].items()]
-        out += [table(["method", *QUALITY_COLUMNS], body), ""]
+        out += section(f"### {name}", [], ["method", *QUALITY_COLUMNS], body)
         if rows.get("sheet"):
             out += [f"Contact sheet: `{rows['sheet']}`", ""]
     return out
 
 
 def _mean_rows(quality: dict) -> list[list]:
-    methods = list(next(iter(quality.values()))["metrics"])
+    """Per method, each column's mean over exemplars; sorted by score, best first."""
     rows = []
-    for m in methods:
+    for m in next(iter(quality.values()))["metrics"]:
         row = [m]
         for k in QUALITY_COLUMNS:
             vals = [q["metrics"][m].get(k) for q in quality.values()]
             vals = [v for v in vals if v is not None]
             if not vals:
                 row.append(None)
-            elif k in ("copy", "seam", "diversity"):
+            elif k in MEANS:
                 row.append(sum(vals) / len(vals))
             else:
                 row.append(math.exp(sum(math.log(max(v, 1e-12)) for v in vals) / len(vals)))
@@ -184,9 +177,10 @@ def _mean_rows(quality: dict) -> list[list]:
 
 
 def render(r: dict) -> str:
-    out = ["# texsynth benchmark", "", f"Command: `{r['command']}`", ""]
-    out += ["Machine:", "", machine_block(r["machine"]), ""]
+    machine = "\n".join(f"- {k}: {v}" for k, v in r["machine"].items())
     state = "" if r.get("complete") else " (incomplete: the run was still going or was stopped)"
+    out = ["# texsynth benchmark", "", f"Command: `{r['command']}`", ""]
+    out += ["Machine:", "", machine, ""]
     out += [f"Wall time of this run: {r['wall_s'] / 60:.1f} min{state}.", ""]
     if "per_evaluation" in r:
         out += speed_section(r)

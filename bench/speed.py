@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import suppress
+from itertools import pairwise
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.naive import NaiveTextureLoss, naive_optimize
+from bench.naive import naive_optimize
 from configs import SynthConfig, build_config, read_config_file
 from losses import TextureLoss, gaussian_pyramid
 from losses.objective import fit_octave_count
@@ -59,125 +61,81 @@ def ours(cfg: SynthConfig, exemplar: torch.Tensor, sizes=()) -> TextureSynthesiz
     return synth
 
 
-def naive_for(synth: TextureSynthesizer) -> NaiveTextureLoss:
-    """The naive reference of exactly the objective ``synth`` optimises (same fitted octaves)."""
-    return NaiveTextureLoss(synth.config, synth.exemplars, synth.backbone, tile=synth.config.tile)
-
-
-def _periods(starts: list[float]) -> list[float]:
-    """Seconds between consecutive evaluation starts, the first (warm-up) period dropped."""
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    return gaps[1:] if len(gaps) > 1 else gaps
-
-
-def timed(fn):
-    """``fn`` wrapped to append the ``time.perf_counter()`` of each call's start to ``.starts``."""
-
-    def wrapper(*args, **kwargs):
-        wrapper.starts.append(time.perf_counter())
-        return fn(*args, **kwargs)
-
-    wrapper.starts = []
-    return wrapper
-
-
-def eval_seconds_ours(synth: TextureSynthesizer, size, evaluations: int) -> list[float]:
-    """Periods of ``evaluations`` L-BFGS evaluations of our engine (optimizer time included)."""
-    objective = timed(synth.objective(1))
-    x0 = initial_noise(synth.exemplars, size, synth.config.seed)
-
-    def budget(x):
-        if len(objective.starts) > evaluations + 1:
-            raise _Stop
-        return objective(x)
-
-    budget.starts = objective.starts
-    try:
-        optimize(budget, x0, evaluations + 1, synth.config.optimizer, synth.config.history)
-    except _Stop:
-        pass
-    return _periods(objective.starts[: evaluations + 1])
-
-
-def eval_seconds_naive(naive: NaiveTextureLoss, x0: torch.Tensor, evaluations: int):
-    """Periods of ``evaluations`` evaluations of the naive reference under torch LBFGS."""
+def _evaluation_periods(run, loss, evaluations: int) -> list[float]:
+    """Seconds between the starts of the first ``evaluations + 1`` calls of ``loss`` made by
+    ``run(loss)`` (an optimisation, stopped there), the first (warm-up) period dropped."""
     starts: list[float] = []
 
-    def loss(x):
+    def counted(x):
         if len(starts) > evaluations:
             raise _Stop
         starts.append(time.perf_counter())
-        return naive(x)
+        return loss(x)
 
-    try:
-        naive_optimize(loss, x0, steps=1 + evaluations // 20)
-    except _Stop:
-        pass
-    return _periods(starts)
+    with suppress(_Stop):
+        run(counted)
+    gaps = [b - a for a, b in pairwise(starts)]
+    return gaps[1:] if len(gaps) > 1 else gaps
 
 
-def seconds_to_loss(run, target: float, cap: float) -> tuple[float, bool]:
-    """(seconds until an evaluation reports a loss <= ``target``, whether it got there).
-
-    ``run(check)`` must optimise, calling ``check(loss)`` after every evaluation; ``cap``
-    seconds end an optimisation that has not got there.
-    """
+def _seconds_to_loss(run, loss, target: float, cap: float) -> tuple[float, bool]:
+    """(seconds until ``run(loss)`` (an optimisation) evaluates a loss <= ``target``, whether
+    it got there); ``cap`` seconds end an optimisation that has not got there."""
     start = time.perf_counter()
     reached = []
 
-    def check(value: float):
-        if value <= target:
+    def checked(x):
+        terms = loss(x)
+        if float(terms["total"].detach()) <= target:
             reached.append(time.perf_counter() - start)
+        if reached or time.perf_counter() - start > cap:
             raise _Stop
-        if time.perf_counter() - start > cap:
-            raise _Stop
+        return terms
 
-    try:
-        run(check)
-    except _Stop:
-        pass
+    with suppress(_Stop):
+        run(checked)
     return (reached[0], True) if reached else (time.perf_counter() - start, False)
 
 
-def time_to_loss(synth, naive, size, fraction: float, cap: float, iterations: int) -> dict:
+def _runners(synth: TextureSynthesizer, x0: torch.Tensor, iterations: int, naive_steps: int):
+    """(ours, naive): each ``run(loss)`` optimises ``loss`` from ``x0``, ours with the preset's
+    L-BFGS for ``iterations``, naive with ``naive_optimize`` for ``naive_steps`` steps."""
+    cfg = synth.config
+
+    def run_ours(loss):
+        optimize(loss, x0, iterations, cfg.optimizer, cfg.history)
+
+    def run_naive(loss):
+        naive_optimize(loss, x0, steps=naive_steps)
+
+    return run_ours, run_naive
+
+
+def time_to_loss(synth, naive, size, fraction: float, cap: float, iterations=1000) -> dict:
     """Seconds for ours and naive to bring the loss from the seeded noise start to
-    ``fraction`` of its initial value (single level, the preset's objective)."""
+    ``fraction`` of its initial value (single level, the preset's objective); ``iterations``
+    (ours) and L-BFGS steps (naive) at most, if ``cap`` seconds have not ended the race."""
     objective = synth.objective(1)
     x0 = initial_noise(synth.exemplars, size, synth.config.seed)
     with torch.no_grad():
         start_loss = float(objective(x0)["total"])
     target = fraction * start_loss
-
-    def run_ours(check):
-        def loss(x):
-            terms = objective(x)
-            check(float(terms["total"].detach()))
-            return terms
-
-        optimize(loss, x0, iterations, synth.config.optimizer, synth.config.history)
-
-    def run_naive(check):
-        naive_optimize(naive, x0, steps=iterations, on_eval=check)
-
-    t_ours, ok_ours = seconds_to_loss(run_ours, target, cap)
-    t_naive, ok_naive = seconds_to_loss(run_naive, target, cap)
-    return {
-        "start_loss": start_loss,
-        "target": target,
-        "ours_s": t_ours,
-        "ours_reached": ok_ours,
-        "naive_s": t_naive,
-        "naive_reached": ok_naive,
-    }
+    run_ours, run_naive = _runners(synth, x0, iterations, iterations)
+    race = {"start_loss": start_loss, "target": target}
+    for who, run, loss in (("ours", run_ours, objective), ("naive", run_naive, naive)):
+        race[f"{who}_s"], race[f"{who}_reached"] = _seconds_to_loss(run, loss, target, cap)
+    return race
 
 
 def per_evaluation(synth, naive, size, evaluations: int, rounds: int) -> dict:
-    """Median seconds per evaluation, ours and naive, alternating ``rounds`` times."""
-    mine, theirs = [], []
+    """Median seconds per evaluation, ours and naive, alternating ``rounds`` times: the periods
+    between evaluation starts inside real optimisations, so the optimizer's time is included."""
     x0 = initial_noise(synth.exemplars, size, synth.config.seed)
+    run_ours, run_naive = _runners(synth, x0, evaluations + 1, 1 + evaluations // 20)
+    mine, theirs = [], []
     for _ in range(rounds):
-        mine += eval_seconds_ours(synth, size, evaluations)
-        theirs += eval_seconds_naive(naive, x0, evaluations)
+        mine += _evaluation_periods(run_ours, synth.objective(1), evaluations)
+        theirs += _evaluation_periods(run_naive, naive, evaluations)
     a, b = statistics.median(mine), statistics.median(theirs)
     return {"ours_s": a, "naive_s": b, "speedup": b / a, "n": (len(mine), len(theirs))}
 
@@ -207,6 +165,24 @@ def stage_times(objective: TextureLoss, x: torch.Tensor, repeats: int) -> dict[s
     _profiled(objective, x)
     runs = [_profiled(objective, x) for _ in range(repeats)]
     return {k: statistics.median(r[k] for r in runs) for k in STAGES}
+
+
+def stage_row(synth: TextureSynthesizer, side: int, evaluation_s: float, repeats: int) -> dict:
+    """Where an evaluation at ``side`` px goes: median seconds per stage, the optimizer's share
+    (``evaluation_s``, the period measured inside a run, minus the stages), the FLOPs and the
+    achieved GFLOP/s, with the matmul peak measured now (the same moment's load)."""
+    objective = synth.objective(1)
+    x = initial_noise(synth.exemplars, (side, side), 0)
+    row = stage_times(objective, x, repeats)
+    flops = evaluation_flops(objective, x)
+    row["optimizer"] = max(0.0, evaluation_s - sum(row.values()))
+    return row | {
+        "peak_gflops": matmul_peak() / 1e9,
+        "gflop_forward": flops["forward"] / 1e9,
+        "gflop_total": flops["total"] / 1e9,
+        "fwd_gflops": flops["forward"] / 1e9 / row["forward"],
+        "all_gflops": flops["total"] / 1e9 / (row["forward"] + row["backward"]),
+    }
 
 
 def evaluation_flops(objective: TextureLoss, x: torch.Tensor) -> dict[str, float]:

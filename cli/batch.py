@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli.console import numbered
+from cli.console import numbered, say
 from data.datasets import image_files
 from data.errors import UserError
 from data.sheets import contact_sheet
@@ -40,13 +39,6 @@ class Item:
     sources: list[Path]  # exemplar files (optimize) or one checkpoint (generate)
     exemplar: Path | None = None  # shown on the contact sheet
     outputs: list[Path] = field(default_factory=list)
-
-
-def say(*parts, flush: bool = True) -> None:
-    """Print one line with a single write: processes sharing a pipe cannot split it."""
-    sys.stdout.write(" ".join(map(str, parts)) + "\n")
-    if flush:
-        sys.stdout.flush()
 
 
 def is_batch(generate: bool, exemplars: list[Path], output: Path, cfg, batch: bool) -> bool:

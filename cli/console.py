@@ -1,8 +1,10 @@
-"""Shared pieces of the entry points: Ctrl-C, numbered outputs, list options, progress bars."""
+"""Shared pieces of the entry points: Ctrl-C, one-line output, numbered outputs, list options,
+progress bars."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,13 @@ def first_interrupt_only():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def say(*parts, flush: bool = True) -> None:
+    """Print one line with a single write: processes sharing a pipe cannot split it."""
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    if flush:
+        sys.stdout.flush()
 
 
 def parse_list(text: str | None, kind=str, what: str = "list") -> list | None:

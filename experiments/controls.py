@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 import typer
 
-from bench.judge import block_shuffled, real_crops, white_noise
-from bench.structure import StructureReference
 from data.errors import UserError, run_cli
 from data.images import load_image
 from data.procedural import make
+from data.sidecar import write_files_atomic
+from judge.controls import block_shuffled, real_crops, white_noise
+from judge.structure import StructureReference
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCEDURAL = ("cells", "dots", "stripes")
@@ -158,13 +159,8 @@ def validate(images: list[Path] | None, procedural_side: int, out: Path) -> None
             print(f"{name:20s} {term:9s} {row}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join(f"{t}:\n\n{_markdown(tables, t)}" for t in ("structure", "layout", "edges"))
-    for path, body in (
-        (out / "controls.md", text),
-        (out / "controls.json", json.dumps(tables, indent=1)),
-    ):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(body)
-        tmp.replace(path)
+    body = json.dumps(tables, indent=1)
+    write_files_atomic({out / "controls.md": text.encode(), out / "controls.json": body.encode()})
     print(text)
 
 

@@ -23,7 +23,7 @@ from typing import Annotated
 import torch
 import typer
 
-from bench import judge as J
+import judge as J
 from configs import LossConfig, SynthConfig, TrainConfig
 from data.errors import UserError, run_cli
 from data.images import load_image

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 
-# Fixed filters, shared with bench.judge: opponent colour and a Gabor bank.
+# Fixed filters, shared with the judge (judge/__init__.py): opponent colour and a Gabor bank.
 def opponent(x: torch.Tensor) -> torch.Tensor:
     """(3, H, W) RGB -> (3, H, W) luminance, red-green, blue-yellow."""
     r, g, b = x

@@ -8,6 +8,10 @@ spectra of luminance; RGB sliced Wasserstein distances; nearest-neighbour patch 
 Convention: every image is a (3, H, W) float tensor in [0, 1], RGB. Distances compare an
 image with the whole exemplar; lower is better. ``normalise`` divides them by the distance of
 real crops of the exemplar (same size as the outputs), so 1.0 means "as close as a real crop".
+
+Used by the benchmark (``bench/quality.py``), by ``experiments/`` and on any finished texture
+(``python -m judge.score``). The structure measure is ``judge/structure.py``; the control
+images that validate the measures are ``judge/controls.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.structure import gabor_bank, opponent, structure_distance
 from data.errors import UserError
+from judge.controls import real_crops, white_noise
+from judge.structure import gabor_bank, opponent, structure_distance
 
 # Metrics that are distances to the exemplar (lower is better, normalised by real crops).
 DISTANCES = ("local", "coarse", "structure", "lowfreq", "highfreq", "colour", "mean_shift")
@@ -179,40 +184,7 @@ def judge(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     return {**distances(x, ref), "copy": copy_fraction(x, ref), "seam": seam_ratio(x)}
 
 
-# Controls -----------------------------------------------------------------------------------
-
-
-def real_crops(ref: torch.Tensor, size: tuple[int, int], count: int, seed: int = 0):
-    """``count`` random (3, *size) crops of ``ref`` (size must fit inside it)."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = ref.shape[-2:]
-    ys = torch.randint(0, h - size[0] + 1, (count,), generator=g).tolist()
-    xs = torch.randint(0, w - size[1] + 1, (count,), generator=g).tolist()
-    return [ref[:, y : y + size[0], x : x + size[1]] for y, x in zip(ys, xs, strict=True)]
-
-
-def white_noise(ref: torch.Tensor, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
-    """Gaussian white noise with the exemplar's per-channel mean and standard deviation."""
-    g = torch.Generator().manual_seed(seed)
-    mean, std = ref.mean((1, 2), keepdim=True), ref.std((1, 2), keepdim=True)
-    return (mean + std * torch.randn(3, *size, generator=g)).clamp(0, 1)
-
-
-def block_shuffled(x: torch.Tensor, block: int, seed: int) -> torch.Tensor:
-    """``x`` cut into ``block`` x ``block`` tiles put back in random order."""
-    h, w = (x.shape[1] // block) * block, (x.shape[2] // block) * block
-    tiles = x[:, :h, :w].unfold(1, block, block).unfold(2, block, block)  # (3, nh, nw, b, b)
-    nh, nw = tiles.shape[1:3]
-    order = torch.randperm(nh * nw, generator=torch.Generator().manual_seed(seed))
-    tiles = tiles.reshape(3, nh * nw, block, block)[:, order].reshape(3, nh, nw, block, block)
-    out = x.clone()
-    out[:, :h, :w] = tiles.permute(0, 1, 3, 2, 4).reshape(3, h, w)
-    return out
-
-
-def shuffled_blocks(ref: torch.Tensor, size: tuple[int, int], block: int, seed: int = 0):
-    """A real crop cut into ``block`` x ``block`` tiles put back in random order."""
-    return block_shuffled(real_crops(ref, size, 1, seed)[0], block, seed + 1)
+# Relative to real crops ---------------------------------------------------------------------------
 
 
 def reference(ref: torch.Tensor, size: tuple[int, int], crops: int = 4) -> dict[str, float]:
@@ -238,22 +210,33 @@ def score(values: dict[str, float]) -> float:
     return math.exp(sum(logs) / len(logs))
 
 
-def centre_judge(exemplar: torch.Tensor):
-    """``rate(image)``: normalised judge values plus "score" of the centre square of a
-    (3, H, W) image, the square half the exemplar's short side, against real crops of that
-    size (1.0 = as close as a real crop). The real crops' distances are computed once."""
-    side = min(exemplar.shape[-2:]) // 2
-    real, floor = reference(exemplar, (side, side)), floors(exemplar, (side, side))
+def relative_judge(exemplar: torch.Tensor, size: tuple[int, int]):
+    """``rate(image)``: normalised judge values plus "score" of a (3, *size) image against
+    real crops of that size (1.0 = as close as a real crop). The real crops' distances are
+    computed once."""
+    real, floor = reference(exemplar, size), floors(exemplar, size)
 
-    def rate(image: torch.Tensor, name: str = "the image") -> dict[str, float]:
+    def rate(image: torch.Tensor) -> dict[str, float]:
+        values = normalise(judge(image, exemplar), real, floor)
+        return {**values, "score": score(values)}
+
+    return rate
+
+
+def centre_judge(exemplar: torch.Tensor):
+    """``rate(image)``: ``relative_judge`` of the centre square of a (3, H, W) image, the
+    square half the exemplar's short side."""
+    side = min(exemplar.shape[-2:]) // 2
+    rate = relative_judge(exemplar, (side, side))
+
+    def centre(image: torch.Tensor, name: str = "the image") -> dict[str, float]:
         h, w = image.shape[-2:]
         if min(h, w) < side:
             raise UserError(f"{name} is {w}x{h}; the judge needs at least {side}x{side} here")
         y, x = (h - side) // 2, (w - side) // 2
-        values = normalise(judge(image[:, y : y + side, x : x + side], exemplar), real, floor)
-        return {**values, "score": score(values)}
+        return rate(image[:, y : y + side, x : x + side])
 
-    return rate
+    return centre
 
 
 def floors(ref: torch.Tensor, size: tuple[int, int]) -> dict[str, float]:
