@@ -103,7 +103,10 @@ def stages_section(r: dict) -> list[str]:
         ["preset", "GFLOP fwd", "GFLOP fwd+bwd", "fwd GFLOP/s", "fwd / peak", "fwd+bwd / peak"],
         [
             [e["preset"], e["gflop_forward"], e["gflop_total"], e["fwd_gflops"]]
-            + [e["fwd_gflops"] / peak, e["all_gflops"] / peak]
+            + [
+                e["fwd_gflops"] / e.get("peak_gflops", peak),
+                e["all_gflops"] / e.get("peak_gflops", peak),
+            ]
             for e in r["stages"]
         ],
     )
