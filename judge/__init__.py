@@ -202,7 +202,7 @@ def normalise(values: dict[str, float], real: dict[str, float], floor: dict[str,
     return out
 
 
-def score(values: dict[str, float]) -> float:
+def overall(values: dict[str, float]) -> float:
     """One number from normalised distances: their geometric mean (1.0 = a real crop).
 
     A distance that is NaN (the structure measure on images under 64 px) is left out."""
@@ -218,7 +218,7 @@ def relative_judge(exemplar: torch.Tensor, size: tuple[int, int]):
 
     def rate(image: torch.Tensor) -> dict[str, float]:
         values = normalise(judge(image, exemplar), real, floor)
-        return {**values, "score": score(values)}
+        return {**values, "score": overall(values)}
 
     return rate
 
