@@ -152,17 +152,22 @@ def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int
 
 
 def nearest_bytes(cfg, exemplar_sides: list[tuple[int, int]], canvas: tuple[int, int]) -> float:
-    """Bytes of the nearest-patch projections (``losses.nearest``) at the finest scale: the
-    exemplar patches (and a centred copy while the index is built), the output's grid
-    patches and their matches, and blocks of distances (each with its temporaries)."""
+    """Bytes of the nearest-patch projections (``losses.nearest``) at the scale that needs
+    most: the finest one, or the finest with large patches (``optimize.patches.LARGE_SPAN``).
+    The exemplar patches, the output's grid patches and their matches, and blocks of
+    distances (each with its temporaries)."""
     from losses.nearest import DISTANCES, NEAREST_STRIDE
+    from optimize.patches import LARGE_SPAN, large_patches
 
     if not cfg.nearest_iterations:
         return 0.0
-    dims = 3 * cfg.patch_size**2
+    short = min(min(side) for side in exemplar_sides)
+    area = {cfg.patch_size: 1.0, max(large_patches(cfg.patch_size)): 1.0}
+    area[max(area)] = min(1.0, LARGE_SPAN * cfg.coarsest / short) ** 2
     theirs = sum(h * w for h, w in exemplar_sides)
     ours = canvas[0] * canvas[1] / NEAREST_STRIDE**2
-    return (2 * dims * (theirs + ours) + 3 * DISTANCES) * FLOAT32
+    need = max(2 * 3 * q * q * (theirs + ours) * a for q, a in area.items())
+    return (need + 3 * DISTANCES) * FLOAT32
 
 
 def features_estimate(synth, size: tuple[int, int]) -> int:

@@ -56,8 +56,10 @@ class PatchIndex:
         self.basis = None
         keys = self.patches
         if dims is not None and dims < keys.shape[1]:
-            centred = keys - keys.mean(0)
-            _, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+            # the scatter matrix without a centred copy of the patches (large patches are big)
+            mean = keys.mean(0)
+            scatter = keys.T @ keys - keys.shape[0] * torch.outer(mean, mean)
+            _, vectors = torch.linalg.eigh(scatter)  # ascending eigenvalues
             self.basis = vectors[:, -dims:].contiguous()  # (C p p, dims)
             keys = keys @ self.basis
         self.keys = keys.contiguous()  # (N, dims or C p p)
