@@ -41,6 +41,7 @@ from cli.options import (
     Padding,
     PatchSize,
     Pooling,
+    Precision,
     Progress,
     Projections,
     PyramidFactor,
@@ -138,6 +139,7 @@ def main(
     ] = None,
     bits: Annotated[int | None, Opt(help="Output PNG bit depth: 8 or 16.")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")] = None,
+    precision: Precision = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
     progress: Progress = True,
 ) -> None:
