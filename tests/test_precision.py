@@ -155,3 +155,13 @@ def test_bf16_is_refused_for_the_patch_objective_and_fp32_is_not(exemplar_path, 
     with pytest.raises(UserError, match="precision"):
         SynthConfig(objective="features", precision="fp16")  # the API is checked too
 
+
+def test_training_resolves_auto_before_accelerate(monkeypatch, tmp_path):
+    from configs import TrainConfig
+    from training.runs import resolved_precision
+
+    cfg = TrainConfig(mixed_precision="auto", device="cpu")
+    for flags, expected in (("avx2", "no"), ("amx_bf16 amx_tile", "bf16")):
+        cpuinfo(monkeypatch, tmp_path, flags)
+        assert resolved_precision(cfg).mixed_precision == expected
+    assert resolved_precision(TrainConfig(mixed_precision="no")).mixed_precision == "no"
