@@ -244,7 +244,10 @@ class TextureLoss(nn.Module):
             if not feats:
                 terms[f"gram/octave{s}"] = zero
                 continue
-            with record_function("texture.statistics"):
+            # Without an outer autocast's casts (train.py --mixed-precision bf16 ran the Gram
+            # matrices' bmm and the sliced projections in bf16): statistics are fp32.
+            fp32 = torch.autocast(x.device.type, enabled=False)
+            with record_function("texture.statistics"), fp32:
                 parts = self.feature_terms(s, feats)
                 octave = sum(parts.values(), zero)
             terms[f"gram/octave{s}"] = octave

@@ -165,3 +165,21 @@ def test_training_resolves_auto_before_accelerate(monkeypatch, tmp_path):
         cpuinfo(monkeypatch, tmp_path, flags)
         assert resolved_precision(cfg).mixed_precision == expected
     assert resolved_precision(TrainConfig(mixed_precision="no")).mixed_precision == "no"
+
+
+def test_statistics_stay_fp32_under_an_outer_autocast():
+    """accelerate's bf16 autocast wraps the whole training loss: the backbone runs in bf16
+    there, the Gram matrices and projections must not."""
+    loss = tiny_loss("fp32")
+    x = torch.rand(1, 3, 36, 36, generator=torch.Generator().manual_seed(1))
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    with torch.no_grad():
+        with bf16:
+            feats = loss._features(x)
+            mixed = loss(x)
+            cast = [sum(loss.feature_terms(s, f).values()) for s, f in enumerate(feats)]
+        fp32 = [sum(loss.feature_terms(s, f).values()) for s, f in enumerate(feats)]
+    assert all(f.dtype == torch.float32 for level in feats for f in level.values())
+    for s in range(len(feats)):
+        assert float(mixed[f"gram/octave{s}"]) == float(fp32[s])  # fp32 statistics exactly
+        assert float(cast[s]) != float(fp32[s])  # what autocast would have made of them
