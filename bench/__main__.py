@@ -151,6 +151,9 @@ def resolve(cli: dict) -> BenchConfig:
 def machine() -> dict:
     import torch
 
+    from models.devices import resolve_precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -165,6 +168,7 @@ def machine() -> dict:
         "torch threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "backbone precision (auto)": " ".join(resolve_precision("auto", device)),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "os": platform.platform(),

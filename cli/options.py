@@ -108,9 +108,9 @@ NearestIterations = Annotated[
 Precision = Annotated[
     PrecisionName | None,
     Opt(
-        help="features: the backbone's precision; auto = bf16 on a CUDA GPU or CPU with native "
-        "bf16 (AVX-512 BF16, AMX), else fp32; statistics and L-BFGS stay fp32. patches: no "
-        "network, always fp32."
+        help="features: the backbone's precision (default auto: bf16 on a CUDA GPU or CPU with "
+        "native bf16, AVX-512 BF16 or AMX, else fp32); statistics and L-BFGS stay fp32. "
+        "patches: no network, always fp32."
     ),
 ]
 Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]

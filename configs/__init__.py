@@ -90,8 +90,10 @@ class SynthConfig(PatchFields, LossConfig):
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
-    # patches: no network, always fp32 (bf16 is refused)
-    precision: str = "fp32"
+    # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
+    # evaluation (docs/decisions.md, 2026-12-02 session 7). patches: no network, always fp32
+    # (bf16 is refused)
+    precision: str = "auto"
 
     def __post_init__(self):
         check_values(self)
