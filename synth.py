@@ -155,7 +155,8 @@ def synthesize(cli: dict) -> None:
     # the checkpoint); optimize mode's CLI > --config file (or the default preset) > defaults.
     generate = cli["mode"] == Mode.generate
     if generate:
-        ignored = [k for k in ("exemplars", "config", "layers", "octaves", "iterations") if cli[k]]
+        options = ("exemplars", "config", "layers", "octaves", "iterations", "precision")
+        ignored = [k for k in options if cli[k]]
         if ignored:
             note = ", ".join(ignored)
             print(f"note: generate mode ignores {note}; settings come from the checkpoint")

@@ -151,6 +151,7 @@ def resolve(cli: dict) -> BenchConfig:
 def machine() -> dict:
     import torch
 
+    from bench.speed import PRECISION
     from models.devices import resolve_precision
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -168,7 +169,7 @@ def machine() -> dict:
         "torch threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "backbone precision (auto)": " ".join(resolve_precision("auto", device)),
+        "backbone precision": f"{PRECISION} (pinned; {resolve_precision('auto', device)[1]})",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "os": platform.platform(),

@@ -181,18 +181,18 @@ class TextureLoss(nn.Module):
                 continue
             if crop is not None:
                 level = random_crops(level, crop, generator)
-            with record_function("texture.backbone"), self._backbone_precision(exemplar):
+            with record_function("texture.backbone"), self._backbone_precision(level, exemplar):
                 feats = self.backbone(level)
             out.append({name: f.float() for name, f in feats.items()})  # statistics in fp32
         return out
 
-    def _backbone_precision(self, exemplar: bool):
+    def _backbone_precision(self, x: torch.Tensor, exemplar: bool):
         """bf16 autocast around the backbone of an output's forward (and so its backward),
         or no change: the exemplars' targets are computed once, in fp32, and an fp32 loss
         leaves an outer autocast (accelerate's, in training) as it is."""
         if self.precision != "bf16" or exemplar:
             return contextlib.nullcontext()
-        return torch.autocast(self.exemplars[0].device.type, dtype=torch.bfloat16)
+        return torch.autocast(x.device.type, dtype=torch.bfloat16)
 
     def feature_terms(self, octave: int, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weighted, normalised statistics terms of one octave's features, summed by kind.
