@@ -41,6 +41,7 @@ from cli.options import (
     Padding,
     PatchSize,
     Pooling,
+    Precision,
     Progress,
     Projections,
     PyramidFactor,
@@ -138,6 +139,7 @@ def main(
     ] = None,
     bits: Annotated[int | None, Opt(help="Output PNG bit depth: 8 or 16.")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")] = None,
+    precision: Precision = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
     progress: Progress = True,
 ) -> None:
@@ -153,7 +155,8 @@ def synthesize(cli: dict) -> None:
     # the checkpoint); optimize mode's CLI > --config file (or the default preset) > defaults.
     generate = cli["mode"] == Mode.generate
     if generate:
-        ignored = [k for k in ("exemplars", "config", "layers", "octaves", "iterations") if cli[k]]
+        options = ("exemplars", "config", "layers", "octaves", "iterations", "precision")
+        ignored = [k for k in options if cli[k]]
         if ignored:
             note = ", ".join(ignored)
             print(f"note: generate mode ignores {note}; settings come from the checkpoint")

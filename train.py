@@ -43,6 +43,7 @@ from cli.options import (
     Layers,
     LayerWeights,
     MaxPatches,
+    MixedPrecisionName,
     Normalisation,
     Objective,
     Octaves,
@@ -148,7 +149,13 @@ def main(
         bool | None,
         Opt("--tile/--no-tile", help="Periodic objective; generate seamless by default."),
     ] = None,
-    mixed_precision: Annotated[str | None, Opt(help="no | bf16.")] = None,
+    mixed_precision: Annotated[
+        MixedPrecisionName | None,
+        Opt(
+            help="bf16 autocast of generator and backbone; auto = bf16 where the device has "
+            "native bf16 (CUDA, AVX-512 BF16, AMX), else no."
+        ),
+    ] = None,
     checkpoint_every: Annotated[int | None, Opt(help="Steps between checkpoints.")] = None,
     keep_checkpoints: Annotated[int | None, Opt(help="Newest checkpoints kept (0 = all).")] = None,
     log_every: Annotated[int | None, Opt(help="Steps between logged scalars.")] = None,
@@ -191,9 +198,11 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     from losses.objective import build_backbone_for, generator_objective
     from models.generator import build_generator
     from training.loop import Schedule, run_steps
-    from training.runs import best_loss, resume_run, start_logs, start_run
+    from training.runs import best_loss, resolved_precision, resume_run, start_logs, start_run
 
-    # 2. Processes and devices; only the main process writes files and prints.
+    # 2. Processes and devices ("auto" mixed precision resolved for them, so that the saved
+    # config says what ran); only the main process writes files and prints.
+    cfg = resolved_precision(cfg)
     accelerator = start_run(cfg, output_dir, resume)
     is_main, device = accelerator.is_main_process, accelerator.device
     log = print if is_main else lambda *_: None

@@ -59,7 +59,9 @@ def main(
         ScheduleName | None, Opt(help="Learning-rate schedule (cosine: to lr / 10).")
     ] = None,
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
-    mixed_precision: Annotated[str | None, Opt(help="no | bf16 | fp16.")] = None,
+    mixed_precision: Annotated[
+        str | None, Opt(help="no | bf16 | fp16 | auto (bf16 where native, else no).")
+    ] = None,
     checkpoint_every: Annotated[int | None, Opt(help="Steps between checkpoints.")] = None,
     keep_checkpoints: Annotated[int | None, Opt(help="Newest checkpoints kept (0 = all).")] = None,
     log_every: Annotated[int | None, Opt(help="Steps between logged scalars.")] = None,
@@ -104,9 +106,16 @@ def train_backbone(
     from data.sidecar import reporting_write_errors, write_json_atomic
     from models.classifier import FILENAME, VGGClassifier, export_backbone
     from training.loop import Schedule, repeat, run_steps
-    from training.runs import resume_run, start_logs, start_run, write_checkpoint
+    from training.runs import (
+        resolved_precision,
+        resume_run,
+        start_logs,
+        start_run,
+        write_checkpoint,
+    )
 
     # 2. Processes and devices; only the main process writes files and prints.
+    cfg = resolved_precision(cfg)
     accelerator = start_run(cfg, output_dir, resume)
     is_main, device = accelerator.is_main_process, accelerator.device
     log = print if is_main else lambda *_: None

@@ -154,6 +154,10 @@ def machine() -> dict:
     """What the timings were measured on (RESULTS.md's "Machine" list)."""
     import torch
 
+    from bench.speed import PRECISION
+    from models.devices import resolve_precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
@@ -165,6 +169,7 @@ def machine() -> dict:
         "torch threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "backbone precision": f"{PRECISION} (pinned; {resolve_precision('auto', device)[1]})",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "os": platform.platform(),

@@ -45,9 +45,18 @@ class _Stop(Exception):
     """Ends an optimisation from inside its loss function (budget spent or target reached)."""
 
 
+# The benchmark's backbone precision, whatever the machine: its figures then compare with
+# earlier sessions' and with the naive reference's (fp32); docs/decisions.md (2026-12-02,
+# session 7) has bf16's.
+PRECISION = "fp32"
+
+
 def preset_config(preset: str, **overrides) -> SynthConfig:
-    """The preset's ``SynthConfig`` with ``overrides`` (None values ignored) applied."""
-    return build_config(SynthConfig, read_config_file(preset), overrides)
+    """The preset's ``SynthConfig`` in ``PRECISION``, with ``overrides`` (None values ignored)
+    applied."""
+    return build_config(
+        SynthConfig, {**read_config_file(preset), "precision": PRECISION}, overrides
+    )
 
 
 def ours(cfg: SynthConfig, exemplar: torch.Tensor, sizes=()) -> TextureSynthesizer:

@@ -14,9 +14,10 @@ from typing import Annotated
 import typer
 
 from cli.console import parse_list
-from configs import SCHEDULES
+from configs import MIXED_PRECISIONS, SCHEDULES
 from losses.texture import NORMALISATIONS
 from models.backbones import BACKBONES
+from models.devices import PRECISIONS
 from models.generator import GENERATORS, OUTPUTS
 from models.vgg import ARCHS, PADDINGS, POOLINGS
 from optimize.engine import OBJECTIVES
@@ -41,6 +42,8 @@ GeneratorName = registry_choices("GeneratorName", GENERATORS)
 OutputName = registry_choices("OutputName", OUTPUTS)
 ScheduleName = registry_choices("ScheduleName", SCHEDULES)
 ArchName = registry_choices("ArchName", ARCHS)
+PrecisionName = registry_choices("PrecisionName", PRECISIONS)
+MixedPrecisionName = registry_choices("MixedPrecisionName", MIXED_PRECISIONS)
 
 
 def plain_values(values: dict) -> dict:
@@ -101,6 +104,14 @@ MaxPatches = Annotated[
 NearestIterations = Annotated[
     int | None,
     Opt(help="patches: nearest-exemplar-patch projections at every scale (0 = none)."),
+]
+Precision = Annotated[
+    PrecisionName | None,
+    Opt(
+        help="features: the backbone's precision (default auto: bf16 on a CUDA GPU or CPU with "
+        "native bf16, AVX-512 BF16 or AMX, else fp32); statistics and L-BFGS stay fp32. "
+        "patches: no network, always fp32."
+    ),
 ]
 Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]
 

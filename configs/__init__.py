@@ -20,6 +20,9 @@ from data.errors import UserError
 PRESET_DIR = Path(__file__).parent
 # Learning-rate schedules of both trainers (training.loop.Schedule implements them).
 SCHEDULES = ("cosine", "constant")
+# train.py --mixed-precision: auto is resolved to no or bf16 for the device before training
+# (training.runs.resolved_precision); fp16 is not offered (CPUs do not autocast it).
+MIXED_PRECISIONS = ("no", "bf16", "auto")
 
 
 @dataclass
@@ -85,6 +88,12 @@ class SynthConfig(PatchFields, LossConfig):
     bits: int = 8  # PNG bit depth of the output: 8 or 16
     coarse_iterations: int = 300  # patches: Adam steps at the layout (coarsest) scales
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
+    # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
+    # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
+    # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
+    # evaluation (docs/decisions.md, 2026-12-02 session 7). patches: no network, always fp32
+    # (bf16 is refused)
+    precision: str = "auto"
 
     def __post_init__(self):
         check_values(self)
@@ -158,6 +167,20 @@ def check_values(cfg) -> None:
     if not 0 < cfg.pyramid_factor < 1:
         raise UserError("--pyramid-factor must lie strictly between 0 and 1")
     check_pooling(cfg.pooling)
+    check_precision(cfg)
+
+
+def check_precision(cfg) -> None:
+    """``precision`` (SynthConfig's) must name one, and bf16 needs a network to apply to."""
+    precision = getattr(cfg, "precision", None)
+    if precision is None:
+        return
+    check_choice("--precision", precision, "models.devices", "PRECISIONS")
+    if precision == "bf16" and cfg.objective == "patches":
+        raise UserError(
+            "--precision bf16: the patches objective has no network and runs in fp32; "
+            "bf16 is for the features objective's backbone (--objective features)"
+        )
 
 
 def check_pooling(pooling: str) -> None:
@@ -301,7 +324,7 @@ class TrainConfig(PatchFields, LossConfig):
     warmup_steps: int = 50  # linear learning-rate warm-up
     diversity_weight: float = 0.0  # Ulyanov 2017 diversity term (needs batch_size >= 2)
     nearest_weight: float = 0.0  # patches: pull towards the nearest-patch projection (0 = none)
-    mixed_precision: str = "no"  # no | bf16 (accelerate autocast; Gram and FFT stay fp32)
+    mixed_precision: str = "no"  # no | bf16 | auto (accelerate autocast; Gram and FFT stay fp32)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
     log_every: int = 10  # steps between TensorBoard scalars
@@ -326,7 +349,7 @@ class BackboneConfig:
     lr: float = 1e-3  # AdamW learning rate after warm-up
     lr_schedule: str = "cosine"  # cosine (to lr / 10) | constant
     warmup_steps: int = 50  # linear learning-rate warm-up
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate autocast)
+    mixed_precision: str = "no"  # no | bf16 | fp16 | auto (accelerate autocast)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories (with evaluation)
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
     log_every: int = 10  # steps between TensorBoard scalars
@@ -339,6 +362,8 @@ class BackboneConfig:
                 "--image-size must be >= 32 (five poolings), --steps and --batch-size >= 1"
             )
         check_pooling(self.pooling)
+        if self.mixed_precision not in (*MIXED_PRECISIONS, "fp16"):
+            raise UserError("--mixed-precision must be no, bf16, fp16 or auto")
         check_choice("--arch", self.arch, "models.vgg", "ARCHS", optional=True)
         check_choice("lr-schedule", self.lr_schedule, "configs", "SCHEDULES")
         check_seed(self.seed, 1, SEED_END["TrainConfig"])
@@ -377,8 +402,10 @@ def check_training(cfg: TrainConfig) -> None:
     check_choice("generator", cfg.generator, "models.generator", "GENERATORS")
     check_choice("output", cfg.output, "models.generator", "OUTPUTS")
     check_choice("lr-schedule", cfg.lr_schedule, "configs", "SCHEDULES")
-    if cfg.mixed_precision not in ("no", "bf16"):
-        raise UserError("--mixed-precision must be no or bf16 (fp16 is not supported on CPUs)")
+    if cfg.mixed_precision not in MIXED_PRECISIONS:
+        raise UserError(
+            "--mixed-precision must be no, bf16 or auto (fp16 is not supported on CPUs)"
+        )
     if min(cfg.steps, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, cfg.sample_every) < 1:
         raise UserError("steps, batch-size and the -every intervals must be at least 1")
     from models.generator import GENERATORS

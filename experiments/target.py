@@ -85,8 +85,10 @@ def measure(checkpoint: Path, exemplar_path: Path, references, side, seeds, iter
             f"note: {checkpoint} was trained on {', '.join(trained_on)}, not {exemplar_path.name}"
         )
     # One synthesizer (backbone and targets built once) scores every image and makes the
-    # optimize-mode result with exactly the checkpoint's objective.
-    synth = TextureSynthesizer(exemplar, SynthConfig(**_loss_fields(cfg)), log=lambda *_: None)
+    # optimize-mode result with exactly the checkpoint's objective, in fp32 (the scores' and the
+    # earlier sessions' precision, whatever auto would pick here).
+    config = SynthConfig(**_loss_fields(cfg), precision="fp32")
+    synth = TextureSynthesizer(exemplar, config, log=lambda *_: None)
     score = scorer(synth, exemplar)
     net = prepare(model)
     samples = [generate(net, (side, side), seed=s) for s in range(seeds)]

@@ -101,9 +101,10 @@ def check_image_size(backbone, octaves: int, size: tuple[int, int], what: str) -
 
 
 def build_objective(
-    cfg: LossConfig, exemplars: list[torch.Tensor], backbone, tile: bool
+    cfg: LossConfig, exemplars: list[torch.Tensor], backbone, tile: bool, precision: str = "fp32"
 ) -> TextureLoss:
-    """TextureLoss for ``exemplars`` ((3, H, W) in [0, 1] on the backbone's device)."""
+    """TextureLoss for ``exemplars`` ((3, H, W) in [0, 1] on the backbone's device), its
+    backbone run on outputs in ``precision`` (fp32 | bf16, resolved)."""
     if cfg.normalisation not in NORMALISATIONS:
         raise UserError(
             f"unknown normalisation '{cfg.normalisation}'; use {' or '.join(NORMALISATIONS)}"
@@ -128,6 +129,7 @@ def build_objective(
         autocorr_shift=cfg.autocorr_shift,
         swd_weights=_per_layer(cfg.swd_layers, cfg.swd_weight, backbone),
         seed=cfg.seed,
+        precision=precision,
     )
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.profiler import record_function
@@ -55,6 +57,9 @@ class TextureLoss(nn.Module):
         autocorr_shift: largest shift as a fraction of the exemplar's feature-map side.
         swd_weights: q_l per layer, or None (no sliced Wasserstein term).
         seed: seeds the sliced Wasserstein directions.
+        precision: "fp32" or "bf16": the backbone's forward and backward on an output run
+            under bf16 autocast; its features are cast to fp32 before any statistic, and the
+            targets, spectrum, TV and the sum stay fp32.
 
     Call: ``loss(x)`` with x (B, 3, H, W) in [0, 1] returns a dict of scalars:
     ``total``, ``gram``, ``spectrum``, ``tv`` and ``gram/octave{s}`` (the whole feature term
@@ -81,6 +86,7 @@ class TextureLoss(nn.Module):
         autocorr_shift: float = 0.5,
         swd_weights: list[float] | None = None,
         seed: int = 0,
+        precision: str = "fp32",
     ):
         super().__init__()
         if normalisation not in NORMALISATIONS:
@@ -97,6 +103,7 @@ class TextureLoss(nn.Module):
         self.circular = circular
         self.normalisation = normalisation
         self.autocorr_shift = autocorr_shift
+        self.precision = precision
         self.exemplars = [u.detach() for u in exemplars]
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
         self.shifts: dict[str, int] = {}  # autocorrelation window per (octave, layer) key
@@ -174,9 +181,18 @@ class TextureLoss(nn.Module):
                 continue
             if crop is not None:
                 level = random_crops(level, crop, generator)
-            with record_function("texture.backbone"):
-                out.append(self.backbone(level))
+            with record_function("texture.backbone"), self._backbone_precision(level, exemplar):
+                feats = self.backbone(level)
+            out.append({name: f.float() for name, f in feats.items()})  # statistics in fp32
         return out
+
+    def _backbone_precision(self, x: torch.Tensor, exemplar: bool):
+        """bf16 autocast around the backbone of an output's forward (and so its backward),
+        or no change: the exemplars' targets are computed once, in fp32, and an fp32 loss
+        leaves an outer autocast (accelerate's, in training) as it is."""
+        if self.precision != "bf16" or exemplar:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=torch.bfloat16)
 
     def feature_terms(self, octave: int, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weighted, normalised statistics terms of one octave's features, summed by kind.
@@ -228,7 +244,10 @@ class TextureLoss(nn.Module):
             if not feats:
                 terms[f"gram/octave{s}"] = zero
                 continue
-            with record_function("texture.statistics"):
+            # Without an outer autocast's casts (train.py --mixed-precision bf16 ran the Gram
+            # matrices' bmm and the sliced projections in bf16): statistics are fp32.
+            fp32 = torch.autocast(x.device.type, enabled=False)
+            with record_function("texture.statistics"), fp32:
                 parts = self.feature_terms(s, feats)
                 octave = sum(parts.values(), zero)
             terms[f"gram/octave{s}"] = octave

@@ -50,6 +50,8 @@ class PerImageSynthesizer:
     """Base of the per-image engines: subclasses set ``config``, ``sources``, ``device`` and
     implement ``synthesize``, ``level_iterations`` and ``engine_metadata``."""
 
+    precision = "fp32"  # what the engine computes in, resolved (features: its backbone's)
+
     def metadata(self, result, seed: int) -> dict:
         """The JSON sidecar: resolved config, seed, engine, losses, timings."""
         return {
@@ -67,6 +69,7 @@ class PerImageSynthesizer:
             "stopped_at_size": list(result.stopped_at) if result.stopped_at else None,
             "diverged": result.diverged,
             "device": str(self.device),
+            "precision": self.precision,
         }
 
     def save(self, result, path: str | Path, seed: int | None = None, overwrite: bool = False):

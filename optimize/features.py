@@ -19,7 +19,7 @@ from losses.objective import (
     fit_octave_count,
     rescale_to,
 )
-from models.devices import resolve_device
+from models.devices import resolve_device, resolve_precision
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import METHODS, OptimizeResult, optimize
 
@@ -98,6 +98,7 @@ class TextureSynthesizer(PerImageSynthesizer):
         if cfg.levels < 1 or cfg.iterations < 0:
             raise UserError("levels must be >= 1 and iterations >= 0")
         self.device = resolve_device(cfg.device)
+        self.precision, self._precision_note = resolve_precision(cfg.precision, self.device)
         self.log = log
         images, self.sources = load_exemplars(exemplars, log)
         self.exemplars = [u.to(self.device) for u in images]
@@ -117,7 +118,7 @@ class TextureSynthesizer(PerImageSynthesizer):
             exemplars = [downscale(u, factor) for u in self.exemplars]
             try:
                 self._objectives[factor] = build_objective(
-                    self.config, exemplars, self.backbone, self.config.tile
+                    self.config, exemplars, self.backbone, self.config.tile, self.precision
                 )
             except UserError as e:
                 if factor == 1:
@@ -188,7 +189,8 @@ class TextureSynthesizer(PerImageSynthesizer):
         return at_size(total, size)
 
     def describe(self) -> str:
-        return f"backbone: {self.backbone.description}"
+        precision = f"{self.precision} ({self._precision_note})"
+        return f"backbone: {self.backbone.description}; precision {precision}"
 
     def level_iterations(self, size: tuple[int, int]) -> list[int]:
         """L-BFGS iterations at each coarse-to-fine level, coarsest first."""

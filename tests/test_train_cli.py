@@ -121,6 +121,33 @@ def test_training_says_how_many_processes_run(exemplar, tmp_path, monkeypatch):
     assert "--multi_gpu --num_processes N" in launched.output
 
 
+def test_auto_mixed_precision_is_resolved_and_recorded(exemplar, tmp_path, monkeypatch):
+    from models import devices
+
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, expected in (("avx2", "no"), ("avx2 avx512_bf16", "bf16")):
+        cpuinfo.write_text(f"flags\t\t: {flags}\n")
+        monkeypatch.setattr(devices, "CPUINFO", cpuinfo)
+        AcceleratorState._reset_state(True)  # one Accelerator a process, as from the shell
+        out = tmp_path / expected
+        result = train_run(exemplar, out, "--steps", "2", "--mixed-precision", "auto")
+        assert ("mixed precision bf16" in result.output) == (expected == "bf16")
+        for d in ("checkpoint-2", "final"):
+            saved = json.loads((out / d / "config.json").read_text())["config"]
+            assert saved["mixed_precision"] == expected
+    # The bf16 run resumes under auto on the same device; a resume in fp32 is refused.
+    AcceleratorState._reset_state(True)
+    again = run(train.app, [exemplar, "--output-dir", tmp_path / "bf16", *TINY, "--steps", "3",
+                            "--mixed-precision", "auto", "--resume", "latest"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    AcceleratorState._reset_state(True)
+    fp32 = run(train.app, [exemplar, "--output-dir", tmp_path / "bf16", *TINY, "--steps", "4",
+                           "--mixed-precision", "no", "--resume", "latest"])  # fmt: skip
+    assert fp32.exit_code == 2 and "mixed_precision: 'bf16' -> 'no'" in fp32.output
+    bad = run(train.app, [exemplar, "--output-dir", tmp_path / "x", "--mixed-precision", "fp16"])
+    assert bad.exit_code == 2 and "Invalid value for '--mixed-precision'" in bad.output
+
+
 def test_refusals_are_one_line_exit_2(exemplar, tmp_path):
     out = tmp_path / "run"
     train_run(exemplar, out, "--steps", "2", "--checkpoint-every", "2")

@@ -8,6 +8,7 @@ a run killed mid-save leaves the previous checkpoint as the latest one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,12 +29,12 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 def start_run(cfg, output_dir: Path, resume: str | None):
     """Refuse to overwrite a previous run, then build the ``Accelerator`` of this process,
     seed it and say (main process) how many processes train on which device. ``cfg`` needs
-    ``device`` (auto | cpu), ``mixed_precision`` and ``seed``.
+    ``device`` (auto | cpu), ``mixed_precision`` (resolved: ``resolved_precision``) and
+    ``seed``.
 
     Returns:
         ``accelerate.Accelerator`` logging to ``output_dir/logs``.
     """
-    import torch
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
@@ -52,7 +53,7 @@ def start_run(cfg, output_dir: Path, resume: str | None):
         )
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
-        cpu=cfg.device == "cpu" or not torch.cuda.is_available(),  # else CPU-only DDP never starts
+        cpu=on_cpu(cfg),  # else CPU-only DDP never starts
         log_with="tensorboard",
         project_config=ProjectConfiguration(
             project_dir=str(output_dir), logging_dir=str(output_dir / "logs")
@@ -65,12 +66,36 @@ def start_run(cfg, output_dir: Path, resume: str | None):
     return accelerator
 
 
+def on_cpu(cfg) -> bool:
+    """Whether a run of ``cfg`` (``device`` auto | cpu) trains on the CPU."""
+    import torch
+
+    return cfg.device == "cpu" or not torch.cuda.is_available()
+
+
+def resolved_precision(cfg):
+    """``cfg`` with ``mixed_precision = "auto"`` resolved before accelerate sees it: "bf16"
+    where the device this run trains on computes bf16 natively (``models.devices.fast_bf16``:
+    a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX), else "no". The checkpoints' config
+    then records what ran, and a resume elsewhere that resolves otherwise is refused."""
+    if cfg.mixed_precision != "auto":
+        return cfg
+    import torch
+
+    from models.devices import fast_bf16
+
+    ok, _ = fast_bf16(torch.device("cpu" if on_cpu(cfg) else "cuda"))
+    return dataclasses.replace(cfg, mixed_precision="bf16" if ok else "no")
+
+
 def processes_note(accelerator) -> str:
     """One line: how many processes train on which device. ``accelerate launch --cpu
     --num_processes N`` starts a single process (its CPU path needs MPI) and says nothing, so
     under that launcher the line also names the command that starts N CPU processes."""
     n = accelerator.num_processes
     line = f"training on {n} process{'es' if n > 1 else ''} ({accelerator.device})"
+    if accelerator.mixed_precision != "no":
+        line += f"; mixed precision {accelerator.mixed_precision}"
     if n == 1 and os.environ.get("ACCELERATE_USE_CPU") == "True":
         line += (
             "; accelerate's --cpu launcher starts one process: for N CPU processes run"
