@@ -213,14 +213,29 @@ def patch_sliced_wasserstein(
 
 
 def exemplar_quantiles(
-    exemplars: list[torch.Tensor], directions: torch.Tensor, count: int, chunk: int = 64
+    exemplars: list[torch.Tensor],
+    directions: torch.Tensor,
+    count: int,
+    chunk: int = 64,
+    valid: list[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """(1, D, min(count, N)) quantiles of all N patches of the exemplars on ``directions``
-    (exact, no sample), ``chunk`` directions at a time to bound memory."""
+    (exact, no sample), ``chunk`` directions at a time to bound memory. ``valid``: per
+    exemplar, None (all its patches) or a (P,) bool over its P inner patches, row-major, of
+    the ones to count (a repaired image's patches that lie wholly in its known pixels)."""
+    valid = valid or [None] * len(exemplars)
     out = []
     with torch.no_grad():
         for d in torch.split(directions, chunk):
-            proj = torch.cat([project_patches(u, d, False) for u in exemplars], dim=-1)
+            proj = torch.cat(
+                [
+                    p if v is None else p[..., v]
+                    for p, v in zip(
+                        (project_patches(u, d, False) for u in exemplars), valid, strict=True
+                    )
+                ],
+                dim=-1,
+            )
             if proj.device.type == "cpu":
                 values = torch.from_numpy(np.sort(proj.float().numpy(), axis=-1))
             else:
@@ -240,10 +255,11 @@ class DirectionBank:
         patch: patch side p.
         size, refresh: directions in a bank; steps between banks.
         quantiles: quantiles kept per direction (at most the exemplars' patch count).
+        valid: the patches counted, per exemplar (``exemplar_quantiles``); None = all.
     """
 
-    def __init__(self, exemplars, patch: int, size: int, refresh: int, quantiles: int):
-        self.exemplars, self.patch, self.size = exemplars, patch, size
+    def __init__(self, exemplars, patch: int, size: int, refresh: int, quantiles: int, valid=None):
+        self.exemplars, self.patch, self.size, self.valid = exemplars, patch, size, valid
         self.refresh, self.count, self.steps = refresh, quantiles, 0
         self.directions = self.quantiles = None
 
@@ -253,7 +269,9 @@ class DirectionBank:
             c = self.exemplars[0].shape[1]
             self.directions = patch_directions(c, self.patch, self.size, generator)
             self.directions = self.directions.to(self.exemplars[0].device)
-            self.quantiles = exemplar_quantiles(self.exemplars, self.directions, self.count)
+            self.quantiles = exemplar_quantiles(
+                self.exemplars, self.directions, self.count, valid=self.valid
+            )
         self.steps += 1
         pick = torch.randperm(self.size, generator=generator)[:projections]
         return self.directions[pick.to(self.directions.device)], self.quantiles[:, pick]
