@@ -66,11 +66,12 @@ def project_patches(img: torch.Tensor, directions: torch.Tensor, circular: bool)
 
 
 def project_sampled_patches(
-    img: torch.Tensor, directions: torch.Tensor, circular: bool, count: int, generator
+    img: torch.Tensor, directions: torch.Tensor, circular: bool, count: int, generator, region=None
 ) -> torch.Tensor:
     """(1, C, H, W) image -> (1, D, N) projections of the patches on a grid of stride s at a
     random offset, s the smallest stride that keeps N at most ``count`` (but at most p);
-    every patch when s = 1. Differentiable.
+    every patch when s = 1. Differentiable. With ``region`` ((1, 1, H, W) bool), only the
+    patches with a pixel in it (s then from their count).
 
     A strided grid, not scattered patches: the strided convolution costs what its N patches
     cost, where gathering scattered patches costs ~5x more per patch. And a grid, not blocks
@@ -81,12 +82,19 @@ def project_sampled_patches(
     p = directions.shape[-1]
     if circular:
         img = F.pad(img, (0, p - 1, 0, p - 1), mode="circular")
+    touched = None
+    if region is not None:
+        region = (
+            F.pad(region.float(), (0, p - 1, 0, p - 1), mode="circular") if circular else region
+        )
+        touched = F.max_pool2d(region.float(), p, stride=1)[0, 0] > 0  # (rows, cols)
     rows, cols = img.shape[-2] - p + 1, img.shape[-1] - p + 1
-    stride = min(p, math.ceil(math.sqrt(rows * cols / max(1, count))))
-    if stride == 1:
-        return project_patches(img, directions, False)
-    dy, dx = torch.randint(stride, (2,), generator=generator).tolist()
+    n = rows * cols if touched is None else int(touched.sum())
+    stride = min(p, math.ceil(math.sqrt(n / max(1, count))))
+    dy, dx = torch.randint(stride, (2,), generator=generator).tolist() if stride > 1 else (0, 0)
     proj = F.conv2d(img[..., dy:, dx:], directions.to(img), stride=stride)
+    if touched is not None:
+        return proj[..., touched[dy::stride, dx::stride]]
     return proj.flatten(2)
 
 
@@ -184,6 +192,7 @@ def patch_sliced_wasserstein(
     generator: torch.Generator,
     max_patches: int | None = None,
     quantiles: torch.Tensor | None = None,
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared difference between sorted patch projections of ``img`` and the exemplars'.
 
@@ -197,14 +206,18 @@ def patch_sliced_wasserstein(
             is the cost of a step; a sample is an unbiased view of the distribution).
         quantiles: (1, D, Q) the exemplars' sorted projections on ``directions``, computed
             beforehand (``exemplar_quantiles``); default: from a fresh sample of patches.
+        region: (1, 1, H, W) bool: compare only the output's patches with a pixel in it
+            (a repair's hole: its patches must take the exemplars' whole distribution).
 
     Returns:
         Scalar float32 loss.
     """
-    if max_patches is None:
+    if max_patches is None and region is None:
         ours = project_patches(img, directions, circular).float()
     else:
-        ours = project_sampled_patches(img, directions, circular, max_patches, generator).float()
+        count = max_patches or img.shape[-2] * img.shape[-1]
+        ours = project_sampled_patches(img, directions, circular, count, generator, region)
+        ours = ours.float()
     if quantiles is None:
         theirs = sorted_target(exemplars, directions, ours.shape[-1], generator)
     else:

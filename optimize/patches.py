@@ -201,6 +201,7 @@ class PatchSynthesizer(PerImageSynthesizer):
                     value = patch_sliced_wasserstein(
                         x, self._pyramid[level], directions, cfg.tile, g,
                         max_patches=cfg.max_patches or None, quantiles=quantiles,
+                        region=self._region(level, m),
                     )  # fmt: skip
                     value.backward()
                     opt.step()
@@ -254,6 +255,11 @@ class PatchSynthesizer(PerImageSynthesizer):
     def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:
         """Constrain canvas ``x`` (1, C, H + 2 margin, W + 2 margin) at ``level`` in place:
         nothing here; an editor (optimize.editing) resets the pixels it keeps."""
+
+    def _region(self, level: int, margin: int) -> torch.Tensor | None:
+        """The pixels whose patches the loss compares, (1, 1, H + 2 margin, W + 2 margin)
+        bool; None: all (an editor: its hole)."""
+        return None
 
     def _project(self, x: torch.Tensor, level: int) -> None:
         """Replace the pixels of leaf ``x`` (1, C, H, W) by ``nearest_iterations`` projections

@@ -37,7 +37,7 @@ class StackSynthesizer(PatchSynthesizer):
         maps = {"albedo": albedo, "height": height}  # (3, H, W) and (1, H, W) tensors
         synth = StackSynthesizer(maps)
         result = synth.synthesize(size=(512, 512), seed=1)
-        outputs = synth.split(result.image)  # {"albedo": (3, 512, 512), "height": (1, ...)}
+        maps = synth.split(result.image)  # {"albedo": (3, 512, 512), "height": (1, ...)}
         synth.save(result, "out.png")  # out.png, out_height.png (+ JSON sidecars)
 
     Args:
@@ -81,10 +81,12 @@ class StackSynthesizer(PatchSynthesizer):
         return synth
 
     def split(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(1, C, H, W) weighted stack (what the engine optimises) -> name -> (c, H, W) map
-        in [0, 1]."""
-        plain = (image / self.weights.to(image)).clamp(0, 1)[0]
-        return dict(zip(self.names, torch.split(plain, self.channels), strict=True))
+        """(1, C, H, W) stack in [0, 1] (``result.image``) -> name -> (c, H, W) map."""
+        return dict(zip(self.names, torch.split(image[0], self.channels), strict=True))
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The weighted stack the engine optimises -> the maps' own values in [0, 1]."""
+        return (x / self.weights.to(x)).clamp(0, 1)
 
     def synthesize(self, size=None, seed=None, iterations=None, init=None, on_iter=None):
         """As ``PatchSynthesizer.synthesize``; ``init`` a stack in [0, 1]; ``on_iter`` sees the
@@ -95,10 +97,10 @@ class StackSynthesizer(PatchSynthesizer):
         if on_iter is not None:
 
             def inner(level, step, x, loss):
-                on_iter(level, step, self.split(x)[ALBEDO][None], loss)
+                on_iter(level, step, self._plain(x)[:, : self.channels[0]], loss)
 
         result = super().synthesize(size, seed, iterations, init, inner)
-        result.image = torch.cat(list(self.split(result.image).values()))[None]
+        result.image = self._plain(result.image)
         return result
 
     def save(self, result, path, seed=None, overwrite: bool = False):
@@ -106,9 +108,8 @@ class StackSynthesizer(PatchSynthesizer):
         ``_NAME``, each with its bit depth and a JSON sidecar naming the map."""
         path = Path(path)
         seed = self.config.seed if seed is None else seed
-        chunks = torch.split(result.image[0], self.channels)
         meta = self.metadata(result, seed)
-        for name, chunk in zip(self.names, chunks, strict=True):
+        for name, chunk in self.split(result.image).items():
             out = path if name == ALBEDO else map_output(path, name)
             sidecar = {**meta, "map": name, "config": {**meta["config"], "bits": self.bits[name]}}
             save_image(chunk, out, bits=self.bits[name], overwrite=overwrite, sidecar=sidecar)
