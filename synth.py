@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from cli.console import first_interrupt_only, numbered, progress_bar
+from cli.editing import Anchor, Expand, Maps, Mask
 from cli.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -54,6 +55,7 @@ from cli.options import (
     plain_values,
 )
 from configs import DEFAULT_PRESET, SynthConfig, generate_config, preset_names, synth_config
+from configs.editing import map_output, parse_maps, refuse_edits
 from data.errors import UserError, run_cli
 from data.images import check_output_path, save_image
 from data.sidecar import reporting_write_errors
@@ -95,6 +97,10 @@ def main(
         ),
     ] = None,
     size: Annotated[str | None, Opt(help="Output size WxH (default: the exemplar's).")] = None,
+    mask: Mask = None,  # editing (cli/editing.py)
+    expand: Expand = None,
+    anchor: Anchor = None,
+    maps: Maps = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,
@@ -155,6 +161,7 @@ def synthesize(cli: dict) -> None:
     # the checkpoint); optimize mode's CLI > --config file (or the default preset) > defaults.
     generate = cli["mode"] == Mode.generate
     if generate:
+        refuse_edits(cli, "--mode generate")
         options = ("exemplars", "config", "layers", "octaves", "iterations", "precision")
         ignored = [k for k in options if cli[k]]
         if ignored:
@@ -168,6 +175,7 @@ def synthesize(cli: dict) -> None:
     output, overwrite, progress = Path(cli["output"]), cli["overwrite"], cli["progress"]
     exemplars = [Path(p) for p in cli["exemplars"] or []]
     if is_batch(generate, exemplars, output, cfg, cli["batch"]):
+        refuse_edits(cli, "a batch (one image is edited at a time)")
         fit = cli["octaves"] is None
         return run_batch(cfg, exemplars, output, overwrite, progress, fit_octaves=fit)
     if generate:
@@ -186,7 +194,8 @@ def optimize(cfg: SynthConfig, exemplars, output: Path, overwrite, progress, fit
     size = parse_size(cfg.size) if cfg.size else None
     outputs = [numbered(output, i, cfg.variations) for i in range(cfg.variations)]
     for path in outputs:
-        check_output_path(path, overwrite)
+        for each in [path, *(map_output(path, name) for name in parse_maps(cfg.maps))]:
+            check_output_path(each, overwrite)
         snapshots = path.with_name(f"{path.stem}_snapshots")
         if cfg.save_every and snapshots.exists() and not snapshots.is_dir():
             raise UserError(f"{snapshots}: is a file, where --save-every writes its snapshots")
@@ -202,7 +211,7 @@ def optimize(cfg: SynthConfig, exemplars, output: Path, overwrite, progress, fit
     # 4. Refuse a run that cannot fit in memory, before it allocates (cli/memory.py).
     from cli.memory import check_fits, optimize_advice, optimize_estimate
 
-    out_size = size or tuple(synth.exemplars[0].shape[-2:])
+    out_size = size or synth.default_size()
     check_fits(optimize_estimate(synth, out_size), synth.device, optimize_advice(cfg))
 
     # 5. Optimize each variation, with progress, snapshots and Ctrl-C saving.

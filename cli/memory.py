@@ -126,13 +126,16 @@ def activation_bytes_per_pixel(module: torch.nn.Module, run, side: int) -> float
     return total[0] / side**2
 
 
-def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int, int]) -> int:
+def patches_estimate(
+    cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int, int], channels: int = 3
+) -> int:
     """Bytes a patch-pyramid run adds at its finest scale (see the module docstring).
 
     Args:
         cfg: a SynthConfig with the patch fields.
         exemplar_sides: (H, W) of every exemplar.
         size: (H, W) of the output.
+        channels: of the images (3; more for a material stack, optimize/stacks.py).
     """
     from losses.patches import exemplar_quantiles
 
@@ -147,11 +150,14 @@ def patches_estimate(cfg, exemplar_sides: list[tuple[int, int]], size: tuple[int
     # Every exemplar patch, projected a chunk of directions at a time and sorted.
     chunk = inspect.signature(exemplar_quantiles).parameters["chunk"].default
     theirs = EXEMPLAR_FACTOR * chunk * sum(h * w for h, w in exemplar_sides) * FLOAT32
-    nearest = nearest_bytes(cfg, exemplar_sides, (height, width))
-    return int(ours + theirs + nearest + CANVAS_BYTES * height * width + PATCH_WORKSPACE)
+    nearest = nearest_bytes(cfg, exemplar_sides, (height, width), channels)
+    canvas = CANVAS_BYTES * channels / 3 * height * width
+    return int(ours + theirs + nearest + canvas + PATCH_WORKSPACE)
 
 
-def nearest_bytes(cfg, exemplar_sides: list[tuple[int, int]], canvas: tuple[int, int]) -> float:
+def nearest_bytes(
+    cfg, exemplar_sides: list[tuple[int, int]], canvas: tuple[int, int], channels: int = 3
+) -> float:
     """Bytes of the nearest-patch projections (``losses.nearest``) at the scale that needs
     most: the finest one, or the finest with large patches (``optimize.patches.LARGE_SPAN``).
     The exemplar patches, the output's grid patches and their matches, and blocks of
@@ -163,10 +169,10 @@ def nearest_bytes(cfg, exemplar_sides: list[tuple[int, int]], canvas: tuple[int,
         return 0.0
     short = min(min(side) for side in exemplar_sides)
     area = {cfg.patch_size: 1.0, max(large_patches(cfg.patch_size)): 1.0}
-    area[max(area)] = min(1.0, LARGE_SPAN * cfg.coarsest / short) ** 2
+    area[max(area)] = min(0.25, (LARGE_SPAN * cfg.coarsest / short) ** 2)
     theirs = sum(h * w for h, w in exemplar_sides)
     ours = canvas[0] * canvas[1] / NEAREST_STRIDE**2
-    need = max(2 * 3 * q * q * (theirs + ours) * a for q, a in area.items())
+    need = max(2 * channels * q * q * (theirs + ours) * a for q, a in area.items())
     return (need + 3 * DISTANCES) * FLOAT32
 
 
@@ -190,7 +196,7 @@ def optimize_estimate(synth, size: tuple[int, int]) -> int:
     """Bytes the per-image engine ``synth`` adds to make an (H, W) output."""
     if synth.config.objective == "patches":
         sides = [tuple(u.shape[-2:]) for u in synth.exemplars]
-        return patches_estimate(synth.config, sides, size)
+        return patches_estimate(synth.config, sides, size, len(synth.exemplars[0]))
     return features_estimate(synth, size)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tomllib
 
+from configs.editing import EditFields, check_edit
 from data.errors import UserError
 
 PRESET_DIR = Path(__file__).parent
@@ -74,7 +75,7 @@ class PatchFields:
 
 
 @dataclass
-class SynthConfig(PatchFields, LossConfig):
+class SynthConfig(EditFields, PatchFields, LossConfig):
     """Everything ``synth.py`` needs; fields not used by a mode are ignored there."""
 
     size: str | None = None  # WxH of the output; None = the exemplar's size
@@ -229,6 +230,7 @@ def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         hint = "a features preset" if cfg.objective == "patches" else "--config patch_pyramid"
         raise UserError(f"{flags}: not used by the {cfg.objective} objective (see {hint})")
+    check_edit(cfg, given)
     return cfg
 
 

@@ -363,7 +363,7 @@ def check_output_path(path: str | Path, overwrite: bool, log=print) -> Path:
 
 
 def quantise(img: torch.Tensor, bits: int) -> np.ndarray:
-    """(3, H, W) float RGB, nominally in [0, 1] -> (H, W, 3) uint8 (8 bits) or uint16 (16 bits):
+    """(C, H, W) float, nominally in [0, 1] -> (H, W, C) uint8 (8 bits) or uint16 (16 bits):
     clamped to [0, 1], then rounded to the nearest of 255 or 65535 levels."""
     levels = 255 if bits == 8 else 65535
     pixels = img.detach().to("cpu", torch.float32).clamp(0, 1).mul(levels).round()
@@ -378,11 +378,11 @@ def save_image(
     overwrite: bool = False,
     sidecar: dict | None = None,
 ) -> Path:
-    """Write an image as an RGB PNG, and optionally its JSON sidecar, atomically.
+    """Write an image as an RGB (or grey) PNG, and optionally its JSON sidecar, atomically.
 
     Args:
         img: ``(3, H, W)`` or ``(1, 3, H, W)`` float RGB, nominally in ``[0, 1]``
-            (:func:`quantise`).
+            (:func:`quantise`); ``(1, H, W)`` or ``(1, 1, H, W)``: a grey PNG.
         path: the ``.png`` file to write.
         bits: 8, or 16 for 16-bit RGB.
         overwrite: replace an existing file at ``path``; refused otherwise.
@@ -406,11 +406,11 @@ def save_image(
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     if img.ndim == 4 and img.shape[0] == 1:
         img = img[0]
-    if img.ndim != 3 or img.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) image, got {tuple(img.shape)}")
+    if img.ndim != 3 or img.shape[0] not in (1, 3):
+        raise ValueError(f"expected a (3, H, W) or (1, H, W) image, got {tuple(img.shape)}")
     if not torch.isfinite(img).all():
         raise ValueError("the image contains NaN or infinite values")
-    with PngStream(path, tuple(img.shape[-2:]), bits, level=6) as png:
+    with PngStream(path, tuple(img.shape[-2:]), bits, level=6, channels=img.shape[0]) as png:
         png.write(quantise(img, bits))
         png.sidecar = sidecar
     return path
@@ -423,7 +423,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 class PngStream:
     """Write an RGB PNG (PNG spec, ISO 15948) from successive (h, W, 3) bands, top to bottom,
-    in bounded memory: a 16384x16384 texture never exists as one tensor.
+    in bounded memory: a 16384x16384 texture never exists as one tensor (a grey PNG from
+    (h, W, 1) bands with ``channels=1``).
 
     Args:
         path: the ``.png`` file; checked by the caller (:func:`check_output_path`).
@@ -437,8 +438,10 @@ class PngStream:
     (:func:`data.sidecar.commit_files`).
     """
 
-    def __init__(self, path: str | Path, size: tuple[int, int], bits: int = 8, level: int = 3):
-        self.path, self.size, self.bits = Path(path), size, bits
+    def __init__(
+        self, path: str | Path, size: tuple[int, int], bits: int = 8, level: int = 3, channels=3
+    ):
+        self.path, self.size, self.bits, self.channels = Path(path), size, bits, channels
         self.token = sidecar_files.new_token()
         self.tmp = sidecar_files.temporary_path(self.path, self.token)
         self.rows = 0
@@ -447,7 +450,8 @@ class PngStream:
 
     def __enter__(self) -> PngStream:
         height, width = self.size
-        header = struct.pack(">IIBBBBB", width, height, self.bits, 2, 0, 0, 0)  # colour type 2
+        colour = 2 if self.channels == 3 else 0  # colour type 2: RGB, 0: grey
+        header = struct.pack(">IIBBBBB", width, height, self.bits, colour, 0, 0, 0)
         with reporting_write_errors(self.path):
             self.file = open(self.tmp, "xb", buffering=0)  # errors surface at write(), once
             try:
@@ -464,9 +468,9 @@ class PngStream:
             view = view[self.file.write(view) :]
 
     def write(self, band: np.ndarray) -> None:
-        """Append rows: (h, W, 3) uint8 (8 bits) or uint16 (16 bits)."""
-        h, w, _ = band.shape
-        rows = np.zeros((h, 1 + w * 3 * (self.bits // 8)), np.uint8)  # column 0: filter None
+        """Append rows: (h, W, channels) uint8 (8 bits) or uint16 (16 bits)."""
+        h, w, c = band.shape
+        rows = np.zeros((h, 1 + w * c * (self.bits // 8)), np.uint8)  # column 0: filter None
         rows[:, 1:] = (
             band.astype(">u2" if self.bits == 16 else np.uint8).view(np.uint8).reshape(h, -1)
         )

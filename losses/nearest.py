@@ -38,6 +38,8 @@ class PatchIndex:
         patch: patch side p.
         dims: principal components searched in (None or >= C p^2: exact search).
         limit: keep at most this many patches, a fixed random subset (None = all).
+        valid: per exemplar, None (all its patches) or a (P,) bool over its P patches,
+            row-major, of those to keep (a repaired image's patches in its known pixels).
     """
 
     def __init__(
@@ -46,9 +48,14 @@ class PatchIndex:
         patch: int,
         dims: int | None = None,
         limit: int | None = None,
+        valid: list[torch.Tensor | None] | None = None,
     ):
         self.patch = patch
-        self.patches = torch.cat([F.unfold(u.float(), patch)[0].T for u in exemplars])
+        unfolded = (F.unfold(u.float(), patch)[0].T for u in exemplars)
+        valid = valid or [None] * len(exemplars)
+        self.patches = torch.cat(
+            [q if v is None else q[v] for q, v in zip(unfolded, valid, strict=True)]
+        )
         if limit is not None and limit < self.patches.shape[0]:
             keep = torch.randperm(self.patches.shape[0], generator=torch.Generator().manual_seed(0))
             self.patches = self.patches[keep[:limit].sort().values.to(self.patches.device)]

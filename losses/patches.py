@@ -66,11 +66,12 @@ def project_patches(img: torch.Tensor, directions: torch.Tensor, circular: bool)
 
 
 def project_sampled_patches(
-    img: torch.Tensor, directions: torch.Tensor, circular: bool, count: int, generator
+    img: torch.Tensor, directions: torch.Tensor, circular: bool, count: int, generator, region=None
 ) -> torch.Tensor:
     """(1, C, H, W) image -> (1, D, N) projections of the patches on a grid of stride s at a
     random offset, s the smallest stride that keeps N at most ``count`` (but at most p);
-    every patch when s = 1. Differentiable.
+    every patch when s = 1. Differentiable. With ``region`` ((1, 1, H, W) bool), only the
+    patches with a pixel in it (s then from their count).
 
     A strided grid, not scattered patches: the strided convolution costs what its N patches
     cost, where gathering scattered patches costs ~5x more per patch. And a grid, not blocks
@@ -81,12 +82,19 @@ def project_sampled_patches(
     p = directions.shape[-1]
     if circular:
         img = F.pad(img, (0, p - 1, 0, p - 1), mode="circular")
+    touched = None
+    if region is not None:
+        region = (
+            F.pad(region.float(), (0, p - 1, 0, p - 1), mode="circular") if circular else region
+        )
+        touched = F.max_pool2d(region.float(), p, stride=1)[0, 0] > 0  # (rows, cols)
     rows, cols = img.shape[-2] - p + 1, img.shape[-1] - p + 1
-    stride = min(p, math.ceil(math.sqrt(rows * cols / max(1, count))))
-    if stride == 1:
-        return project_patches(img, directions, False)
-    dy, dx = torch.randint(stride, (2,), generator=generator).tolist()
+    n = rows * cols if touched is None else int(touched.sum())
+    stride = min(p, math.ceil(math.sqrt(n / max(1, count))))
+    dy, dx = torch.randint(stride, (2,), generator=generator).tolist() if stride > 1 else (0, 0)
     proj = F.conv2d(img[..., dy:, dx:], directions.to(img), stride=stride)
+    if touched is not None:
+        return proj[..., touched[dy::stride, dx::stride]]
     return proj.flatten(2)
 
 
@@ -184,6 +192,7 @@ def patch_sliced_wasserstein(
     generator: torch.Generator,
     max_patches: int | None = None,
     quantiles: torch.Tensor | None = None,
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared difference between sorted patch projections of ``img`` and the exemplars'.
 
@@ -197,14 +206,18 @@ def patch_sliced_wasserstein(
             is the cost of a step; a sample is an unbiased view of the distribution).
         quantiles: (1, D, Q) the exemplars' sorted projections on ``directions``, computed
             beforehand (``exemplar_quantiles``); default: from a fresh sample of patches.
+        region: (1, 1, H, W) bool: compare only the output's patches with a pixel in it
+            (a repair's hole: its patches must take the exemplars' whole distribution).
 
     Returns:
         Scalar float32 loss.
     """
-    if max_patches is None:
+    if max_patches is None and region is None:
         ours = project_patches(img, directions, circular).float()
     else:
-        ours = project_sampled_patches(img, directions, circular, max_patches, generator).float()
+        count = max_patches or img.shape[-2] * img.shape[-1]
+        ours = project_sampled_patches(img, directions, circular, count, generator, region)
+        ours = ours.float()
     if quantiles is None:
         theirs = sorted_target(exemplars, directions, ours.shape[-1], generator)
     else:
@@ -213,14 +226,29 @@ def patch_sliced_wasserstein(
 
 
 def exemplar_quantiles(
-    exemplars: list[torch.Tensor], directions: torch.Tensor, count: int, chunk: int = 64
+    exemplars: list[torch.Tensor],
+    directions: torch.Tensor,
+    count: int,
+    chunk: int = 64,
+    valid: list[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """(1, D, min(count, N)) quantiles of all N patches of the exemplars on ``directions``
-    (exact, no sample), ``chunk`` directions at a time to bound memory."""
+    (exact, no sample), ``chunk`` directions at a time to bound memory. ``valid``: per
+    exemplar, None (all its patches) or a (P,) bool over its P inner patches, row-major, of
+    the ones to count (a repaired image's patches that lie wholly in its known pixels)."""
+    valid = valid or [None] * len(exemplars)
     out = []
     with torch.no_grad():
         for d in torch.split(directions, chunk):
-            proj = torch.cat([project_patches(u, d, False) for u in exemplars], dim=-1)
+            proj = torch.cat(
+                [
+                    p if v is None else p[..., v]
+                    for p, v in zip(
+                        (project_patches(u, d, False) for u in exemplars), valid, strict=True
+                    )
+                ],
+                dim=-1,
+            )
             if proj.device.type == "cpu":
                 values = torch.from_numpy(np.sort(proj.float().numpy(), axis=-1))
             else:
@@ -240,10 +268,11 @@ class DirectionBank:
         patch: patch side p.
         size, refresh: directions in a bank; steps between banks.
         quantiles: quantiles kept per direction (at most the exemplars' patch count).
+        valid: the patches counted, per exemplar (``exemplar_quantiles``); None = all.
     """
 
-    def __init__(self, exemplars, patch: int, size: int, refresh: int, quantiles: int):
-        self.exemplars, self.patch, self.size = exemplars, patch, size
+    def __init__(self, exemplars, patch: int, size: int, refresh: int, quantiles: int, valid=None):
+        self.exemplars, self.patch, self.size, self.valid = exemplars, patch, size, valid
         self.refresh, self.count, self.steps = refresh, quantiles, 0
         self.directions = self.quantiles = None
 
@@ -253,7 +282,9 @@ class DirectionBank:
             c = self.exemplars[0].shape[1]
             self.directions = patch_directions(c, self.patch, self.size, generator)
             self.directions = self.directions.to(self.exemplars[0].device)
-            self.quantiles = exemplar_quantiles(self.exemplars, self.directions, self.count)
+            self.quantiles = exemplar_quantiles(
+                self.exemplars, self.directions, self.count, valid=self.valid
+            )
         self.steps += 1
         pick = torch.randperm(self.size, generator=generator)[:projections]
         return self.directions[pick.to(self.directions.device)], self.quantiles[:, pick]

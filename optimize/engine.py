@@ -15,6 +15,7 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from configs import SynthConfig
+from configs.editing import is_edit
 from data.errors import UserError
 from data.images import load_exemplars, save_image  # noqa: F401 (optimize.patches imports it here)
 
@@ -35,6 +36,10 @@ def at_size(result, size: tuple[int, int]):
 
 def make_synthesizer(exemplars, config: SynthConfig, log=print, fit_octaves: bool = False):
     """The engine ``config.objective`` names, built on ``exemplars``."""
+    if config.objective == "patches" and is_edit(config):
+        from optimize.editing import make_editor
+
+        return make_editor(exemplars, config, log=log)
     if config.objective == "patches":
         from optimize.patches import PatchSynthesizer
 
@@ -51,6 +56,10 @@ class PerImageSynthesizer:
     implement ``synthesize``, ``level_iterations`` and ``engine_metadata``."""
 
     precision = "fp32"  # what the engine computes in, resolved (features: its backbone's)
+
+    def default_size(self) -> tuple[int, int]:
+        """(H, W) of an output when no size is given: the first exemplar's."""
+        return tuple(self.exemplars[0].shape[-2:])
 
     def metadata(self, result, seed: int) -> dict:
         """The JSON sidecar: resolved config, seed, engine, losses, timings."""

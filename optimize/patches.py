@@ -58,8 +58,9 @@ QUANTILES = 65536
 # through its steps: the steps after it restore the grain that averaging the matched patches
 # blurs (the grid's stride and search dimensions: losses.nearest).
 NEAREST_AT = 2 / 3
-# Where the exemplar's short side is at most LARGE_SPAN x ``coarsest`` (the scales where a
-# large element, a disc or a leaf panel, spans a few patches), the projections first use
+# Where the exemplar's short side is at most LARGE_SPAN x ``coarsest`` and at most half its
+# full size (the scales where a large element, a disc or a leaf panel, spans a few patches;
+# never the fine scales, whose grain large blocks would copy), the projections first use
 # patches about 3x and 2x as large (``large_patches``), then the patch itself: Kwatra et al.
 # go from large patches to small ones. With 7x7 patches alone, the large discs of red_dots
 # came out lumpy (structure 1.24 at 256 px; with 23, 15, 7: 0.96, round discs).
@@ -179,7 +180,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         else:
             x = None
             levels = list(range(len(self.scales)))
-        size = size or tuple(self.exemplars[0].shape[-2:])
+        size = size or self.default_size()
         if min(size) < cfg.patch_size:
             raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")
         steps = self.level_iterations(size)
@@ -193,40 +194,31 @@ class PatchSynthesizer(PerImageSynthesizer):
         m = 0 if cfg.tile else MARGIN * (cfg.patch_size - 1)
         for level in levels:
             level_size = scaled(size, self.scales[level], cfg.patch_size)
-            if x is None:
-                mean = torch.cat([u.mean((2, 3)) for u in self._pyramid[0]]).mean(0)
-                canvas = (level_size[0] + 2 * m, level_size[1] + 2 * m)
-                noise = START_SD * torch.randn((1, 1, *canvas), generator=g)
-                x = mean.view(1, 3, 1, 1).cpu() + noise
-            elif tuple(x.shape[-2:]) != level_size or m:
-                x = upsample(x, level_size, cfg.tile)
-                x = F.pad(x, (m, m, m, m), mode="reflect") if m else x
-            x = x.detach().to(self.device).requires_grad_(True)
+            x = self._level_start(x, level_size, m, g).detach().to(self.device)
+            self._keep(x, level, m)
+            x.requires_grad_(True)
             opt = torch.optim.Adam([x], lr=cfg.lr)
             decay = torch.optim.lr_scheduler.CosineAnnealingLR(
                 opt, max(1, steps[level]), eta_min=cfg.lr * LR_END
             )
-            bank = DirectionBank(
-                self._pyramid[level],
-                cfg.patch_size,
-                max(BANK_SIZE, cfg.projections),
-                BANK_REFRESH,
-                cfg.max_patches or QUANTILES,
-            )
+            bank = self._bank(level)
             project_at = max(1, round(NEAREST_AT * steps[level])) if cfg.nearest_iterations else 0
             try:
                 for step in range(1, steps[level] + 1):
                     if step == project_at:
                         self._project(x, level)
+                        self._keep(x, level, m)
                     directions, quantiles = bank.draw(cfg.projections, g)
                     opt.zero_grad(set_to_none=True)
                     value = patch_sliced_wasserstein(
                         x, self._pyramid[level], directions, cfg.tile, g,
                         max_patches=cfg.max_patches or None, quantiles=quantiles,
+                        region=self._region(level, m),
                     )  # fmt: skip
                     value.backward()
                     opt.step()
                     decay.step()
+                    self._keep(x, level, m)
                     loss = float(value.detach())
                     result.iterations += 1
                     if on_iter is not None:
@@ -240,23 +232,64 @@ class PatchSynthesizer(PerImageSynthesizer):
                 break
         result.image = x
         at_size(result, size)
+        self._keep(result.image, len(self.scales) - 1, 0)  # an upsampled stop too
         result.evaluations = result.iterations
         result.terms = {"total": loss, "patches": loss}
         result.seconds = time.perf_counter() - start
         return result
 
+    def _level_start(self, x, size: tuple[int, int], margin: int, g) -> torch.Tensor:
+        """The canvas (1, C, H + 2 margin, W + 2 margin) a scale of output ``size`` starts
+        from: grey noise around the exemplars' mean colour at the first (``x`` None), else
+        ``x``, the coarser result, upsampled and extended by reflection."""
+        m = margin
+        if x is None:
+            mean = torch.cat([u.mean((2, 3)) for u in self._pyramid[0]]).mean(0)
+            canvas = (size[0] + 2 * m, size[1] + 2 * m)
+            noise = START_SD * torch.randn((1, 1, *canvas), generator=g)
+            return mean.view(1, -1, 1, 1).cpu() + noise
+        if tuple(x.shape[-2:]) != size or m:
+            x = upsample(x, size, self.config.tile)
+            x = F.pad(x, (m, m, m, m), mode="reflect") if m else x
+        return x
+
+    def _bank(self, level: int) -> DirectionBank:
+        """The directions and exemplar quantiles of ``level``'s steps."""
+        cfg = self.config
+        size = max(BANK_SIZE, cfg.projections)
+        quantiles = cfg.max_patches or QUANTILES
+        return DirectionBank(self._pyramid[level], cfg.patch_size, size, BANK_REFRESH, quantiles)
+
+    def _index(self, level: int, patch: int) -> PatchIndex | None:
+        """The exemplars' ``patch`` x ``patch`` patches at ``level``, for the nearest-patch
+        projections (None: too few to project onto)."""
+        return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS)
+
+    def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:
+        """Constrain canvas ``x`` (1, C, H + 2 margin, W + 2 margin) at ``level`` in place:
+        nothing here; an editor (optimize.editing) resets the pixels it keeps."""
+
+    def _region(self, level: int, margin: int) -> torch.Tensor | None:
+        """The pixels whose patches the loss compares, (1, 1, H + 2 margin, W + 2 margin)
+        bool; None: all (an editor: its hole)."""
+        return None
+
     def _project(self, x: torch.Tensor, level: int) -> None:
-        """Replace the pixels of leaf ``x`` (1, 3, H, W) by ``nearest_iterations`` projections
+        """Replace the pixels of leaf ``x`` (1, C, H, W) by ``nearest_iterations`` projections
         onto the exemplars' patches at ``level`` (the index lives only for this call)."""
         p = self.config.patch_size
         side = min(min(u.shape[-2:]) for u in self._pyramid[level])
-        sizes = [*large_patches(p), p] if side <= LARGE_SPAN * self.config.coarsest else [p]
+        full = min(min(u.shape[-2:]) for u in self._pyramid[-1])
+        large = side <= min(LARGE_SPAN * self.config.coarsest, full / 2)
+        sizes = [*large_patches(p), p] if large else [p]
         with torch.no_grad():
             y = x.detach().clamp(0, 1)
             # a large patch must fit in the exemplar and the canvas at this scale
             fits = min(side, *y.shape[-2:])
             for q in [q for q in sizes if q <= fits]:
-                index = PatchIndex(self._pyramid[level], q, NEAREST_DIMS)
+                index = self._index(level, q)
+                if index is None:
+                    continue
                 for _ in range(self.config.nearest_iterations):
                     y = project_to_nearest(y, index, min(NEAREST_STRIDE, q), self.config.tile)
             x.copy_(y)

@@ -1,0 +1,40 @@
+"""synth.py's editing options (issue 17; configs/editing.py has the fields and checks):
+repair (--mask), expand (--expand, --anchor) and material stacks (--map)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.options import registry_choices
+from configs.editing import ANCHORS, MAP_NAMES
+
+AnchorName = registry_choices("AnchorName", ANCHORS)
+
+Mask = Annotated[
+    str | None,
+    typer.Option(
+        help="Repair the first image where FILE is white, or 'alpha': where it is transparent; "
+        "only those pixels change. Further images: exemplars to learn from (default: the "
+        "image's own kept part)."
+    ),
+]
+Expand = Annotated[
+    str | None,
+    typer.Option(
+        help="Grow the first image to WxH, kept unchanged in place; the new area is "
+        "synthesised from it."
+    ),
+]
+Anchor = Annotated[
+    AnchorName | None, typer.Option(help="--expand: where the image stays (default center).")
+]
+Maps = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help=f"NAME=FILE, repeatable: a map aligned with the exemplar (the albedo), "
+        f"synthesised with it and written as OUT_NAME.png; NAME: {', '.join(MAP_NAMES)}.",
+    ),
+]
