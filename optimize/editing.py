@@ -215,16 +215,13 @@ class PatchEditor(PatchSynthesizer):
         pyramid = self._pyramid[level]
         return DirectionBank(pyramid, cfg.patch_size, size, BANK_REFRESH, quantiles, valid)
 
-    def _index(self, level: int, patch: int) -> PatchIndex | None:
+    def _patch_sizes(self, level: int) -> list[int]:
         # No large patches (optimize.patches.LARGE_SPAN) here: a fill made of large exemplar
         # blocks joins the kept pixels worse (the repair test's seam ratio 1.1 -> 2.0).
-        if patch != self.config.patch_size:
-            return None
-        valid = None
-        if self.own:  # only the patches wholly in kept pixels; a large patch may find too few
-            valid = [whole_patches(self._kept[level], patch)]
-            if int(valid[0].sum()) < MIN_PATCHES:
-                return None
+        return [self.config.patch_size]
+
+    def _index(self, level: int, patch: int) -> PatchIndex:  # patch: the only size projected
+        valid = [self._whole[level]] if self.own else None
         return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS, valid=valid)
 
     def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:

@@ -260,9 +260,9 @@ class PatchSynthesizer(PerImageSynthesizer):
         quantiles = cfg.max_patches or QUANTILES
         return DirectionBank(self._pyramid[level], cfg.patch_size, size, BANK_REFRESH, quantiles)
 
-    def _index(self, level: int, patch: int) -> PatchIndex | None:
+    def _index(self, level: int, patch: int) -> PatchIndex:
         """The exemplars' ``patch`` x ``patch`` patches at ``level``, for the nearest-patch
-        projections (None: too few to project onto)."""
+        projections."""
         return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS)
 
     def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:
@@ -274,22 +274,26 @@ class PatchSynthesizer(PerImageSynthesizer):
         bool; None: all (an editor: its hole)."""
         return None
 
-    def _project(self, x: torch.Tensor, level: int) -> None:
-        """Replace the pixels of leaf ``x`` (1, C, H, W) by ``nearest_iterations`` projections
-        onto the exemplars' patches at ``level`` (the index lives only for this call)."""
+    def _patch_sizes(self, level: int) -> list[int]:
+        """Sides of the patches projected onto at ``level``, largest first: large ones at the
+        layout scales (``LARGE_SPAN``), then the patch itself."""
         p = self.config.patch_size
         side = min(min(u.shape[-2:]) for u in self._pyramid[level])
         full = min(min(u.shape[-2:]) for u in self._pyramid[-1])
         large = side <= min(LARGE_SPAN * self.config.coarsest, full / 2)
-        sizes = [*large_patches(p), p] if large else [p]
+        return [*large_patches(p), p] if large else [p]
+
+    def _project(self, x: torch.Tensor, level: int) -> None:
+        """Replace the pixels of leaf ``x`` (1, C, H, W) by ``nearest_iterations`` projections
+        onto the exemplars' patches at ``level`` for each of ``_patch_sizes`` (each index
+        lives only for its projections)."""
+        side = min(min(u.shape[-2:]) for u in self._pyramid[level])
         with torch.no_grad():
             y = x.detach().clamp(0, 1)
             # a large patch must fit in the exemplar and the canvas at this scale
             fits = min(side, *y.shape[-2:])
-            for q in [q for q in sizes if q <= fits]:
+            for q in [q for q in self._patch_sizes(level) if q <= fits]:
                 index = self._index(level, q)
-                if index is None:
-                    continue
                 for _ in range(self.config.nearest_iterations):
                     y = project_to_nearest(y, index, min(NEAREST_STRIDE, q), self.config.tile)
             x.copy_(y)
