@@ -12,6 +12,10 @@ TensorBoard logs in OUTDIR/logs. Then:
 \b
     python synth.py --mode generate --checkpoint OUTDIR/final --size 4096x4096 -o big.png
 
+--map NAME=FILE (repeatable) trains on a material stack: the exemplar is the albedo and each
+map (normal, height, roughness, ... of its size) becomes more output channels, rendered
+together and written as OUT_NAME.png (docs/generator.md, "Material stacks").
+
 Every config field is an option; precedence is command line > --config preset/file > defaults.
 
 --task backbone trains a VGG-style classifier on DATASET/CLASS/images instead and writes a
@@ -65,6 +69,7 @@ from cli.options import (
     plain_values,
 )
 from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
+from configs.editing import MAP_NAMES
 from data.errors import run_cli
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -162,6 +167,14 @@ def main(
     sample_every: Annotated[int | None, Opt(help="Steps between logged sample images.")] = None,
     seed: Annotated[int | None, Opt(help="Seed of initial weights, noise and crops.")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu (GPUs: accelerate launch).")] = None,
+    maps: Annotated[
+        list[str] | None,
+        Opt(
+            "--map",
+            help=f"NAME=FILE, repeatable: a map aligned with the exemplar (the albedo), of its "
+            f"size; the generator outputs it too. NAME: {', '.join(MAP_NAMES)}.",
+        ),
+    ] = None,
     progress: Progress = True,
 ) -> None:
     cli = plain_values(locals())
@@ -191,7 +204,6 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     """
     import torch  # the training stack (accelerate, data, losses) loads after argument parsing
 
-    from data.images import load_exemplars
     from data.sidecar import reporting_write_errors
     from generator import training as T
     from generator.checkpoints import save_generator
@@ -211,14 +223,18 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     patches = cfg.objective == "patches"
     backbone = None if patches else build_backbone_for(cfg, cfg.tile, device, log)
     T.check_config(cfg, backbone.min_input_size() if backbone else 0)
-    images, sources = load_exemplars(exemplars, log)
+    images, sources, layout = T.load_training_images(cfg, exemplars, log)
     images = [u.to(device) for u in images]
-    objective, description = generator_objective(cfg, images, backbone)
+    channels = [m["channels"] for m in layout]
+    objective, description = generator_objective(cfg, images, backbone, channels)
     info = {"backbone": description, "exemplars": sources}
+    if cfg.maps:
+        info["stack"] = layout  # map names, channels and bit depths: how generate splits
     log(f"backbone: {description}")
 
-    # 4. Generator, Adam and the learning-rate schedule, prepared for the devices.
-    model = build_generator(cfg.generator, cfg.output).to(device)
+    # 4. Generator (one output channel per stack channel), Adam and the learning-rate
+    # schedule, prepared for the devices.
+    model = build_generator(cfg.generator, cfg.output, out_channels=sum(channels)).to(device)
     model.start_at_colour(torch.stack([u.mean((1, 2)) for u in images]).mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = Schedule(cfg, accelerator.num_processes)
@@ -241,7 +257,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
         if is_main and step % cfg.sample_every == 0:
             _, eval_loss, images = evaluation(step)
             writer.add_scalar("eval/loss", eval_loss, step)
-            writer.add_images("samples", images, step)
+            writer.add_images("samples", images[:, :3], step)  # the albedo of a stack
 
     def save(step):
         nonlocal best

@@ -10,6 +10,7 @@ from configs import GenerateConfig
 from data.errors import UserError
 from data.images import check_output_path
 from data.sizes import parse_size
+from data.stacks import stack_outputs
 
 
 def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: bool) -> None:
@@ -28,10 +29,12 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
     seamless = meta["config"]["tile"] if cfg.tile is None else cfg.tile
     canvas_size(model, size, seamless)
 
-    # 2. Every output path before any computation.
+    # 2. Every output path before any computation (a material stack's maps too).
     outputs = [numbered(Path(output), i, cfg.variations) for i in range(cfg.variations)]
+    layout = meta["info"].get("stack") or []
     for path in outputs:
-        check_output_path(path, overwrite)
+        for each in [path, *stack_outputs(path, layout).values()]:
+            check_output_path(each, overwrite)
 
     # 3. One streamed pass per variation (seed + i), blocks of BLOCK px with their halo, if
     # one block and one band of rows fit in memory.
@@ -47,6 +50,7 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
             info = write_texture(
                 model, meta, path, size, seed, seamless, cfg.bits, overwrite, on_block=on_block
             )
+            maps = f"; maps {', '.join(m['name'] for m in layout[1:])}" if layout else ""
             bar.console.print(
-                f"wrote {path} ({size[1]}x{size[0]}, seed {seed}, {info['seconds']:.1f} s)"
+                f"wrote {path} ({size[1]}x{size[0]}, seed {seed}, {info['seconds']:.1f} s{maps})"
             )

@@ -224,5 +224,6 @@ def generate_estimate(model, size: tuple[int, int], block: int, bits: int) -> in
     per_pixel = activation_bytes_per_pixel(model, run, side)
     rows = min(block, size[0])
     blocks = GENERATE_FACTOR * per_pixel * rows * min(block, size[1])
-    band = BAND_COPIES * 3 * rows * size[1] * FLOAT32 + 3 * rows * size[1] * bits // 8
+    channels = model.out_channels  # 3, or a material stack's
+    band = (BAND_COPIES * FLOAT32 + bits // 8) * channels * rows * size[1]
     return int(blocks + band)

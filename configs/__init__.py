@@ -15,7 +15,7 @@ from pathlib import Path
 
 import tomllib
 
-from configs.editing import EditFields, check_edit
+from configs.editing import EditFields, check_edit, parse_maps
 from data.errors import UserError
 
 PRESET_DIR = Path(__file__).parent
@@ -331,6 +331,8 @@ class TrainConfig(PatchFields, LossConfig):
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
     log_every: int = 10  # steps between TensorBoard scalars
     sample_every: int = 250  # steps between TensorBoard sample images
+    # NAME=FILE maps aligned with the (albedo) exemplar: a material stack, rendered together
+    maps: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         check_values(self)
@@ -427,6 +429,7 @@ def check_training(cfg: TrainConfig) -> None:
         raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
     if cfg.diversity_weight and cfg.batch_size < 2:
         raise UserError("--diversity-weight needs --batch-size 2 or more")
+    parse_maps(cfg.maps)
 
 
 def generate_config(values: dict) -> GenerateConfig:

@@ -6,6 +6,10 @@ Python API::
     img = generate(model, size=(1024, 2048), seed=3)              # (3, 1024, 2048) in [0, 1]
     write_texture(model, meta, "big.png", size=(16384, 16384), seed=3)  # bounded memory
 
+A material stack's generator (``train.py --map``) renders every map in the same pass: its
+output channels are the stack's (``data.stacks``), and ``write_texture`` streams each map to
+its own PNG (big.png, big_normal.png, ...), so the maps stay aligned pixel for pixel.
+
 Convention:
     The generator is trained on periodic canvases (circular padding everywhere), so it is a
     local operator on an infinite periodic plane of noise, and noise is a function of
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +35,7 @@ import torch.nn.functional as F
 from data.errors import UserError
 from data.images import PngStream, check_output_path, quantise
 from data.sidecar import file_sha256
+from data.stacks import ALBEDO, split_stack, stack_outputs
 from generator.checkpoints import load_generator
 from models.generator import TextureGenerator
 from models.noise import hash_noise
@@ -86,8 +93,9 @@ def scale_sizes(model: TextureGenerator, canvas: tuple[int, int]) -> list[tuple[
 
 @torch.inference_mode()
 def render_region(model, region: Region, canvas: tuple[int, int], seed: int) -> torch.Tensor:
-    """(1, 3, y1 - y0, x1 - x0) texture over ``region`` = (y0, y1, x0, x1) of the periodic
-    ``canvas`` (any integers: the texture repeats with the canvas size)."""
+    """(1, C, y1 - y0, x1 - x0) texture (C = ``model.out_channels``) over ``region`` =
+    (y0, y1, x0, x1) of the periodic ``canvas`` (any integers: the texture repeats with the
+    canvas size)."""
     sizes = scale_sizes(model, canvas)
     return model.rgb(_features(model, model.scales - 1, region, sizes, seed))
 
@@ -105,13 +113,13 @@ def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None):
         on_block: ``on_block(done, total)`` after each block.
 
     Yields:
-        (3, h, W) float32 CPU tensors in [0, 1].
+        (C, h, W) float32 CPU tensors in [0, 1], C = ``model.out_channels``.
     """
     canvas = canvas_size(model, size, seamless)
     ys, xs = range(0, size[0], block), range(0, size[1], block)
     done = 0
     for y in ys:
-        band = torch.empty(3, min(block, size[0] - y), size[1])
+        band = torch.empty(model.out_channels, min(block, size[0] - y), size[1])
         for x in xs:
             region = (y, min(y + block, size[0]), x, min(x + block, size[1]))
             band[:, :, x : region[3]] = render_region(model, region, canvas, seed)[0].float().cpu()
@@ -130,7 +138,7 @@ def prepare(model: TextureGenerator, device: str | torch.device = "cpu") -> Text
 
 
 def generate(model, size, seed=0, seamless=False, block=BLOCK) -> torch.Tensor:
-    """The whole texture as one (3, H, W) float32 tensor in [0, 1] (12 bytes a pixel)."""
+    """The whole texture as one (C, H, W) float32 tensor in [0, 1] (4 C bytes a pixel)."""
     return torch.cat(list(render_bands(model, size, seed, seamless, block)), 1)
 
 
@@ -148,21 +156,36 @@ def write_texture(
 ) -> dict:
     """Write a generated texture as PNG plus JSON sidecar, streaming bands (bounded memory).
 
+    A material stack's checkpoint (``meta["info"]["stack"]``) writes each map beside ``path``
+    (``data.stacks.stack_outputs``) from the same bands, a map read from a 16-bit file at 16
+    bits; each sidecar names its map and lists them all.
+
     Args:
         model, meta: from ``load_generator``.
-        path: ``.png`` output; refused if it exists and ``overwrite`` is false.
+        path: ``.png`` output; refused if it (or a map's file) exists and ``overwrite`` is false.
         size: (H, W).
-        bits: 8 or 16.
+        bits: 8 or 16 (at least; a 16-bit map stays 16-bit).
 
     Returns:
-        The sidecar dict that was written.
+        The sidecar dict written beside ``path``.
     """
-    path = check_output_path(path, overwrite)
+    layout = meta["info"].get("stack") or [{"name": ALBEDO, "channels": 3, "bits": 8}]
+    paths = {
+        n: check_output_path(p, overwrite) for n, p in stack_outputs(Path(path), layout).items()
+    }
+    depth = {m["name"]: max(bits, m["bits"]) for m in layout}
     start = time.perf_counter()
-    with PngStream(path, size, bits) as png:
+    with ExitStack() as files:
+        pngs = {
+            m["name"]: files.enter_context(
+                PngStream(paths[m["name"]], size, depth[m["name"]], channels=m["channels"])
+            )
+            for m in layout
+        }
         for band in render_bands(model, size, seed, seamless, block, on_block):
-            png.write(quantise(band, bits))
-        png.sidecar = sidecar = {
+            for name, chunk in split_stack(band, layout).items():
+                pngs[name].write(quantise(chunk, depth[name]))
+        sidecar = {
             "mode": "generate",
             "checkpoint": meta["path"],
             "checkpoint_sha256": file_sha256(meta["path"]),
@@ -174,4 +197,7 @@ def write_texture(
             "size": {"height": size[0], "width": size[1]},
             "seconds": round(time.perf_counter() - start, 3),
         }
-    return sidecar
+        for name, png in pngs.items():
+            stack = {"map": name, "bits": depth[name], "maps": layout} if len(layout) > 1 else {}
+            png.sidecar = {**sidecar, **stack}
+    return pngs[ALBEDO].sidecar

@@ -15,6 +15,8 @@ import torch
 
 from configs import TrainConfig
 from data.errors import UserError
+from data.images import load_exemplars
+from data.stacks import ALBEDO, load_stack
 from generator.checkpoints import save_generator
 from losses import TextureLoss, gaussian_pyramid
 from models.generator import TextureGenerator, fold_batchnorm
@@ -47,6 +49,20 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise UserError(f"the checkpoint was trained with other settings ({diffs}); use its config")
+
+
+def load_training_images(cfg: TrainConfig, exemplars, log=print):
+    """The exemplars to train on, as ``(images, sources, layout)``: (C, H, W) tensors in [0, 1],
+    their names, and the output's layout (``data.stacks``): a material stack's maps when
+    ``cfg.maps`` names some (then the one exemplar is its albedo file), else RGB alone."""
+    if not cfg.maps:
+        images, sources = load_exemplars(exemplars, log)
+        return images, sources, [{"name": ALBEDO, "channels": 3, "bits": 8}]
+    items = exemplars if isinstance(exemplars, (list, tuple)) else [exemplars]
+    if len(items) != 1 or isinstance(items[0], torch.Tensor):
+        raise UserError("--map: give one exemplar file, the albedo its maps are aligned with")
+    stack, layout, sources = load_stack(items[0], cfg.maps, log)
+    return [stack], sources, layout
 
 
 def step_inputs(model: TextureGenerator, cfg: TrainConfig, step: int, rank: int, device):

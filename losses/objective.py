@@ -133,16 +133,29 @@ def build_objective(
     )
 
 
-def generator_objective(cfg, exemplars: list[torch.Tensor], backbone):
+def generator_objective(cfg, exemplars: list[torch.Tensor], backbone, channels=None):
     """(objective, description) of ``cfg.objective`` for ``exemplars`` ((3, H, W) in [0, 1] on
     the device): the pixel patch pyramid (``backbone`` None), or ``backbone``, rescaled to
-    the exemplars if ``cfg.activation_norm``, and its TextureLoss (``build_objective``)."""
+    the exemplars if ``cfg.activation_norm``, and its TextureLoss (``build_objective``).
+
+    With ``channels`` (each map's, albedo first: ``data.stacks``) the one exemplar is a
+    material stack (C, H, W) and the objective sees all its maps together (``losses.stacks``).
+    """
+    from losses.stacks import StackFeatures, WeightedStack, map_weights
+
+    stack = channels is not None and len(channels) > 1
     if cfg.objective == "patches":
         from losses.patches import PatchPyramidLoss
 
-        objective = PatchPyramidLoss(exemplars, cfg, cfg.tile, cfg.nearest_weight)
+        targets = [u * map_weights(channels)[0].to(u) for u in exemplars] if stack else exemplars
+        objective = PatchPyramidLoss(targets, cfg, cfg.tile, cfg.nearest_weight)
         size = f"{cfg.patch_size}x{cfg.patch_size}"
-        return objective, f"none: pixel patches {size}, {len(objective.scales)} scales"
+        description = f"none: pixel patches {size}, {len(objective.scales)} scales"
+        if stack:
+            return WeightedStack(objective, channels), f"{description}, spanning every map"
+        return objective, description
+    if stack:
+        backbone = StackFeatures(backbone, channels)
     rescale_to(cfg, backbone, exemplars)
     return build_objective(cfg, exemplars, backbone, cfg.tile), backbone.description
 

@@ -2,7 +2,8 @@
 
 Noise at K scales; each scale's noise passes a 3x3 conv unit; the coarser scale's features
 are upsampled x2 (nearest) and concatenated with it; a join block (3x3, 3x3, 1x1 units)
-mixes them; a final 1x1 conv gives RGB in [0, 1] (see ``OUTPUTS``). Channels shrink towards
+mixes them; a final 1x1 conv gives RGB in [0, 1] (see ``OUTPUTS``), or the channels of a
+material stack (albedo plus aligned maps, rendered together). Channels shrink towards
 the fine scales, where the pixels are: the full-resolution scale costs ~4k multiply-adds a
 pixel.
 
@@ -60,6 +61,9 @@ class TextureGenerator(nn.Module):
             reachable and never drift away).
         norm: BatchNorm after each conv (training form); ``fold_batchnorm`` returns the
             norm-free inference form whose every layer is a local operator.
+        out_channels: output channels: 3 (RGB), or a material stack's (albedo RGB first,
+            then each map's 1 or 3: ``data.stacks``); one 1x1 conv gives them all, so every
+            map of a pixel comes from the same features.
 
     Convention:
         Scale 0 is the coarsest, at 1/2^(K-1) of the output resolution; scale K-1 is the
@@ -74,11 +78,18 @@ class TextureGenerator(nn.Module):
         noise: int = 3,
         output: str = "sigmoid",
         norm: bool = True,
+        out_channels: int = 3,
     ):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.arch = dict(channels=tuple(channels), branch=branch, noise=noise, output=output)
+        self.arch = dict(
+            channels=tuple(channels),
+            branch=branch,
+            noise=noise,
+            output=output,
+            out_channels=out_channels,
+        )
         self.output = output
         self.channels, self.noise_channels = tuple(channels), noise
         self.noise_units = nn.ModuleList(Unit(noise, branch, 3, norm) for _ in channels)
@@ -91,7 +102,8 @@ class TextureGenerator(nn.Module):
                 )
             )
             previous = c
-        self.to_rgb = nn.Conv2d(channels[-1], 3, 1)
+        self.out_channels = out_channels
+        self.to_rgb = nn.Conv2d(channels[-1], out_channels, 1)
         if norm:
             # Noise enters at the coarsest scale only, at first: each finer scale's noise gain
             # (its BatchNorm weight) starts at zero and grows as far as the loss asks. Started
@@ -115,7 +127,7 @@ class TextureGenerator(nn.Module):
             noises: K tensors, coarsest first; scale i is (B, noise, H / 2^(K-1-i), W / 2^(K-1-i)).
 
         Returns:
-            (B, 3, H, W) in [0, 1].
+            (B, out_channels, H, W) in [0, 1].
         """
         x = None
         for z, unit, block in zip(noises, self.noise_units, self.join_blocks, strict=True):
@@ -127,13 +139,13 @@ class TextureGenerator(nn.Module):
 
     @torch.no_grad()
     def start_at_colour(self, rgb: torch.Tensor) -> None:
-        """Set the output bias so that zero features give this (3,) colour in [0, 1]: training
-        starts at the exemplar's mean colour instead of grey."""
+        """Set the output bias so that zero features give this (out_channels,) colour in
+        [0, 1]: training starts at the exemplar's mean colour instead of grey."""
         rgb = rgb.to(self.to_rgb.bias).clamp(0.02, 0.98)
         self.to_rgb.bias.copy_(torch.logit(rgb) if self.output == "sigmoid" else rgb - 0.5)
 
     def rgb(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) finest-scale features -> (B, 3, h, w) RGB in [0, 1]."""
+        """(B, C, h, w) finest-scale features -> (B, out_channels, h, w) in [0, 1]."""
         y = self.to_rgb(features)
         if self.output == "sigmoid":
             return torch.sigmoid(y)
@@ -160,9 +172,12 @@ class _ClampInward(torch.autograd.Function):
         return grad.masked_fill(outward, 0.0)
 
 
-def build_generator(name: str, output: str = "sigmoid", norm: bool = True) -> TextureGenerator:
-    """A registered variant (see ``GENERATORS``) with the given RGB ``output`` (see ``OUTPUTS``)."""
-    return TextureGenerator(**GENERATORS[name], output=output, norm=norm)
+def build_generator(
+    name: str, output: str = "sigmoid", norm: bool = True, out_channels: int = 3
+) -> TextureGenerator:
+    """A registered variant (see ``GENERATORS``) with the given ``output`` (see ``OUTPUTS``)
+    and ``out_channels`` (3, or a material stack's)."""
+    return TextureGenerator(**GENERATORS[name], output=output, norm=norm, out_channels=out_channels)
 
 
 @torch.no_grad()
