@@ -161,6 +161,11 @@ def synthesize(cli: dict) -> None:
     # the checkpoint); optimize mode's CLI > --config file (or the default preset) > defaults.
     generate = cli["mode"] == Mode.generate
     if generate:
+        if cli["maps"]:
+            raise UserError(
+                "--map: generate mode writes the maps its checkpoint was trained with "
+                "(train.py --map NAME=FILE); leave --map out"
+            )
         refuse_edits(cli, "--mode generate")
         options = ("exemplars", "config", "layers", "octaves", "iterations", "precision")
         ignored = [k for k in options if cli[k]]
