@@ -129,6 +129,13 @@ def main(
     coarse_iterations: Annotated[
         int | None, Opt(help="patches: Adam steps at the layout scales (the coarsest ones).")
     ] = None,
+    final_fraction: Annotated[
+        float | None,
+        Opt(
+            help="patches: Adam steps at full size as a fraction of --iterations; the fine "
+            "scales ramp down to it (1: no ramp)."
+        ),
+    ] = None,
     lr: Annotated[float | None, Opt(help="patches: Adam learning rate.")] = None,
     max_patches: MaxPatches = None,
     nearest_iterations: NearestIterations = None,

@@ -88,6 +88,9 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     save_every: int = 0  # write a snapshot every K iterations (0 = never)
     bits: int = 8  # PNG bit depth of the output: 8 or 16
     coarse_iterations: int = 300  # patches: Adam steps at the layout (coarsest) scales
+    # patches: Adam steps at full size, as a fraction of iterations; the fine scales go
+    # linearly from iterations down to it (1 = iterations at every fine scale)
+    final_fraction: float = 1.0
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
@@ -126,6 +129,7 @@ PATCH_FIELDS = (
     "pyramid_factor",
     "coarsest",
     "coarse_iterations",
+    "final_fraction",
     "lr",
     "nearest_iterations",
 )
@@ -167,6 +171,8 @@ def check_values(cfg) -> None:
         raise UserError("--autocorr-shift must lie in (0, 1]")
     if not 0 < cfg.pyramid_factor < 1:
         raise UserError("--pyramid-factor must lie strictly between 0 and 1")
+    if not 0 < getattr(cfg, "final_fraction", 1) <= 1:
+        raise UserError("--final-fraction must lie in (0, 1]")
     check_pooling(cfg.pooling)
     check_precision(cfg)
 

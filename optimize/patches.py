@@ -65,6 +65,11 @@ NEAREST_AT = 2 / 3
 # go from large patches to small ones. With 7x7 patches alone, the large discs of red_dots
 # came out lumpy (structure 1.24 at 256 px; with 23, 15, 7: 0.96, round discs).
 LARGE_SPAN = 8
+# The projections search at most NEAREST_KEYS exemplar patches at a scale (a fixed random
+# subset; only the fine scales of a photo have more): a search costs keys x output patches,
+# and at a 1024 px output the full-size scale's searched all 270k of honeycomb's patches,
+# over a third of the run's time (docs/decisions.md, session 8).
+NEAREST_KEYS = 65536
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 
@@ -140,13 +145,17 @@ class PatchSynthesizer(PerImageSynthesizer):
         return f"objective: {self.description}"
 
     def level_iterations(self, size: tuple[int, int] | None = None) -> list[int]:
-        """Adam steps at each scale, coarsest first (the same for every output ``size``)."""
+        """Adam steps at each scale, coarsest first (the same for every output ``size``):
+        ``coarse_iterations`` at the layout scales, then from ``iterations`` down to
+        ``final_fraction`` x ``iterations`` at full size, linearly: a step costs most at the
+        finest scales, which only refine what the coarser ones laid out."""
         cfg = self.config
         side = min(min(u.shape[-2:]) for u in self.exemplars)
-        return [
-            cfg.coarse_iterations if s * side <= COARSE_SPAN * cfg.coarsest else cfg.iterations
-            for s in self.scales
-        ]
+        layout = sum(s * side <= COARSE_SPAN * cfg.coarsest for s in self.scales)
+        fine = len(self.scales) - layout
+        drop = cfg.iterations * (1 - cfg.final_fraction)
+        ramp = [max(1, round(cfg.iterations - drop * (k + 1) / fine)) for k in range(fine)]
+        return [cfg.coarse_iterations] * layout + ramp
 
     def synthesize(
         self,
@@ -262,8 +271,8 @@ class PatchSynthesizer(PerImageSynthesizer):
 
     def _index(self, level: int, patch: int) -> PatchIndex:
         """The exemplars' ``patch`` x ``patch`` patches at ``level``, for the nearest-patch
-        projections."""
-        return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS)
+        projections (at most ``NEAREST_KEYS`` of them)."""
+        return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS, NEAREST_KEYS)
 
     def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:
         """Constrain canvas ``x`` (1, C, H + 2 margin, W + 2 margin) at ``level`` in place:
