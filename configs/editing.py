@@ -1,6 +1,8 @@
-"""The editing fields of ``SynthConfig`` (repair, expand, material stacks; issue 17) and
-their checks. Editing runs on the patch engine only (``optimize/editing.py``,
-``optimize/stacks.py``): its pixels can be kept and its channels stacked.
+"""The editing fields of ``SynthConfig`` (repair, expand, material stacks, remake; issue 17)
+and their checks. Repair, expand and stacks run on the patch engine only
+(``optimize/editing.py``, ``optimize/stacks.py``): its pixels can be kept and its channels
+stacked. Remake (``optimize/remake.py``) runs on both engines: it only adds a content term
+and starts from the target.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ MAP_NAMES = (
     "opacity", "mask", "emission",
 )  # fmt: skip
 ALPHA = "alpha"  # --mask alpha: the image's own alpha channel, transparent = fill
+# --remake-weight's default per objective: their content terms differ in scale (pixels'
+# squared error; a relative error of deep features). Measured: docs/decisions.md, remake.
+REMAKE_WEIGHTS = {"patches": 1.0, "features": 0.1}
 
 
 @dataclass
@@ -43,9 +48,15 @@ class EditFields:
     anchor: str = "center"  # where --expand keeps the image: center, top-left, top, ...
     # NAME=FILE maps aligned with the (albedo) exemplar, synthesised with it: out_NAME.png
     maps: list[str] = field(default_factory=list)
+    # re-render this target image with the exemplars' texture, keeping its large layout; the
+    # output has the target's size
+    remake: str | None = None
+    # weight of --remake's content term (the output's layout against the target's); 0: the
+    # target is only the start; None: the objective's default (REMAKE_WEIGHTS)
+    remake_weight: float | None = None
 
 
-EDIT_OPTIONS = ("mask", "expand", "anchor", "maps")
+EDIT_OPTIONS = ("mask", "expand", "anchor", "maps", "remake", "remake_weight")
 
 
 def flag(name: str) -> str:
@@ -58,6 +69,7 @@ def edit_flags(values: dict) -> list[str]:
 
 
 def is_edit(cfg) -> bool:
+    """Whether ``cfg`` repairs, expands or stacks (the patch editors; remake is apart)."""
     return bool(cfg.mask or cfg.expand or cfg.maps)
 
 
@@ -69,6 +81,13 @@ def refuse_edits(values: dict, where: str) -> None:
             f"{', '.join(flags)}: not supported by {where}; editing runs on the patch engine "
             "(optimize mode, --objective patches, the default patch_pyramid preset)"
         )
+
+
+def remake_weight(cfg) -> float:
+    """``cfg.remake_weight``, or the default of ``cfg.objective`` if None."""
+    if cfg.remake_weight is None:
+        return REMAKE_WEIGHTS[cfg.objective]
+    return cfg.remake_weight
 
 
 def parse_maps(items: list[str]) -> dict[str, Path]:
@@ -100,11 +119,19 @@ def check_edit(cfg, given: set[str]) -> None:
     (``cfg``: a SynthConfig; ``given``: the names of the options on the command line)."""
     values = {k: getattr(cfg, k) for k in EDIT_OPTIONS}
     values["anchor"] = "anchor" in given and cfg.anchor
+    values["remake_weight"] = "remake_weight" in given
     if cfg.objective != "patches":
-        refuse_edits(values, f"the {cfg.objective} objective")
-    kinds = [f for f in ("--mask", "--expand", "--map") if f in edit_flags(values)]
+        patch_only = {**values, "remake": None, "remake_weight": None}
+        refuse_edits(patch_only, f"the {cfg.objective} objective")
+    kinds = [f for f in ("--mask", "--expand", "--map", "--remake") if f in edit_flags(values)]
     if len(kinds) > 1:
         raise UserError(f"{' and '.join(kinds)}: give one editing option at a time")
+    if values["remake_weight"] and not cfg.remake:
+        raise UserError("--remake-weight: only --remake uses it")
+    if cfg.remake and cfg.size:
+        raise UserError("--size: --remake keeps the target's size; leave --size out")
+    if cfg.remake and cfg.tile:
+        raise UserError("--tile with --remake: the target's layout is not periodic")
     if cfg.anchor not in ANCHORS:
         raise UserError(f"unknown --anchor '{cfg.anchor}'; choose from {', '.join(ANCHORS)}")
     if values["anchor"] and not cfg.expand:
