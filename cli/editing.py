@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.options import registry_choices
-from configs.editing import ANCHORS, MAP_NAMES, REMAKE_WEIGHTS
+from configs.editing import ANCHORS, MAP_NAMES, REMAKE_WEIGHT
 
 AnchorName = registry_choices("AnchorName", ANCHORS)
 
@@ -49,8 +49,7 @@ Remake = Annotated[
 RemakeWeight = Annotated[
     float | None,
     typer.Option(
-        help="--remake: weight of the content term that keeps the target's layout (default "
-        + ", ".join(f"{w:g} ({name})" for name, w in REMAKE_WEIGHTS.items())
-        + "; 0: the target is only the start)."
+        help=f"--remake: weight of the content term that keeps the target's layout "
+        f"(default {REMAKE_WEIGHT:g}; 0: the target is only the start)."
     ),
 ]

@@ -32,14 +32,15 @@ MAP_NAMES = (
     "opacity", "mask", "emission",
 )  # fmt: skip
 ALPHA = "alpha"  # --mask alpha: the image's own alpha channel, transparent = fill
-# --remake-weight's default per objective: their content terms differ in scale (pixels'
-# squared error; a relative error of deep features). Measured: docs/decisions.md, remake.
-REMAKE_WEIGHTS = {"patches": 1.0, "features": 0.1}
+# --remake-weight's default, on both objectives: the layout against the texture, measured
+# on stripes remade in dots (README, Editing; the branch's notes).
+REMAKE_WEIGHT = 0.3
 
 
 @dataclass
 class EditFields:
-    """What ``synth.py`` edits instead of synthesising from scratch (patch engine only)."""
+    """What ``synth.py`` edits instead of synthesising from scratch (the patch engine only;
+    remake on both objectives)."""
 
     # repair the first image where this mask FILE is white, or "alpha": where the image is
     # transparent; further images are the exemplars it learns from (default: its known part)
@@ -52,8 +53,8 @@ class EditFields:
     # output has the target's size
     remake: str | None = None
     # weight of --remake's content term (the output's layout against the target's); 0: the
-    # target is only the start; None: the objective's default (REMAKE_WEIGHTS)
-    remake_weight: float | None = None
+    # target is only the start
+    remake_weight: float = REMAKE_WEIGHT
 
 
 EDIT_OPTIONS = ("mask", "expand", "anchor", "maps", "remake", "remake_weight")
@@ -81,13 +82,6 @@ def refuse_edits(values: dict, where: str) -> None:
             f"{', '.join(flags)}: not supported by {where}; editing runs on the patch engine "
             "(optimize mode, --objective patches, the default patch_pyramid preset)"
         )
-
-
-def remake_weight(cfg) -> float:
-    """``cfg.remake_weight``, or the default of ``cfg.objective`` if None."""
-    if cfg.remake_weight is None:
-        return REMAKE_WEIGHTS[cfg.objective]
-    return cfg.remake_weight
 
 
 def parse_maps(items: list[str]) -> dict[str, Path]:

@@ -19,14 +19,12 @@ Convention: images are (3, H, W) float in [0, 1].
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from configs import SynthConfig
-from configs.editing import remake_weight
 from data.errors import UserError
 from data.images import load_image
 from losses.content import low_frequencies, pixel_content
@@ -36,8 +34,11 @@ from models.vgg import canonical_layer
 from optimize.features import TextureSynthesizer, downscale
 from optimize.patches import PatchSynthesizer
 
-# The patch engine starts at the first scale at least this (1 = the full scale): with the
-# coarsest scale the exemplar's own layout overwrote the target's (docs: remake notes).
+# The patch engine starts at the first scale at least this (1 = the full scale). Stripes
+# remade in dots (256 px, weight 1) kept their layout alike from the coarsest scale, 0.32 or
+# 0.56 (correlation 0.95, 0.94, 0.94): the content term holds it. The middle one skips the
+# coarse scales that lay out the exemplar's own arrangement and keeps those where the
+# projections use large patches (optimize.patches.LARGE_SPAN), which round large elements.
 START_SCALE = 0.25
 CONTENT_LAYER = "conv4_2"  # Gatys et al. 2016's content layer
 
@@ -66,7 +67,7 @@ class PatchRemaker(PatchSynthesizer):
 
     Example::
 
-        remaker = PatchRemaker("bricks.jpg", "portrait.png", remake_weight=1.0)
+        remaker = PatchRemaker("bricks.jpg", "portrait.png", remake_weight=0.3)
         result = remaker.synthesize(seed=1)  # result.image: (1, 3, H, W), the target's size
         remaker.save(result, "remade.png", overwrite=True)
 
@@ -82,14 +83,12 @@ class PatchRemaker(PatchSynthesizer):
         start = kw.pop("start", START_SCALE)
         image, source = load_target(target, log)
         super().__init__(exemplars, config, log, **kw)
-        self.config = dataclasses.replace(self.config, remake_weight=remake_weight(self.config))
         p = self.config.patch_size
         if min(image.shape[-2:]) < 2 * p:
             h, w = image.shape[-2:]
             raise UserError(f"--remake: the target is {w}x{h}; give at least {2 * p} px a side")
         self.target = image.to(self.device)
         self.target_source = source
-        self.sources = [*self.sources, f"target {source}"]
         # The content size: the target at the full pyramid's first scale (module docstring).
         full = self.scales[0]
         self._content = low_frequencies(self.target[None], scaled(image.shape[-2:], full, 4))
@@ -156,8 +155,6 @@ class FeatureRemaker(TextureSynthesizer):
     def __init__(self, exemplars, target, config: SynthConfig | None = None, log=print, **kw):
         self.target, self.target_source = load_target(target, log)
         super().__init__(exemplars, config, log, **kw)
-        self.config = dataclasses.replace(self.config, remake_weight=remake_weight(self.config))
-        self.sources = [*self.sources, f"target {self.target_source}"]
 
     def objective(self, factor: int = 1):
         """As ``TextureSynthesizer.objective``, with the content term of the target
@@ -170,7 +167,7 @@ class FeatureRemaker(TextureSynthesizer):
             check_image_size(self.backbone, self.config.octaves, target.shape[-2:], "target")
             if not loss.octave_weights[0]:
                 raise UserError("--remake: the content term needs octave 1 (its weight is 0)")
-            weight = remake_weight(self.config)
+            weight = self.config.remake_weight
             layer = canonical_layer(CONTENT_LAYER, self.backbone.arch)
             loss.set_content(target, layer, weight)
         return loss

@@ -76,7 +76,7 @@ def test_content_terms_are_zero_at_the_target_and_see_only_the_layout():
 def test_remake_keeps_the_target_layout_and_size_in_the_exemplar_colours(files, tmp_path):
     exemplar, target = files
     out = tmp_path / "remade.png"
-    code, output = run([exemplar, "--remake", target, "-o", out, *QUICK])
+    code, output = run([exemplar, "--remake", target, "--remake-weight", 1, "-o", out, *QUICK])
     assert code == 0, output
     img = read(out)
     assert img.shape == (3, 56, 80)  # the target's size, not the exemplar's 64x64
