@@ -103,6 +103,18 @@ def test_without_the_content_term_the_layout_is_not_kept():
         remaker.synthesize(size=(64, 64))
 
 
+def test_a_remake_stopped_by_ctrl_c_keeps_the_target_size():
+    remaker = PatchRemaker(red_dots(), halves(), log=lambda m: None, **FAST)
+
+    def stop(level, step, x, loss):
+        if level == 1 and step == 2:
+            raise KeyboardInterrupt
+
+    result = remaker.synthesize(seed=0, on_iter=stop)
+    assert result.interrupted and result.image.shape == (1, 3, 56, 80)
+    assert result.stopped_at is not None and result.stopped_at != (56, 80)
+
+
 def test_feature_remake_starts_from_the_target_and_its_content_term_keeps_it():
     runs = {}
     for weight in (0.0, 1.0):
