@@ -8,8 +8,8 @@ kept. The output has the target's size.
   term and the nearest-patch projections pull the patches toward the exemplars', and a
   content term, ``remake_weight`` x ``losses.content.pixel_content``, holds the output's
   low frequencies to the target's: both are compared downscaled to the scale at which the
-  full pyramid starts (the exemplar's short side ``coarsest`` px), where a pixel is about a
-  texture element, so only the layout above that size is the target's.
+  full pyramid starts (the exemplar's short side ``coarsest`` px), so detail finer than
+  about 1/``coarsest`` of the exemplar is left to the texture.
 - Features objective (``FeatureRemaker``; Gatys, Ecker and Bethge 2016): L-BFGS from the
   target with ``remake_weight`` x ``losses.content.feature_content`` at ``CONTENT_LAYER`` added
   to the Gram (and other) terms.
