@@ -4,6 +4,7 @@
     python synth.py EXEMPLAR [EXEMPLAR ...] -o out.png [--config gatys2015] [--size 1024x512]
     python synth.py --mode generate --checkpoint runs/knit/final --size 4096x4096 -o big.png
     python synth.py COLLECTION/ -o OUTDIR/   (batch: one output per image or class folder)
+    python synth.py EXEMPLAR --remake TARGET.png -o out.png   (TARGET with EXEMPLAR's texture)
 
 Modes: ``optimize`` (the pixels are optimised, no training: by default against the
 exemplar's pixel patches, coarse to fine; with ``--objective features`` or a features preset
@@ -22,7 +23,7 @@ from typing import Annotated
 import typer
 
 from cli.console import first_interrupt_only, numbered, progress_bar
-from cli.editing import Anchor, Expand, Maps, Mask
+from cli.editing import Anchor, Expand, Maps, Mask, Remake, RemakeWeight
 from cli.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -101,6 +102,8 @@ def main(
     expand: Expand = None,
     anchor: Anchor = None,
     maps: Maps = None,
+    remake: Remake = None,
+    remake_weight: RemakeWeight = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,

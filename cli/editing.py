@@ -1,5 +1,6 @@
 """synth.py's editing options (issue 17; configs/editing.py has the fields and checks):
-repair (--mask), expand (--expand, --anchor) and material stacks (--map)."""
+repair (--mask), expand (--expand, --anchor), material stacks (--map) and remake (--remake,
+--remake-weight)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.options import registry_choices
-from configs.editing import ANCHORS, MAP_NAMES
+from configs.editing import ANCHORS, MAP_NAMES, REMAKE_WEIGHT
 
 AnchorName = registry_choices("AnchorName", ANCHORS)
 
@@ -36,5 +37,19 @@ Maps = Annotated[
         "--map",
         help=f"NAME=FILE, repeatable: a map aligned with the exemplar (the albedo), "
         f"synthesised with it and written as OUT_NAME.png; NAME: {', '.join(MAP_NAMES)}.",
+    ),
+]
+Remake = Annotated[
+    str | None,
+    typer.Option(
+        help="Re-render this TARGET image with the exemplars' texture, keeping its large layout; "
+        "the output has its size."
+    ),
+]
+RemakeWeight = Annotated[
+    float | None,
+    typer.Option(
+        help=f"--remake: weight of the content term that keeps the target's layout "
+        f"(default {REMAKE_WEIGHT:g}; 0: the target is only the start)."
     ),
 ]

@@ -144,7 +144,7 @@ def features_fields() -> tuple[str, ...]:
 NON_NEGATIVE = (
     "spectrum_weight", "tv_weight", "autocorr_weight", "swd_weight", "layer_weights",
     "octave_weights", "iterations", "coarse_iterations", "save_every", "max_patches",
-    "nearest_iterations",
+    "nearest_iterations", "remake_weight",
     "diversity_weight", "warmup_steps", "keep_checkpoints", "crop",
 )  # fmt: skip
 # accelerate's set_seed seeds NumPy too, which takes 32 bits; synth.py's seeds go to torch.

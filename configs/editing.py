@@ -1,6 +1,8 @@
-"""The editing fields of ``SynthConfig`` (repair, expand, material stacks; issue 17) and
-their checks. Editing runs on the patch engine only (``optimize/editing.py``,
-``optimize/stacks.py``): its pixels can be kept and its channels stacked.
+"""The editing fields of ``SynthConfig`` (repair, expand, material stacks, remake; issue 17)
+and their checks. Repair, expand and stacks run on the patch engine only
+(``optimize/editing.py``, ``optimize/stacks.py``): its pixels can be kept and its channels
+stacked. Remake (``optimize/remake.py``) runs on both engines: it only adds a content term
+and starts from the target.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ MAP_NAMES = (
     "opacity", "mask", "emission",
 )  # fmt: skip
 ALPHA = "alpha"  # --mask alpha: the image's own alpha channel, transparent = fill
+# --remake-weight's default, on both objectives: the layout against the texture, measured
+# on stripes remade in dots (README, Editing; the branch's notes).
+REMAKE_WEIGHT = 0.3
 
 
 @dataclass
 class EditFields:
-    """What ``synth.py`` edits instead of synthesising from scratch (patch engine only)."""
+    """What ``synth.py`` edits instead of synthesising from scratch (the patch engine only;
+    remake on both objectives)."""
 
     # repair the first image where this mask FILE is white, or "alpha": where the image is
     # transparent; further images are the exemplars it learns from (default: its known part)
@@ -43,9 +49,15 @@ class EditFields:
     anchor: str = "center"  # where --expand keeps the image: center, top-left, top, ...
     # NAME=FILE maps aligned with the (albedo) exemplar, synthesised with it: out_NAME.png
     maps: list[str] = field(default_factory=list)
+    # re-render this target image with the exemplars' texture, keeping its large layout; the
+    # output has the target's size
+    remake: str | None = None
+    # weight of --remake's content term (the output's layout against the target's); 0: the
+    # target is only the start
+    remake_weight: float = REMAKE_WEIGHT
 
 
-EDIT_OPTIONS = ("mask", "expand", "anchor", "maps")
+EDIT_OPTIONS = ("mask", "expand", "anchor", "maps", "remake", "remake_weight")
 
 
 def flag(name: str) -> str:
@@ -58,6 +70,7 @@ def edit_flags(values: dict) -> list[str]:
 
 
 def is_edit(cfg) -> bool:
+    """Whether ``cfg`` repairs, expands or stacks (the patch editors; remake is apart)."""
     return bool(cfg.mask or cfg.expand or cfg.maps)
 
 
@@ -100,11 +113,19 @@ def check_edit(cfg, given: set[str]) -> None:
     (``cfg``: a SynthConfig; ``given``: the names of the options on the command line)."""
     values = {k: getattr(cfg, k) for k in EDIT_OPTIONS}
     values["anchor"] = "anchor" in given and cfg.anchor
+    values["remake_weight"] = "remake_weight" in given
     if cfg.objective != "patches":
-        refuse_edits(values, f"the {cfg.objective} objective")
-    kinds = [f for f in ("--mask", "--expand", "--map") if f in edit_flags(values)]
+        patch_only = {**values, "remake": None, "remake_weight": None}
+        refuse_edits(patch_only, f"the {cfg.objective} objective")
+    kinds = [f for f in ("--mask", "--expand", "--map", "--remake") if f in edit_flags(values)]
     if len(kinds) > 1:
         raise UserError(f"{' and '.join(kinds)}: give one editing option at a time")
+    if values["remake_weight"] and not cfg.remake:
+        raise UserError("--remake-weight: only --remake uses it")
+    if cfg.remake and cfg.size:
+        raise UserError("--size: --remake keeps the target's size; leave --size out")
+    if cfg.remake and cfg.tile:
+        raise UserError("--tile with --remake: the target's layout is not periodic")
     if cfg.anchor not in ANCHORS:
         raise UserError(f"unknown --anchor '{cfg.anchor}'; choose from {', '.join(ANCHORS)}")
     if values["anchor"] and not cfg.expand:

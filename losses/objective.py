@@ -29,10 +29,11 @@ def _canonical(name: str) -> str:
         return name
 
 
-def backbone_layers(cfg: LossConfig) -> list[str]:
-    """``cfg.layers`` then the autocorrelation and sliced Wasserstein layers not among them."""
+def backbone_layers(cfg: LossConfig, extra: tuple[str, ...] = ()) -> list[str]:
+    """``cfg.layers`` then the autocorrelation, sliced Wasserstein and ``extra`` layers not
+    among them."""
     out = list(cfg.layers)
-    for name in [*cfg.autocorr_layers, *cfg.swd_layers]:
+    for name in [*cfg.autocorr_layers, *cfg.swd_layers, *extra]:
         if _canonical(name) not in {_canonical(n) for n in out}:
             out.append(name)
     return out
@@ -49,8 +50,11 @@ def min_image_size(backbone, octaves: int) -> int:
     return (backbone.min_input_size() - 1) * 2 ** (octaves - 1) + 1
 
 
-def build_backbone_for(cfg: LossConfig, tile: bool, device: torch.device, log=print):
-    """The feature network named by ``cfg`` (announcing an 'auto' choice in one line)."""
+def build_backbone_for(
+    cfg: LossConfig, tile: bool, device: torch.device, log=print, extra: tuple[str, ...] = ()
+):
+    """The feature network named by ``cfg`` (announcing an 'auto' choice in one line), with
+    the ``extra`` layers too (a remake's content layer)."""
     name, message = resolve_backbone(cfg.backbone)
     if cfg.backbone == "auto":
         log(message)
@@ -59,7 +63,7 @@ def build_backbone_for(cfg: LossConfig, tile: bool, device: torch.device, log=pr
         raise UserError("octaves must be at least 1")
     backbone = build_backbone(
         name,
-        backbone_layers(cfg),
+        backbone_layers(cfg, extra),
         pooling=cfg.pooling,
         padding=padding,
         weights=cfg.weights,

@@ -10,6 +10,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from losses.autocorrelation import autocorrelation, centre_window
+from losses.content import feature_content
 from losses.gram import gram_matrix
 from losses.pyramid import gaussian_pyramid
 from losses.sliced import random_directions, sliced_wasserstein, sorted_projections
@@ -66,6 +67,9 @@ class TextureLoss(nn.Module):
     of octave s: Gram, autocorrelation and sliced terms, before v_s); ``autocorr`` and ``swd``
     when used. Batch terms are averaged over samples; every term is fp32.
 
+    ``set_content(target, layer, weight)`` adds ``weight * C`` (a remake's content term,
+    ``losses.content.feature_content`` at ``layer`` of octave 0, term ``content``).
+
     ``loss(x, crop=c, generator=g)`` (generator training views) feeds the backbone, at every
     octave larger than c x c, one random c x c crop per sample drawn from ``g``: coarse
     octaves are seen whole, fine ones in bounded crops. Normalised statistics make the crops'
@@ -108,6 +112,8 @@ class TextureLoss(nn.Module):
         self._spectra: dict[tuple[int, int], torch.Tensor] = {}
         self.shifts: dict[str, int] = {}  # autocorrelation window per (octave, layer) key
         self.term_scale: dict[str, float] = {}  # 1 / the divisor of each term
+        self.content_layer: str | None = None  # set_content
+        self.content_weight = 0.0
         with torch.no_grad():
             self._build_targets(seed)
 
@@ -227,6 +233,17 @@ class TextureLoss(nn.Module):
             out[kind] = out[kind] + term if kind in out else term
         return out
 
+    def set_content(self, target: torch.Tensor, layer: str, weight: float) -> None:
+        """Add a content term: ``weight`` x ``feature_content`` between the output's features
+        at ``layer`` (one of ``backbone.layers``) of octave 0 and those of ``target``
+        (3, H, W) in [0, 1], the outputs' size. Octave 0 must have a nonzero weight."""
+        if not self.octave_weights[0]:
+            raise ValueError("a content term needs octave 0 (its weight is 0)")
+        with torch.no_grad():
+            feats = self._features(target[None], exemplar=True)[0][layer]
+        self.register_buffer("content_target", feats)
+        self.content_layer, self.content_weight = layer, weight
+
     def spectrum_target(self, size: tuple[int, int]) -> torch.Tensor:
         """(3, H, W) complex spectrum target for outputs of ``size``, cached per size."""
         if size not in self._spectra:
@@ -251,6 +268,12 @@ class TextureLoss(nn.Module):
                 parts = self.feature_terms(s, feats)
                 octave = sum(parts.values(), zero)
             terms[f"gram/octave{s}"] = octave
+            if s == 0 and self.content_layer is not None:
+                with record_function("texture.content"), fp32:
+                    terms["content"] = feature_content(
+                        feats[self.content_layer], self.content_target
+                    )
+                feature_total = feature_total + self.content_weight * terms["content"]
             feature_total = feature_total + self.octave_weights[s] * octave
             for kind, value in parts.items():
                 kinds[kind] = kinds[kind] + self.octave_weights[s] * value

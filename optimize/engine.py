@@ -35,7 +35,12 @@ def at_size(result, size: tuple[int, int]):
 
 
 def make_synthesizer(exemplars, config: SynthConfig, log=print, fit_octaves: bool = False):
-    """The engine ``config.objective`` names, built on ``exemplars``."""
+    """The engine ``config.objective`` names, built on ``exemplars`` (a remaker or an editor
+    when ``config`` asks for one)."""
+    if config.remake:
+        from optimize.remake import make_remaker
+
+        return make_remaker(exemplars, config, log=log, fit_octaves=fit_octaves)
     if config.objective == "patches" and is_edit(config):
         from optimize.editing import make_editor
 

@@ -78,6 +78,8 @@ class TextureSynthesizer(PerImageSynthesizer):
         **overrides: config fields to replace.
     """
 
+    extra_layers: tuple[str, ...] = ()  # backbone layers beyond the config's (a remake's)
+
     def __init__(
         self,
         exemplars,
@@ -102,7 +104,7 @@ class TextureSynthesizer(PerImageSynthesizer):
         self.log = log
         images, self.sources = load_exemplars(exemplars, log)
         self.exemplars = [u.to(self.device) for u in images]
-        self.backbone = build_backbone_for(cfg, cfg.tile, self.device, log)
+        self.backbone = build_backbone_for(cfg, cfg.tile, self.device, log, self.extra_layers)
         if fit_octaves:
             sizes = [tuple(u.shape[-2:]) for u in self.exemplars]
             if cfg.size:  # the output must reach the deepest layer at every octave too
@@ -157,7 +159,7 @@ class TextureSynthesizer(PerImageSynthesizer):
             x = (init[None] if init.dim() == 3 else init).to(self.device).float().clamp(0, 1)
             size, factors = tuple(x.shape[-2:]), [1]
         else:
-            size = size or tuple(self.exemplars[0].shape[-2:])
+            size = size or self.default_size()
             factors = [2**k for k in reversed(range(cfg.levels))]
             x = None
         check_image_size(self.backbone, cfg.octaves, size, "output")
@@ -166,7 +168,7 @@ class TextureSynthesizer(PerImageSynthesizer):
             level_size = (math.ceil(size[0] / factor), math.ceil(size[1] / factor))
             objective = self.objective(factor)
             if x is None:
-                x = initial_noise(self.exemplars, level_size, seed)
+                x = self._start(level_size, seed)
             elif tuple(x.shape[-2:]) != level_size:
                 x = F.interpolate(x, size=level_size, mode="bilinear", align_corners=False).clamp(
                     0, 1
@@ -187,6 +189,11 @@ class TextureSynthesizer(PerImageSynthesizer):
                     total.diverged += f" of level {level + 1}/{len(factors)}"
                 break
         return at_size(total, size)
+
+    def _start(self, size: tuple[int, int], seed: int) -> torch.Tensor:
+        """(1, 3, H, W) image the first level of output ``size`` starts from: noise
+        (``initial_noise``); a remake's target."""
+        return initial_noise(self.exemplars, size, seed)
 
     def describe(self) -> str:
         precision = f"{self.precision} ({self._precision_note})"

@@ -197,7 +197,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             steps = [iterations] * len(steps)
         result = OptimizeResult(image=torch.empty(0))
         start = time.perf_counter()
-        loss = math.nan
+        loss, terms = math.nan, {}
         # A pixel at the border lies in one patch, an inner one in p^2: the canvas is larger
         # than the output by a margin (cut off at the end), unless the output is periodic.
         m = 0 if cfg.tile else MARGIN * (cfg.patch_size - 1)
@@ -224,11 +224,13 @@ class PatchSynthesizer(PerImageSynthesizer):
                         max_patches=cfg.max_patches or None, quantiles=quantiles,
                         region=self._region(level, m),
                     )  # fmt: skip
-                    value.backward()
+                    extra = self._extra_terms(x, level, m)
+                    (value + sum(extra.values())).backward()
                     opt.step()
                     decay.step()
                     self._keep(x, level, m)
                     loss = float(value.detach())
+                    terms = {k: float(v.detach()) for k, v in extra.items()}
                     result.iterations += 1
                     if on_iter is not None:
                         view = x.detach()[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
@@ -243,7 +245,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         at_size(result, size)
         self._keep(result.image, len(self.scales) - 1, 0)  # an upsampled stop too
         result.evaluations = result.iterations
-        result.terms = {"total": loss, "patches": loss}
+        result.terms = {"total": loss + sum(terms.values()), "patches": loss, **terms}
         result.seconds = time.perf_counter() - start
         return result
 
@@ -277,6 +279,11 @@ class PatchSynthesizer(PerImageSynthesizer):
     def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:
         """Constrain canvas ``x`` (1, C, H + 2 margin, W + 2 margin) at ``level`` in place:
         nothing here; an editor (optimize.editing) resets the pixels it keeps."""
+
+    def _extra_terms(self, x: torch.Tensor, level: int, margin: int) -> dict[str, torch.Tensor]:
+        """Weighted scalar terms added to the patch loss of canvas ``x`` at ``level``, by name:
+        none here; a remake (optimize.remake) adds its content term."""
+        return {}
 
     def _region(self, level: int, margin: int) -> torch.Tensor | None:
         """The pixels whose patches the loss compares, (1, 1, H + 2 margin, W + 2 margin)
