@@ -6,22 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from edit_cli import FAST, QUICK, run
 from PIL import Image
-from typer.testing import CliRunner
 
-import synth
 from data.images import save_image
 from data.procedural import make
 from optimize.editing import PatchEditor, expand_canvas, kept_at, seam_ratio
 
-QUICK = ["--coarsest", "16", "--coarse-iterations", "24", "--iterations", "10", "--no-progress"]
-FAST = {"coarsest": 16, "coarse_iterations": 24, "iterations": 10}
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-
-
-def run(args):
-    result = CliRunner().invoke(synth.app, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def read(path):

@@ -229,24 +229,13 @@ def test_nearest_projections_bring_the_output_to_exemplar_patches():
 
 def test_the_fine_scales_ramp_down_to_the_final_fraction():
     # side 100: scales 16 .. 100 px by 0.75; those up to 3.2 x 16 px set the layout
-    synth_ = PatchSynthesizer(
-        make("stripes", 100, seed=0),
-        log=lambda m: None,
-        coarsest=16,
-        coarse_iterations=50,
-        iterations=40,
-        final_fraction=0.25,
-    )
-    layout = sum(s * 100 <= 3.2 * 16 for s in synth_.scales)
-    steps = synth_.level_iterations()
+    def synth_(**kw):
+        return PatchSynthesizer(make("stripes", 100, seed=0), log=lambda m: None, coarsest=16, **kw)
+
+    steps = synth_(coarse_iterations=50, iterations=40, final_fraction=0.25).level_iterations()
+    layout = sum(s * 100 <= 3.2 * 16 for s in synth_().scales)
     assert steps[:layout] == [50] * layout and steps[-1] == 10
     fine = steps[layout:]
     assert len(fine) >= 3 and fine == sorted(fine, reverse=True) and fine[0] < 40
-    full = PatchSynthesizer(
-        make("stripes", 100, seed=0),
-        log=lambda m: None,
-        coarsest=16,
-        iterations=40,
-        final_fraction=1,
-    )
-    assert full.level_iterations()[layout:] == [40] * len(fine)
+    full = synth_(iterations=40, final_fraction=1).level_iterations()
+    assert full[layout:] == [40] * len(fine)

@@ -6,24 +6,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from edit_cli import FAST, QUICK, run
 from PIL import Image
-from typer.testing import CliRunner
 
-import synth
 from data.errors import UserError
 from data.images import save_image
 from data.procedural import make
 from losses.content import feature_content, low_frequencies, pixel_content
 from optimize.remake import FeatureRemaker, PatchRemaker
 
-QUICK = ["--coarsest", "16", "--coarse-iterations", "24", "--iterations", "10", "--no-progress"]
-FAST = {"coarsest": 16, "coarse_iterations": 24, "iterations": 10}
 RED = torch.tensor([1.0, 0.35, 0.3]).view(3, 1, 1)
-
-
-def run(args):
-    result = CliRunner().invoke(synth.app, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def red_dots(size=64):
