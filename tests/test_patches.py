@@ -239,3 +239,9 @@ def test_the_fine_scales_ramp_down_to_the_final_fraction():
     assert len(fine) >= 3 and fine == sorted(fine, reverse=True) and fine[0] < 40
     full = synth_(iterations=40, final_fraction=1).level_iterations()
     assert full[layout:] == [40] * len(fine)
+
+
+@pytest.mark.parametrize("fraction", [0, -0.5, 1.5])
+def test_a_final_fraction_outside_0_1_is_refused(fraction):
+    with pytest.raises(UserError, match="--final-fraction must lie in"):
+        PatchSynthesizer(make("stripes", 64, seed=0), log=lambda m: None, final_fraction=fraction)
