@@ -299,6 +299,7 @@ def test_defaults_train_on_their_own_octaves():
     cfg = build_config(TrainConfig, default_values(TrainConfig, None), {})
     backbone = build_backbone("random-tiny", cfg.layers, padding=cfg.padding)
     assert min_image_size(backbone, cfg.octaves) <= cfg.image_size
+    assert cfg.mixed_precision == "auto"  # bf16 where native: 1.7x faster on a bf16 CPU
     bare = TrainConfig()
     assert min_image_size(backbone, bare.octaves) > bare.image_size
 
