@@ -43,8 +43,8 @@ def load_stack(albedo, items: list[str], log=print) -> tuple[torch.Tensor, list[
         if images and img.shape[-2:] != images[0].shape[-2:]:
             (h, w), (ha, wa) = img.shape[-2:], images[0].shape[-2:]
             raise UserError(
-                f"--map {name}={path}: the map is {w}x{h}, the albedo {wa}x{ha}; give maps of "
-                "the albedo's size, aligned with it pixel for pixel"
+                f"--map {name}={path}: the map is {w}x{h}, the albedo {wa}x{ha} (the maps differ "
+                "in size); give maps of the albedo's size, aligned with it pixel for pixel"
             )
         bits, grey = image_format(path)
         grey = grey and name != ALBEDO  # the albedo stays RGB (a grey albedo is expanded)

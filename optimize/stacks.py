@@ -20,13 +20,11 @@ from pathlib import Path
 import torch
 
 from configs import SynthConfig
-from configs.editing import map_output, parse_maps
+from configs.editing import map_output
 from data.errors import UserError
-from data.images import load_image, save_image
-from data.masks import image_format
+from data.images import save_image
+from data.stacks import ALBEDO, load_stack, split_stack
 from optimize.patches import PatchSynthesizer
-
-ALBEDO = "albedo"
 
 
 class StackSynthesizer(PatchSynthesizer):
@@ -67,17 +65,13 @@ class StackSynthesizer(PatchSynthesizer):
 
     @classmethod
     def from_files(cls, albedo, config: SynthConfig, log=print):
-        """The stack ``config.maps`` (NAME=FILE) names beside the ``albedo`` file: grey files
-        stay one channel, 16-bit files give 16-bit outputs."""
-        files = {ALBEDO: Path(albedo), **parse_maps(config.maps)}
-        maps, bits = {}, {}
-        for name, path in files.items():
-            img, note = load_image(path)
-            log(f"{name}: {note}")
-            depth, grey = image_format(path)
-            maps[name], bits[name] = (img[:1] if grey else img), depth
-        synth = cls(maps, bits, config, log)
-        synth.sources = [f"{n}={p}" for n, p in files.items()]
+        """The stack ``config.maps`` (NAME=FILE) names beside the ``albedo`` file
+        (``data.stacks.load_stack``): grey maps stay one channel, 16-bit files give 16-bit
+        outputs."""
+        stack, layout, sources = load_stack(albedo, config.maps, log)
+        bits = {m["name"]: m["bits"] for m in layout}
+        synth = cls(split_stack(stack, layout), bits, config, log)
+        synth.sources = sources
         return synth
 
     def split(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
