@@ -190,8 +190,12 @@ def run(cli: dict) -> None:
     # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults;
     # the config checks its values itself.
     parse_objective_lists(cli)
+    from training.runs import run_folder
+
     cfg = build_config(TrainConfig, default_values(TrainConfig, cli["config"]), cli)
-    train(cfg, cli["exemplars"], Path(cli["output_dir"]), cli["resume"], cli["progress"])
+    output_dir = Path(cli["output_dir"])
+    with run_folder(output_dir):
+        train(cfg, cli["exemplars"], output_dir, cli["resume"], cli["progress"])
 
 
 def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=True) -> dict:

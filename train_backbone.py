@@ -90,9 +90,11 @@ def run(cli: dict, generator_options: bool = False) -> None:
     if cli["dataset"] is None or not Path(cli["dataset"]).is_dir():
         what = "--task backbone" if generator_options else "train_backbone.py"
         raise UserError(f"{what} takes one folder: DATASET/CLASS/image files")
-    train_backbone(
-        cfg, Path(cli["dataset"]), Path(cli["output_dir"]), cli["resume"], cli["progress"]
-    )
+    from training.runs import run_folder
+
+    output_dir = Path(cli["output_dir"])
+    with run_folder(output_dir):
+        train_backbone(cfg, Path(cli["dataset"]), output_dir, cli["resume"], cli["progress"])
 
 
 def train_backbone(

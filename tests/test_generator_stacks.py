@@ -178,10 +178,12 @@ def test_bad_stacks_are_one_line_exit_2(stack, tmp_path, maps, words):
     files = {"SMALL": tmp_path / "small.png", "H": stack / "h.png", "MISSING": tmp_path / "no"}
     for token, path in files.items():
         maps = [m.replace(f"={token}", f"={path}") for m in maps]
-    code, output = run(train.app, [stack / "a.png", *maps, "--output-dir", tmp_path / "r", *TINY])
+    out = tmp_path / "runs" / "r"
+    code, output = run(train.app, [stack / "a.png", *maps, "--output-dir", out, *TINY])
     assert code == 2, output
     errors = [line for line in output.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and words in errors[0] and "Traceback" not in output, output
+    assert not (tmp_path / "runs").exists()  # a refused run leaves no empty folders behind
 
 
 def test_maps_need_one_exemplar_and_come_from_the_checkpoint_in_generate_mode(stack, tmp_path):

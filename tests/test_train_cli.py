@@ -171,6 +171,13 @@ def test_refusals_are_one_line_exit_2(exemplar, tmp_path):
     assert changed.exit_code == 2 and "octaves" in changed.output
     bad = run(train.app, [exemplar, "--output-dir", tmp_path / "x", *TINY, "--image-size", "50"])
     assert bad.exit_code == 2 and "multiple of 4" in bad.output
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "notes.png").write_text("not an image")
+    for folder in [tmp_path / "new" / "run", tmp_path / "kept"]:
+        unreadable = run(train.app, [tmp_path / "notes.png", "--output-dir", folder, *TINY])
+        assert unreadable.exit_code == 2 and "not an image" in unreadable.output
+    # the folders a refused run made are gone; one that was there before stays
+    assert not (tmp_path / "new").exists() and (tmp_path / "kept").is_dir()
 
 
 @pytest.fixture(scope="module")

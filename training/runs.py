@@ -26,6 +26,27 @@ from data.sidecar import check_writable, reporting_write_errors
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
+@contextmanager
+def run_folder(output_dir: Path):
+    """Run a training in ``output_dir``: if it fails before writing anything there (a bad
+    exemplar, map or option found after ``start_run`` made the folder), the folders it made
+    are removed again, so that a refused command leaves nothing behind."""
+    made = []
+    for folder in [output_dir, *output_dir.parents]:
+        if folder.exists():
+            break
+        made.append(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # deepest first; a folder something was written into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def start_run(cfg, output_dir: Path, resume: str | None):
     """Refuse to overwrite a previous run, then build the ``Accelerator`` of this process,
     seed it and say (main process) how many processes train on which device. ``cfg`` needs
