@@ -177,7 +177,7 @@ def synthesize(cli: dict) -> None:
                 "(train.py --map NAME=FILE); leave --map out"
             )
         refuse_edits(cli, "--mode generate")
-        options = ("exemplars", "config", "layers", "octaves", "iterations", "precision")
+        options = ("exemplars", "config", "layers", "octaves", "iterations")
         ignored = [k for k in options if cli[k]]
         if ignored:
             note = ", ".join(ignored)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from cli.console import numbered, progress_bar
 from configs import GenerateConfig
 from data.errors import UserError
@@ -18,7 +20,7 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
     from cli.memory import check_fits, generate_estimate
     from generator.checkpoints import load_generator
     from generator.render import BLOCK, canvas_size, prepare, write_texture
-    from models.devices import resolve_device
+    from models.devices import resolve_device, resolve_precision
 
     # 1. The checkpoint and the sizes it allows.
     if cfg.checkpoint is None:
@@ -40,6 +42,9 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
     # one block and one band of rows fit in memory.
     device = resolve_device(cfg.device)
     model = prepare(model, device)
+    precision, why = resolve_precision(cfg.precision, torch.device(device))
+    if cfg.precision != "fp32":
+        print(f"precision: {precision} ({why})")
     advice = f"give a narrower --size (one band of {BLOCK} rows is held at a time)"
     check_fits(generate_estimate(model, size, BLOCK, cfg.bits), device, advice)
     with progress_bar(progress, loss=False) as bar:
@@ -48,8 +53,9 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
             on_block = lambda done, total, task=task: bar.update(task, completed=done, total=total)  # noqa: E731
             seed = cfg.seed + i
             info = write_texture(
-                model, meta, path, size, seed, seamless, cfg.bits, overwrite, on_block=on_block
-            )
+                model, meta, path, size, seed, seamless, cfg.bits, overwrite,
+                on_block=on_block, precision=precision,
+            )  # fmt: skip
             maps = f"; maps {', '.join(m['name'] for m in layout[1:])}" if layout else ""
             bar.console.print(
                 f"wrote {path} ({size[1]}x{size[0]}, seed {seed}, {info['seconds']:.1f} s{maps})"

@@ -110,7 +110,8 @@ Precision = Annotated[
     Opt(
         help="features: the backbone's precision (default auto: bf16 on a CUDA GPU or CPU with "
         "native bf16, AVX-512 BF16 or AMX, else fp32); statistics and L-BFGS stay fp32. "
-        "patches: no network, always fp32."
+        "patches: no network, always fp32. generate mode: the generator's precision, default "
+        "fp32 (bf16 is ~2x faster on such a CPU, pixels within a few 8-bit levels)."
     ),
 ]
 Progress = Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")]

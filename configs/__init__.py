@@ -390,11 +390,16 @@ class GenerateConfig:
     bits: int = 8  # PNG bit depth: 8 or 16
     tile: bool | None = None  # seamless output; None = as the generator was trained
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # fp32 | bf16 | auto. fp32 by default, unlike optimize mode: bf16 halves the time of a
+    # 4096^2 texture on an AVX-512 BF16 CPU but moves pixels by up to ~24 8-bit levels, which
+    # a 16-bit output would show (docs/decisions.md, session 9).
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.bits not in (8, 16) or self.variations < 1:
             raise UserError("--bits must be 8 or 16 and --variations at least 1")
         check_seed(self.seed, self.variations)
+        check_choice("--precision", self.precision, "models.devices", "PRECISIONS")
 
 
 def check_choice(flag: str, value, module: str, registry: str, optional: bool = False) -> None:

@@ -92,16 +92,23 @@ def scale_sizes(model: TextureGenerator, canvas: tuple[int, int]) -> list[tuple[
 
 
 @torch.inference_mode()
-def render_region(model, region: Region, canvas: tuple[int, int], seed: int) -> torch.Tensor:
+def render_region(
+    model, region: Region, canvas: tuple[int, int], seed: int, precision: str = "fp32"
+) -> torch.Tensor:
     """(1, C, y1 - y0, x1 - x0) texture (C = ``model.out_channels``) over ``region`` =
     (y0, y1, x0, x1) of the periodic ``canvas`` (any integers: the texture repeats with the
-    canvas size)."""
+    canvas size). ``precision`` "bf16": the layers before the output's 1x1 convolution run
+    under bf16 autocast; that one stays fp32, since bf16's 8-bit mantissa near 1 would
+    round the output to whole 8-bit levels."""
     sizes = scale_sizes(model, canvas)
-    return model.rgb(_features(model, model.scales - 1, region, sizes, seed))
+    device = model.to_rgb.weight.device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        features = _features(model, model.scales - 1, region, sizes, seed)
+    return model.rgb(features.float())
 
 
 @torch.inference_mode()
-def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None):
+def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None, precision="fp32"):
     """Yield the texture as horizontal bands of ``block`` rows, top to bottom.
 
     Args:
@@ -111,6 +118,8 @@ def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None):
         seamless: periodic output (wraps without a seam when tiled).
         block: side of the square blocks computed at once (1024: ~1 GB peak for `small`).
         on_block: ``on_block(done, total)`` after each block.
+        precision: "fp32", or "bf16": the generator's layers under bf16 autocast
+            (``render_region``; about 2x faster on a CPU with AVX-512 BF16).
 
     Yields:
         (C, h, W) float32 CPU tensors in [0, 1], C = ``model.out_channels``.
@@ -122,7 +131,8 @@ def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None):
         band = torch.empty(model.out_channels, min(block, size[0] - y), size[1])
         for x in xs:
             region = (y, min(y + block, size[0]), x, min(x + block, size[1]))
-            band[:, :, x : region[3]] = render_region(model, region, canvas, seed)[0].float().cpu()
+            texture = render_region(model, region, canvas, seed, precision)
+            band[:, :, x : region[3]] = texture[0].cpu()
             done += 1
             if on_block is not None:
                 on_block(done, len(ys) * len(xs))
@@ -137,9 +147,9 @@ def prepare(model: TextureGenerator, device: str | torch.device = "cpu") -> Text
     return model
 
 
-def generate(model, size, seed=0, seamless=False, block=BLOCK) -> torch.Tensor:
+def generate(model, size, seed=0, seamless=False, block=BLOCK, precision="fp32") -> torch.Tensor:
     """The whole texture as one (C, H, W) float32 tensor in [0, 1] (4 C bytes a pixel)."""
-    return torch.cat(list(render_bands(model, size, seed, seamless, block)), 1)
+    return torch.cat(list(render_bands(model, size, seed, seamless, block, None, precision)), 1)
 
 
 def write_texture(
@@ -153,6 +163,7 @@ def write_texture(
     overwrite=False,
     block=BLOCK,
     on_block=None,
+    precision="fp32",
 ) -> dict:
     """Write a generated texture as PNG plus JSON sidecar, streaming bands (bounded memory).
 
@@ -165,6 +176,7 @@ def write_texture(
         path: ``.png`` output; refused if it (or a map's file) exists and ``overwrite`` is false.
         size: (H, W).
         bits: 8 or 16 (at least; a 16-bit map stays 16-bit).
+        precision: "fp32" or "bf16" (``render_bands``).
 
     Returns:
         The sidecar dict written beside ``path``.
@@ -182,7 +194,7 @@ def write_texture(
             )
             for m in layout
         }
-        for band in render_bands(model, size, seed, seamless, block, on_block):
+        for band in render_bands(model, size, seed, seamless, block, on_block, precision):
             for name, chunk in split_stack(band, layout).items():
                 pngs[name].write(quantise(chunk, depth[name]))
         sidecar = {
@@ -194,6 +206,7 @@ def write_texture(
             "generator": meta["arch"],
             "seed": seed,
             "seamless": seamless,
+            "precision": precision,
             "size": {"height": size[0], "width": size[1]},
             "seconds": round(time.perf_counter() - start, 3),
         }

@@ -270,6 +270,22 @@ def test_loss_of_generated_size_never_seen(checkpoint):
     assert 0 <= float(img.min()) and float(img.max()) <= 1
 
 
+def test_generate_in_bf16_is_close_to_fp32_and_says_so(checkpoint, tmp_path):
+    args = ["--mode", "generate", "--checkpoint", checkpoint, "--size", "64x48", "--no-progress"]
+    images, sidecars = {}, {}
+    for precision in ["fp32", "bf16"]:
+        out = tmp_path / f"{precision}.png"
+        result = run(synth.app, [*args, "-o", out, "--precision", precision])
+        assert result.exit_code == 0, result.output
+        images[precision] = np.asarray(Image.open(out)).astype(float)
+        sidecars[precision] = json.loads(out.with_suffix(".json").read_text())
+    assert [sidecars[p]["precision"] for p in images] == ["fp32", "bf16"]
+    levels = np.abs(images["fp32"] - images["bf16"])
+    assert 0 < levels.mean() < 2 and levels.max() < 40, (levels.mean(), levels.max())
+    refused = run(synth.app, [*args, "-o", tmp_path / "o.png", "--precision", "fp16"])
+    assert refused.exit_code == 2 and not (tmp_path / "o.png").exists()
+
+
 def test_target_benchmark_scores_under_the_checkpoint_objective(exemplar, tmp_path):
     from experiments.target import app as target_app
 
