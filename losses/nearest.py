@@ -18,7 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DISTANCES = 2**24  # floats in one block of the distance matrix (64 MB)
+# Floats in one block of the distance matrix (4 MB): small enough that the argmin reads it
+# back from cache; 64 MB blocks went through memory and took 1.5x as long (session 9).
+DISTANCES = 2**20
 # Output patches on a grid of this stride, compared in this many principal components of the
 # exemplar's patches (docs/decisions.md, session 6: as good as the exact stride-2 search).
 NEAREST_STRIDE = 4
