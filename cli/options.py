@@ -103,7 +103,7 @@ MaxPatches = Annotated[
 ]
 NearestIterations = Annotated[
     int | None,
-    Opt(help="patches: nearest-exemplar-patch projections at every scale (0 = none)."),
+    Opt(help="patches: nearest-exemplar-patch projections a scale (0 = none; 1 at full size)."),
 ]
 Precision = Annotated[
     PrecisionName | None,

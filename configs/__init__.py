@@ -71,7 +71,8 @@ class PatchFields:
     pyramid_factor: float = 0.75  # scale ratio between pyramid levels
     coarsest: int = 32  # the exemplar's short side at the coarsest scale, px
     max_patches: int = 65536  # output patches compared a step at most, a strided grid (0 = all)
-    nearest_iterations: int = 0  # optimize: projections per patch size and scale (0 = none)
+    # optimize: projections per patch size and scale (0 = none; at most 1 at full size)
+    nearest_iterations: int = 0
 
 
 @dataclass

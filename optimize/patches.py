@@ -70,6 +70,10 @@ LARGE_SPAN = 8
 # and at a 1024 px output the full-size scale's searched all 270k of honeycomb's patches,
 # over a third of the run's time (docs/decisions.md, session 8).
 NEAREST_KEYS = 65536
+# At full size the layout is set and the output is near the projections' fixed point: one
+# projection there drew the same honeycomb as three (1024 px: structure 1.33 against 1.32,
+# the same cells in a zoomed crop) in 0.93x the time (session 9).
+FINAL_PROJECTIONS = 1
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 
@@ -299,10 +303,16 @@ class PatchSynthesizer(PerImageSynthesizer):
         large = side <= min(LARGE_SPAN * self.config.coarsest, full / 2)
         return [*large_patches(p), p] if large else [p]
 
+    def _projections(self, level: int) -> int:
+        """Projections a patch size at ``level``: ``nearest_iterations``, at most
+        ``FINAL_PROJECTIONS`` at full size."""
+        n = self.config.nearest_iterations
+        return min(n, FINAL_PROJECTIONS) if level == len(self.scales) - 1 else n
+
     def _project(self, x: torch.Tensor, level: int) -> None:
-        """Replace the pixels of leaf ``x`` (1, C, H, W) by ``nearest_iterations`` projections
-        onto the exemplars' patches at ``level`` for each of ``_patch_sizes`` (each index
-        lives only for its projections)."""
+        """Replace the pixels of leaf ``x`` (1, C, H, W) by ``_projections`` projections onto
+        the exemplars' patches at ``level`` for each of ``_patch_sizes`` (each index lives
+        only for its projections)."""
         side = min(min(u.shape[-2:]) for u in self._pyramid[level])
         with torch.no_grad():
             y = x.detach().clamp(0, 1)
@@ -310,7 +320,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             fits = min(side, *y.shape[-2:])
             for q in [q for q in self._patch_sizes(level) if q <= fits]:
                 index = self._index(level, q)
-                for _ in range(self.config.nearest_iterations):
+                for _ in range(self._projections(level)):
                     y = project_to_nearest(y, index, min(NEAREST_STRIDE, q), self.config.tile)
             x.copy_(y)
 
