@@ -66,6 +66,13 @@ class BenchConfig:
     image_size: int = 256  # generator training canvas
     speed: bool = True
     quality: bool = True
+    # Time to quality (bench/race.py): optimize mode's default, an earlier commit's code
+    # path against this one's, on one exemplar (default: ../shared's honeycomb, else
+    # procedural cells) at each of race_sizes (WxH).
+    race: bool = False
+    race_sizes: list[str] = field(default_factory=lambda: ["1024x1024", "2048x1024"])
+    race_exemplar: str = ""
+    race_old: str = "0ff7b18"
 
     def train_config(self, steps: int) -> TrainConfig:
         """The generator preset with this benchmark's backbone, generator and canvas."""
@@ -113,6 +120,16 @@ def main(
     quality_steps: Annotated[int | None, Opt(help="Generator steps per exemplar.")] = None,
     speed: Annotated[bool, Opt("--speed/--no-speed", help="Run the speed part.")] = True,
     quality: Annotated[bool, Opt("--quality/--no-quality", help="Run the quality part.")] = True,
+    race: Annotated[
+        bool, Opt("--race/--no-race", help="Run the time-to-quality race (long; off by default).")
+    ] = False,
+    race_sizes: Annotated[
+        str | None, Opt(help="Comma-separated race sizes WxH (default 1024x1024,2048x1024).")
+    ] = None,
+    race_exemplar: Annotated[
+        Path | None, Opt(help="The race's exemplar (default: honeycomb, else procedural cells).")
+    ] = None,
+    race_old: Annotated[str | None, Opt(help="The commit the race's old path runs.")] = None,
 ) -> None:
     cli = dict(locals())
     run_cli(lambda: run(cli))
@@ -122,13 +139,21 @@ def resolve(cli: dict) -> BenchConfig:
     """The run's config: command line > ``bench/quick.toml`` (with --quick) > the defaults;
     ``exemplars`` = the procedural kinds, then the photos of the exemplar folder."""
     values = {k: v for k, v in cli.items() if k != "exemplars"}  # a folder here, files in cfg
-    for key, kind in {"presets": str, "sizes": int, "gen_sizes": int, "procedural": str}.items():
+    lists = {"presets": str, "sizes": int, "gen_sizes": int, "procedural": str, "race_sizes": str}
+    for key, kind in lists.items():
         values[key] = parse_list(cli[key], kind, key.replace("_", "-"))
     if cli["procedural"] == "none":
         values["procedural"] = []
+    if cli["race_exemplar"] is not None:
+        values["race_exemplar"] = str(cli["race_exemplar"])
     cfg = build_config(BenchConfig, read_config_file(str(QUICK)) if cli["quick"] else {}, values)
     _refuse_unknown("preset", cfg.presets, [*PRESETS, *QUALITY_ONLY])
     _refuse_unknown("procedural exemplar", cfg.procedural, PROCEDURAL)
+    if cfg.race:
+        from data.sizes import parse_size
+
+        for size in cfg.race_sizes:
+            parse_size(size)
     if cfg.quality and cfg.quality_size >= cfg.exemplar_side:
         raise UserError("--quality-size must be smaller than --exemplar-side (real crops)")
     folder = cli["exemplars"]
@@ -208,6 +233,8 @@ def run(cli: dict) -> None:
             generator_speed(cfg, exemplar, out, results, save)
     if cfg.quality:
         quality_part(cfg, out, results, save)
+    if cfg.race:
+        race_part(cfg, out, results, save)
     save(done=True)
     print(f"wrote {out / 'RESULTS.md'} ({results['wall_s']:.0f} s)")
 
@@ -246,27 +273,31 @@ def optimize_speed(cfg: BenchConfig, exemplar, results: dict, save) -> None:
 
 
 def generator_speed(cfg: BenchConfig, exemplar, out: Path, results: dict, save) -> None:
-    """Training steps per second (after two warm-up steps), then generation from the final
-    checkpoint at each of ``gen_sizes``."""
+    """Training steps per second (after two warm-up steps) in fp32 and bf16 autocast, then
+    generation from the fp32 run's final checkpoint at each of ``gen_sizes`` in both."""
     from bench import generator as G
 
-    tcfg = cfg.train_config(cfg.train_steps + 2)
-    _, seconds, _ = G.train(exemplar, tcfg, out / "generator_speed")
-    results["training"] = {
-        "steps_per_s": 1 / statistics.median(seconds[2:]),
-        "n": len(seconds[2:]),
-        "warmup": 2,
-        "config": f"generator {tcfg.generator}, batch {tcfg.batch_size}, {tcfg.image_size} px "
-        f"canvas, crop {tcfg.crop}, {tcfg.octaves} octaves, {tcfg.backbone}",
-    }
-    say(f"training {results['training']['steps_per_s']:.2f} steps/s")
-    checkpoint = out / "generator_speed" / "final"
+    results["training"] = {}
+    for precision in ("no", "bf16"):
+        tcfg = replace(cfg.train_config(cfg.train_steps + 2), mixed_precision=precision)
+        _, seconds, _ = G.train(exemplar, tcfg, out / f"generator_speed_{precision}")
+        results["training"][precision] = {
+            "steps_per_s": 1 / statistics.median(seconds[2:]),
+            "n": len(seconds[2:]),
+            "warmup": 2,
+            "config": f"generator {tcfg.generator}, batch {tcfg.batch_size}, {tcfg.image_size} "
+            f"px canvas, crop {tcfg.crop}, {tcfg.octaves} octaves, {tcfg.backbone}",
+        }
+        say(f"training ({precision}) {results['training'][precision]['steps_per_s']:.2f} steps/s")
+    checkpoint = out / "generator_speed_no" / "final"
     results["generation"] = {}
     for side in cfg.gen_sizes:
         repeats = cfg.gen_repeats if side <= 1024 else 1
-        results["generation"][side] = G.generation(checkpoint, side, repeats, out)
-        say(f"generation {side}px: {results['generation'][side]['wall_s']:.1f} s")
-        save()
+        for precision in ("fp32", "bf16"):
+            row = G.generation(checkpoint, side, repeats, out, precision)
+            results["generation"][f"{side} {precision}"] = {**row, "precision": precision}
+            say(f"generation {side}px {precision}: {row['wall_s']:.1f} s")
+            save()
 
 
 def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
@@ -291,6 +322,24 @@ def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
             "runs": info,
             "sheet": str(sheet.relative_to(out)),
         }
+        save()
+
+
+def race_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
+    """Time to quality of optimize mode's default: ``cfg.race_old``'s path against this one."""
+    from bench.race import race
+    from data.images import save_image
+    from data.procedural import make
+
+    exemplar = Path(cfg.race_exemplar) if cfg.race_exemplar else SHARED / "honeycomb.jpg"
+    if not cfg.race_exemplar and not exemplar.is_file():
+        exemplar = out / "race_cells.png"
+        save_image(make("cells", cfg.exemplar_side, seed=1), exemplar, overwrite=True)
+    if not exemplar.is_file():
+        raise UserError(f"race exemplar not found: {exemplar}")
+    results["race"] = []
+    for size in cfg.race_sizes:
+        results["race"] += race(exemplar, [size], cfg.race_old, out, log=say)
         save()
 
 

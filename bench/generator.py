@@ -45,17 +45,22 @@ def train(exemplar: torch.Tensor, cfg: TrainConfig, workdir: Path):
     Returns:
         (the final folded generator, seconds of each step, its evaluation loss).
     """
+    from accelerate.state import AcceleratorState
+
     import train as entry
 
+    # accelerate keeps one state per process; a run in another precision needs a fresh one
+    AcceleratorState._reset_state(True)
     shutil.rmtree(workdir, ignore_errors=True)
     result = entry.train(cfg, [exemplar], workdir, progress=False)
     model, meta = load_generator(result["final"])
     return model, result["step_seconds"], meta["info"]["eval_loss"]
 
 
-def generation_run(checkpoint: Path, side: int, workdir: Path) -> dict:
-    """Run ``synth.py --mode generate`` at side x side in a child process, with this process's
-    torch threads unless OMP_NUM_THREADS is set (then the child inherits it).
+def generation_run(checkpoint: Path, side: int, workdir: Path, precision: str = "fp32") -> dict:
+    """Run ``synth.py --mode generate --precision PRECISION`` at side x side in a child
+    process, with this process's torch threads unless OMP_NUM_THREADS is set (then the child
+    inherits it).
 
     Returns wall seconds (with start-up), render + PNG seconds (the sidecar's), and peak RSS
     in bytes of the child (its VmHWM on Linux). The PNG is deleted afterwards (16384^2 is ~0.7 GB).
@@ -65,6 +70,7 @@ def generation_run(checkpoint: Path, side: int, workdir: Path) -> dict:
     cmd = [sys.executable, *(["-c", _PEAK_WRAPPER] if linux else [])]
     cmd += ["synth.py", "--mode", "generate", "--checkpoint", str(checkpoint)]
     cmd += ["--size", f"{side}x{side}", "-o", str(out), "--overwrite", "--no-progress"]
+    cmd += ["--precision", precision]
     env = {"OMP_NUM_THREADS": str(torch.get_num_threads()), **os.environ}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -83,9 +89,11 @@ def generation_run(checkpoint: Path, side: int, workdir: Path) -> dict:
     return {"wall_s": wall, "render_s": sidecar["seconds"], "peak_rss": peak_kb * 1024}
 
 
-def generation(checkpoint: Path, side: int, repeats: int, workdir: Path) -> dict:
+def generation(
+    checkpoint: Path, side: int, repeats: int, workdir: Path, precision: str = "fp32"
+) -> dict:
     """Median wall and render seconds and the largest peak RSS of ``repeats`` generations."""
-    runs = [generation_run(checkpoint, side, workdir) for _ in range(repeats)]
+    runs = [generation_run(checkpoint, side, workdir, precision) for _ in range(repeats)]
     return {
         "wall_s": statistics.median(r["wall_s"] for r in runs),
         "render_s": statistics.median(r["render_s"] for r in runs),

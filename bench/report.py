@@ -114,20 +114,52 @@ def stages_section(r: dict) -> list[str]:
 
 def generator_section(r: dict) -> list[str]:
     t = r["training"]
+    if "steps_per_s" in t:  # results of a run before both precisions were measured
+        t = {"no": t}
+    first = next(iter(t.values()))
+    speeds = ", ".join(
+        f"{'fp32' if p == 'no' else p} **{v['steps_per_s']:.2f} steps/s**" for p, v in t.items()
+    )
+    if "no" in t and "bf16" in t:
+        speeds += f" (bf16 / fp32: {t['bf16']['steps_per_s'] / t['no']['steps_per_s']:.2f}x)"
     return section(
         "## Generator",
         [
-            f"Training ({t['config']}): **{t['steps_per_s']:.2f} steps/s** (median of "
-            f"{t['n']} steps after {t['warmup']} warm-up).",
-            "Generation (`synth.py --mode generate` in a child process; wall includes start-up; "
-            "peak RSS of the child):",
+            f"Training ({first['config']}): {speeds}; medians of {first['n']} steps after "
+            f"{first['warmup']} warm-up, `--mixed-precision no` and `bf16`.",
+            "Generation (`synth.py --mode generate --precision P` in a child process, from the "
+            "fp32 run's checkpoint; wall includes start-up; peak RSS of the child):",
         ],
-        ["output", "wall s", "render+PNG s", "peak RSS GiB", "runs"],
+        ["output", "precision", "wall s", "render+PNG s", "peak RSS GiB", "runs"],
         [
-            [f"{side}x{side}", g["wall_s"], g["render_s"], g["peak_rss"] / 2**30, g["n"]]
-            for side, g in r["generation"].items()
+            [f"{key.split()[0]}x{key.split()[0]}", g.get("precision", "fp32"), g["wall_s"],
+             g["render_s"], g["peak_rss"] / 2**30, g["n"]]
+            for key, g in r["generation"].items()
         ],
-    )
+    )  # fmt: skip
+
+
+def race_section(r: dict) -> list[str]:
+    first = r["race"][0]
+    return section(
+        "## Time to quality: optimize mode's default, old path against new",
+        [
+            f"`synth.py {first['exemplar']} --size WxH --seed 0` run by commit "
+            f"{first['old_rev']} (old) and by this one (new), one after the other, wall seconds "
+            "with start-up. Judge metrics averaged over 4 squares of the output (1.0 = a real "
+            "crop). The new path reaches the old one's quality if its score and structure are "
+            "each at most 1.1x the old one's; then time to quality is its wall time over the "
+            "old one's."
+        ],
+        ["size", "old s", "new s", "old score", "new score", "old structure", "new structure",
+         "quality reached", "new / old time"],
+        [
+            [row["size"], row["old"]["wall_s"], row["new"]["wall_s"], row["old"]["score"],
+             row["new"]["score"], row["old"]["structure"], row["new"]["structure"],
+             "yes" if row["reached"] else "no", row["ratio"] if row["reached"] else None]
+            for row in r["race"]
+        ],
+    )  # fmt: skip
 
 
 def quality_section(r: dict) -> list[str]:
@@ -193,4 +225,6 @@ def render(r: dict) -> str:
         out += generator_section(r)
     if r.get("quality"):
         out += quality_section(r)
+    if r.get("race"):
+        out += race_section(r)
     return "\n".join(out) + "\n"

@@ -2,14 +2,17 @@
 its table and contact sheets (the judge's own tests: test_judge.py)."""
 
 import json
+import subprocess
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from bench.__main__ import app
 from bench.naive import NaiveTextureLoss
 from bench.speed import ours, preset_config
+from data.images import save_image
 from data.procedural import make
 
 
@@ -37,11 +40,14 @@ def test_quick_run_writes_table_and_sheet(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| gatys2015 | 64 |" in text and "control: white noise" in text
-    assert "Where the time goes" in text and "| 64x64 |" in text
+    assert (
+        "Where the time goes" in text and "| 64x64 | fp32 |" in text and "| 64x64 | bf16 |" in text
+    )
     assert (tmp_path / "sheets" / "procedural_stripes.png").stat().st_size > 1000
     results = json.loads((tmp_path / "results.json").read_text())
     row = results["per_evaluation"][0]
     assert row["ours_s"] > 0 and row["naive_s"] > 0
+    assert set(results["training"]) == {"no", "bf16"}
     assert set(results["quality"]["procedural stripes"]["metrics"]) >= {"gatys2015", "generator"}
 
 
@@ -51,3 +57,25 @@ def test_bad_choice_is_one_line_error(tmp_path, option):
     assert result.exit_code == 2
     assert "unknown" in result.output and "nope" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_race_runs_the_old_commit_and_this_one(tmp_path):
+    save_image(make("cells", 48, seed=1), tmp_path / "cells.png")
+    args = ["--quick", "--out", tmp_path / "out", "--no-speed", "--no-quality", "--race"]
+    args += ["--race-sizes", "40x32", "--race-exemplar", tmp_path / "cells.png"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "out" / "results.json").read_text())["race"]
+    assert row["size"] == "40x32" and row["old"]["wall_s"] > 0 and row["new"]["wall_s"] > 0
+    assert "Time to quality" in (tmp_path / "out" / "RESULTS.md").read_text()
+    old, new = (Image.open(tmp_path / "out" / f"race_{p}_40x32.png") for p in ("old", "new"))
+    assert old.size == new.size == (40, 32)
+    worktrees = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True)
+    assert worktrees.stdout.count("\n") == 1  # the old path's worktree is gone
+
+
+def test_race_sizes_are_checked_first(tmp_path):
+    args = ["--quick", "--out", str(tmp_path), "--race", "--race-sizes", "huge"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
