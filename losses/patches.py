@@ -225,6 +225,22 @@ def patch_sliced_wasserstein(
     return (ours - matched_sorted(ours, theirs.to(ours))).pow(2).mean()
 
 
+def colour_distance(img: torch.Tensor, exemplars: list[torch.Tensor], count: int = 64) -> float:
+    """How far the colours of (1, C, H, W) ``img`` are from the (1, C, h, w) exemplars', as a
+    share of the exemplars' colour variance: the sliced Wasserstein distance of the two pixel
+    distributions on ``count`` fixed directions (the same every call), over the mean variance
+    of the exemplars' pixels along them (0: the same distribution; a flat image of the mean
+    colour: 1)."""
+    g = torch.Generator().manual_seed(0)
+    d = F.normalize(torch.randn(count, img.shape[1], generator=g), dim=1).to(img.device)
+    ours = (d @ img.detach().float().flatten(2)[0]).sort(1).values  # (count, N)
+    theirs = (d @ torch.cat([u.float().flatten(2)[0] for u in exemplars], 1)).sort(1).values
+    k = min(ours.shape[1], theirs.shape[1], 4096)  # matched quantile levels
+    at = lambda n: torch.linspace(0, n - 1, k, device=img.device).round().long()  # noqa: E731
+    gap = (ours[:, at(ours.shape[1])] - theirs[:, at(theirs.shape[1])]).pow(2).mean()
+    return float(gap / theirs.var(1).mean().clamp_min(1e-12))
+
+
 def exemplar_quantiles(
     exemplars: list[torch.Tensor],
     directions: torch.Tensor,

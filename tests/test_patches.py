@@ -245,3 +245,30 @@ def test_the_fine_scales_ramp_down_to_the_final_fraction():
 def test_a_final_fraction_outside_0_1_is_refused(fraction):
     with pytest.raises(UserError, match="--final-fraction must lie in"):
         PatchSynthesizer(make("stripes", 64, seed=0), log=lambda m: None, final_fraction=fraction)
+
+
+def test_colour_distance_is_a_share_of_the_colour_variance():
+    dots = make("dots", 96, seed=1)[None]
+    ground = dots.view(3, -1).median(1).values.view(1, 3, 1, 1)
+    flat = dots.mean((2, 3), keepdim=True).expand_as(dots)
+    assert patches.colour_distance(dots.roll((30, 41), (2, 3)), [dots]) < 1e-6
+    assert patches.colour_distance(flat, [dots]) == pytest.approx(1, abs=0.05)
+    emptied = [dots.clone() for _ in range(3)]
+    for k, img in enumerate(emptied):
+        img[..., :, : 24 * (k + 1)] = ground  # a quarter, half, three quarters of ground
+    gaps = [patches.colour_distance(img, [dots]) for img in emptied]
+    assert 0 < gaps[0] < gaps[1] < gaps[2], gaps
+
+
+def test_large_patch_projections_that_erase_elements_are_undone():
+    # Procedural dots on plain ground: a projection that replaced the dots of most of the
+    # output by ground (session 7's empty region) is refused, one that moves them is not.
+    dots = make("dots", 96, seed=1)
+    synth_ = PatchSynthesizer(dots, log=lambda m: None, **QUICK)
+    level = len(synth_.scales) - 1
+    before = dots[None].roll((30, 41), (2, 3))
+    ground = before.clone()
+    ground[..., :, 24:] = dots.view(3, -1).median(1).values.view(1, 3, 1, 1)
+    assert synth_._erases(before, ground, level)
+    assert not synth_._erases(before, dots[None].flip(-1), level)
+    assert not synth_._erases(ground, before, level)  # putting dots back is no erasure
