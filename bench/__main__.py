@@ -338,9 +338,12 @@ def race_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
     if not exemplar.is_file():
         raise UserError(f"race exemplar not found: {exemplar}")
     results["race"] = []
-    for size in cfg.race_sizes:
-        results["race"] += race(exemplar, [size], cfg.race_old, out, log=say)
+
+    def on_row(row: dict) -> None:
+        results["race"].append(row)
         save()
+
+    race(exemplar, cfg.race_sizes, cfg.race_old, out, log=say, on_row=on_row)
 
 
 if __name__ == "__main__":

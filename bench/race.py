@@ -32,20 +32,23 @@ TOLERANCE = 0.1
 TILES = 4
 
 
-def judged(exemplar: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
-    """Judge metrics of (3, H, W) ``image`` averaged over ``TILES`` squares of half the
-    (3, h, w) exemplar's short side, centred on the quarters of its diagonal band."""
+def tiled_judge(exemplar: torch.Tensor):
+    """``judged(image)``: judge metrics of a (3, H, W) image averaged over ``TILES`` squares of
+    half the (3, h, w) exemplar's short side, centred on the quarters of its diagonal band
+    (the real-crop references are computed once, here)."""
     side = min(exemplar.shape[-2:]) // 2
     rate = J.relative_judge(exemplar, (side, side))
-    h, w = image.shape[-2:]
-    rows = []
-    for k in range(TILES):
-        cy = round((k + 0.5) * h / TILES)
-        cx = round((k + 0.5) * w / TILES)
-        y = min(max(0, cy - side // 2), h - side)
-        x = min(max(0, cx - side // 2), w - side)
-        rows.append(rate(image[:, y : y + side, x : x + side]))
-    return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
+
+    def judged(image: torch.Tensor) -> dict[str, float]:
+        h, w = image.shape[-2:]
+        rows = []
+        for k in range(TILES):
+            y = min(max(0, round((k + 0.5) * h / TILES) - side // 2), h - side)
+            x = min(max(0, round((k + 0.5) * w / TILES) - side // 2), w - side)
+            rows.append(rate(image[:, y : y + side, x : x + side]))
+        return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
+
+    return judged
 
 
 def run_path(code: Path, exemplar: Path, size: str, out: Path) -> dict:
@@ -71,9 +74,14 @@ def worktree(rev: str, folder: Path) -> Path:
     return folder
 
 
-def race(exemplar: Path, sizes: list[str], old: str, out: Path, log=print) -> list[dict]:
-    """Per size: the old path, then the new one, judged; rows of ``results["race"]``."""
+def race(exemplar: Path, sizes: list[str], old: str, out: Path, log=print, on_row=None):
+    """Per size: the old path, then the new one, judged, in one worktree of ``old``.
+
+    Returns:
+        The rows of ``results["race"]``; ``on_row(row)`` is called as each one is done.
+    """
     ref, _ = load_image(exemplar)
+    judged = tiled_judge(ref)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"old": worktree(old, Path(tmp) / "old"), "new": ROOT}
@@ -83,7 +91,7 @@ def race(exemplar: Path, sizes: list[str], old: str, out: Path, log=print) -> li
                 for name, code in paths.items():
                     png = out / f"race_{name}_{size}.png"
                     run = run_path(code, exemplar.resolve(), size, png.resolve())
-                    run.update(judged(ref, load_image(png)[0]))
+                    run.update(judged(load_image(png)[0]))
                     row[name] = run
                     log(f"race {size} {name}: {run['wall_s']:.0f} s, score {run['score']:.2f}, "
                         f"structure {run['structure']:.2f}")  # fmt: skip
@@ -93,6 +101,8 @@ def race(exemplar: Path, sizes: list[str], old: str, out: Path, log=print) -> li
                 row["reached"] = reached
                 row["ratio"] = row["new"]["wall_s"] / row["old"]["wall_s"]
                 rows.append(row)
+                if on_row is not None:
+                    on_row(row)
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(paths["old"])],
