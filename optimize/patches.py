@@ -67,10 +67,13 @@ NEAREST_AT = 2 / 3
 # came out lumpy (structure 1.24 at 256 px; with 23, 15, 7: 0.96, round discs).
 LARGE_SPAN = 8
 # The projections search at most NEAREST_KEYS exemplar patches at a scale (a fixed random
-# subset; only the fine scales of a photo have more): a search costs keys x output patches,
-# and at a 1024 px output the full-size scale's searched all 270k of honeycomb's patches,
-# over a third of the run's time (docs/decisions.md, session 8).
-NEAREST_KEYS = 65536
+# subset): a search costs keys x output patches, so a very large exemplar must not search
+# all of its millions. Session 8's 65536 lost the finest grain at the two finest scales of a
+# photo: the nearest of a quarter of the patches is farther, and the overlapping matches
+# average to a blur that the Adam steps after them do not undo (honeycomb 1024 px, seeds
+# 0 / 1: highfreq 3.72 / 3.41 -> 2.59 / 2.80, structure 1.18 / 1.11 -> 1.11 / 1.07, in
+# 1.34-1.43x the time; docs/decisions.md, session 10). 2^18 holds all of a ~500 px photo's.
+NEAREST_KEYS = 2**18
 # At full size the layout is set and the output is near the projections' fixed point: one
 # projection there drew the same honeycomb as three (1024 px: structure 1.33 against 1.32,
 # the same cells in a zoomed crop) in 0.93x the time (session 9).
