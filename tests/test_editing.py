@@ -148,11 +148,14 @@ def test_a_stack_stays_aligned_keeps_its_formats_and_tiles(cells, tmp_path):
     ours = correlations(torch.cat([a, h, r]))
     theirs = correlations(torch.cat([albedo, height, rough]))
     assert (ours - theirs).abs().max() < 0.1
-    # Every map wraps around: the step across the wrap is an ordinary one.
+    # Every map wraps around: the step across the wrap is an ordinary one. On this 80x64
+    # canvas one row and column pair is a small sample: tiled, the wrap/inner ratio was
+    # 0.7-2.6 over seeds 0-3 (2.3 for this one on session 10's machine); without --tile,
+    # 6.6-24.
     for m in (a, h):
         wrap = (m[..., 0] - m[..., -1]).pow(2).mean() + (m[:, 0] - m[:, -1]).pow(2).mean()
         inner = (m[..., 1:] - m[..., :-1]).pow(2).mean() + (m[:, 1:] - m[:, :-1]).pow(2).mean()
-        assert wrap < 2 * inner
+        assert wrap < 4 * inner
     meta = json.loads((tmp_path / "mat_height.json").read_text())
     assert meta["map"] == "height" and meta["config"]["bits"] == 16
 
