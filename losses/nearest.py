@@ -87,6 +87,64 @@ class PatchIndex:
         return out
 
 
+def nearest_weighted(
+    queries: torch.Tensor, weights: torch.Tensor, patches: torch.Tensor
+) -> torch.Tensor:
+    """Exact nearest patches under a per-query weighting of the coordinates:
+    argmin_n sum_i w_i (q_i - e_ni)^2, for (M, D) ``queries``, (M, D) ``weights`` >= 0 and
+    (N, D) ``patches`` -> (M,) indices. The weights differ per query, so no shared basis
+    (``PatchIndex``'s principal components) applies: all D coordinates are compared."""
+    squares = patches.pow(2).T  # (D, N)
+    out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+    chunk = max(1, DISTANCES // patches.shape[0])
+    for i in range(0, queries.shape[0], chunk):
+        q, w = queries[i : i + chunk], weights[i : i + chunk]
+        # sum w e^2 - 2 sum w q e, without sum w q^2, which does not change the argmin
+        d = torch.addmm(w @ squares, w * q, patches.T, alpha=-2)
+        out[i : i + chunk] = d.argmin(1)
+    return out
+
+
+def project_boundary(
+    img: torch.Tensor, fill: torch.Tensor, patches: torch.Tensor, patch: int, stride: int,
+    fill_weight: float,
+) -> torch.Tensor:  # fmt: skip
+    """Continue the kept pixels into the hole: every patch (on a grid of ``stride``) that
+    holds both kept and filled pixels is matched to the exemplar patch nearest to it with
+    its filled pixels weighted ``fill_weight`` and its kept ones 1 (``nearest_weighted``), so
+    that the match is chosen by what lies beside the hole; each filled pixel covered by such
+    patches becomes the mean of their matches, the others are returned as they were.
+    Wexler, Shechtman and Irani 2007 weight a patch's pixels by their confidence the same way.
+
+    Args:
+        img: (1, C, H, W) image.
+        fill: (1, 1, H, W) bool, True where pixels are synthesised.
+        patches: (N, C p p) exemplar patches, C-major as ``F.unfold`` gives them.
+        patch: p.
+        stride: grid stride (1 <= stride <= p).
+        fill_weight: weight of a filled pixel in the match (0: kept pixels only).
+
+    Returns:
+        (1, C, H, W), equal to ``img`` outside the boundary band of the hole.
+    """
+    c, (h, w) = img.shape[1], img.shape[-2:]
+    queries = F.unfold(img.float(), patch, stride=stride)[0].T  # (M, C p p)
+    filled = F.unfold(fill.float(), patch, stride=stride)[0].T  # (M, p p)
+    count = filled.sum(1)
+    mixed = (count > 0) & (count < patch * patch)
+    if not mixed.any():
+        return img
+    weights = torch.where(filled[mixed] > 0, fill_weight, 1.0).repeat(1, c)
+    matched = torch.zeros_like(queries)
+    matched[mixed] = patches[nearest_weighted(queries[mixed], weights, patches)]
+    total = F.fold(matched.T[None], (h, w), patch, stride=stride)
+    cover = F.fold(
+        mixed[:, None].float().expand(-1, patch * patch).T[None], (h, w), patch, stride=stride
+    )
+    inside = (cover > 0) & fill
+    return torch.where(inside, total / cover.clamp_min(1), img.float()).to(img.dtype)
+
+
 def _wrap_add(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """(1, C, H', W') with H' >= h, W' >= w -> (1, C, h, w), the rows and columns beyond
     h and w added back from the top and left (a periodic image's overhang)."""

@@ -306,8 +306,11 @@ class DirectionBank:
         return self.directions[pick.to(self.directions.device)], self.quantiles[:, pick]
 
 
-# Exemplar patches searched at each scale by the training term: a fixed random subset, since
-# a search over all of a photo's ~270k fine patches costs 5 s an image (16384: 0.28 s).
+# The training term's search holds at most this many exemplar patches a scale: all of a
+# photo's ~270k fine patches cost 5 s an image (16384: 0.28 s). A scale with more patches gets
+# no term: the projection onto a random subset is a blur (the nearest of a subset is farther,
+# and the overlapping matches average), which pulled the generator's fine scales smooth
+# (session 11); the sliced distance draws the grain there.
 NEAREST_KEYS = 16384
 
 
@@ -328,7 +331,8 @@ class PatchPyramidLoss:
         exemplars: (3, h, w) images; their patches are pooled.
         cfg: a config with the ``PatchFields``.
         circular: the images' patches wrap around (periodic training).
-        nearest_weight: weight of the nearest-patch term at each scale (0 = none).
+        nearest_weight: weight of the nearest-patch term (0 = none), averaged over the scales
+            with at most ``NEAREST_KEYS`` exemplar patches.
     """
 
     def __init__(
@@ -340,11 +344,12 @@ class PatchPyramidLoss:
         self.targets = [
             [downscaled(u[None].float(), s, cfg.patch_size) for u in exemplars] for s in self.scales
         ]
-        self.indexes = []
+        self.indexes = {}  # scale -> PatchIndex, at the scales whose patches it holds all of
         if nearest_weight:
-            self.indexes = [
-                PatchIndex(t, cfg.patch_size, NEAREST_DIMS, NEAREST_KEYS) for t in self.targets
-            ]
+            for k, targets in enumerate(self.targets):
+                count = sum(_patch_count(t, cfg.patch_size) for t in targets)
+                if count <= NEAREST_KEYS:
+                    self.indexes[k] = PatchIndex(targets, cfg.patch_size, NEAREST_DIMS)
 
     def __call__(self, x: torch.Tensor, crop=None, generator: torch.Generator | None = None):
         cfg = self.cfg
@@ -362,7 +367,7 @@ class PatchPyramidLoss:
             terms[f"patches/scale{k}"] = torch.stack(values).mean()
         total = torch.stack(list(terms.values())).mean()
         if self.indexes:
-            nearest = torch.stack([self._nearest(x, k) for k in range(len(self.scales))]).mean()
+            nearest = torch.stack([self._nearest(x, k) for k in self.indexes]).mean()
             terms["nearest"] = nearest
             total = total + self.nearest_weight * nearest
         terms["total"] = total
@@ -379,3 +384,8 @@ class PatchPyramidLoss:
                 for v in view
             ])  # fmt: skip
         return (view - target).pow(2).mean()
+
+
+def _patch_count(image: torch.Tensor, patch: int) -> int:
+    """Number of ``patch`` x ``patch`` patches of a (1, C, h, w) image."""
+    return max(0, image.shape[-2] - patch + 1) * max(0, image.shape[-1] - patch + 1)

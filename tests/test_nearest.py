@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses.nearest import PatchIndex, project_to_nearest
+from losses.nearest import PatchIndex, nearest_weighted, project_boundary, project_to_nearest
 
 
 def _image(h, w, seed=0):
@@ -16,6 +16,41 @@ def test_nearest_is_the_brute_force_argmin():
     queries = torch.rand(300, 75, generator=torch.Generator().manual_seed(1))
     expected = torch.cdist(queries, index.patches).argmin(1)
     assert torch.equal(index.nearest(queries), expected)
+
+
+def test_weighted_nearest_is_the_brute_force_weighted_argmin():
+    g = torch.Generator().manual_seed(2)
+    patches, queries = torch.rand(500, 12, generator=g), torch.rand(70, 12, generator=g)
+    weights = torch.rand(70, 12, generator=g) * (torch.rand(70, 12, generator=g) > 0.3)
+    brute = ((queries[:, None] - patches[None]).pow(2) * weights[:, None]).sum(-1).argmin(1)
+    assert torch.equal(nearest_weighted(queries, weights, patches), brute)
+    ones = torch.ones_like(queries)
+    assert torch.equal(
+        nearest_weighted(queries, ones, patches), torch.cdist(queries, patches).argmin(1)
+    )
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_boundary_projection_continues_the_kept_pixels_and_touches_only_the_band(stride):
+    exemplar = _image(40, 40)
+    fill = torch.zeros(1, 1, 40, 40, dtype=torch.bool)
+    fill[..., 12:30, 10:28] = True
+    damaged = torch.where(fill, _image(40, 40, 7), exemplar)
+    index = PatchIndex([exemplar], 5)
+    out = project_boundary(damaged, fill, index.patches, 5, stride, fill_weight=0.0)
+    torch.testing.assert_close(out[~fill.expand_as(out)], exemplar[~fill.expand_as(out)])
+
+    def band(depth):  # the filled pixels within ``depth`` of the hole's edge
+        inner = torch.zeros_like(fill)
+        inner[..., 12 + depth : 30 - depth, 10 + depth : 28 - depth] = True
+        return (fill & ~inner).expand_as(out)
+
+    # matched by the kept pixels alone, every straddling patch is the exemplar's own; on a
+    # grid of stride s every pixel within p - s of the edge lies in one
+    changed = out != damaged
+    torch.testing.assert_close(out[band(5 - stride)], exemplar[band(5 - stride)])
+    torch.testing.assert_close(out[changed], exemplar[changed])
+    assert not (changed & fill.expand_as(out) & ~band(4)).any()
 
 
 def test_patches_of_several_exemplars_are_pooled():
