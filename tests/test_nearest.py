@@ -143,6 +143,19 @@ def test_the_generator_term_is_zero_on_the_exemplar_and_descends_elsewhere():
     assert values[-1] < 0.8 * values[0]
 
 
+def test_the_generator_term_skips_scales_with_more_patches_than_its_search_holds(monkeypatch):
+    import losses.patches as P
+
+    exemplar = F.avg_pool2d(_image(66, 66), 3, 1)[0]  # (3, 64, 64)
+    monkeypatch.setattr(P, "NEAREST_KEYS", 1000)  # a subset's projection would be a blur
+    loss = P.PatchPyramidLoss([exemplar], _training_config(), nearest_weight=1.0)
+    counts = [(t[0].shape[-2] - 6) * (t[0].shape[-1] - 6) for t in loss.targets]
+    assert sorted(loss.indexes) == [k for k, n in enumerate(counts) if n <= 1000]
+    assert 0 < len(loss.indexes) < len(loss.scales)
+    assert all(len(i.patches) == counts[k] for k, i in loss.indexes.items())  # all, no subset
+    assert float(loss(exemplar[None])["nearest"]) >= 0
+
+
 def test_the_generator_term_needs_the_patch_objective():
     from configs import TrainConfig, default_config
     from data.errors import UserError
