@@ -40,7 +40,14 @@ from data.masks import alpha_fill_mask, image_format, load_fill_mask
 from data.sizes import parse_size
 from losses.nearest import NEAREST_DIMS, PatchIndex, project_boundary
 from losses.patches import downscaled
-from optimize.patches import BANK_REFRESH, BANK_SIZE, QUANTILES, DirectionBank, PatchSynthesizer
+from optimize.patches import (
+    BANK_REFRESH,
+    BANK_SIZE,
+    NEAREST_KEYS,
+    QUANTILES,
+    DirectionBank,
+    PatchSynthesizer,
+)
 
 KNOWN_TOLERANCE = 1e-4  # a downscaled pixel is kept when its hole share is below this
 MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from it there
@@ -247,7 +254,8 @@ class PatchEditor(PatchSynthesizer):
         with torch.no_grad():
             view = x[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
             valid = [self._whole[level]] if self.own else None
-            patches = PatchIndex(self._pyramid[level], p, valid=valid).patches  # exact: no basis
+            # exact (no basis), at most as many patches as the plain projections search
+            patches = PatchIndex(self._pyramid[level], p, None, NEAREST_KEYS, valid).patches
             y = project_boundary(
                 view.detach().clamp(0, 1), ~kept, patches, p, BOUNDARY_STRIDE,
                 BOUNDARY_FILL_WEIGHT,
