@@ -194,10 +194,25 @@ def features_estimate(synth, size: tuple[int, int]) -> int:
 
 def optimize_estimate(synth, size: tuple[int, int]) -> int:
     """Bytes the per-image engine ``synth`` adds to make an (H, W) output."""
+    from optimize.editing import PatchEditor
+
     if synth.config.objective == "patches":
         sides = [tuple(u.shape[-2:]) for u in synth.exemplars]
-        return patches_estimate(synth.config, sides, size, len(synth.exemplars[0]))
+        channels = len(synth.exemplars[0])
+        need = patches_estimate(synth.config, sides, size, channels)
+        if isinstance(synth, PatchEditor):
+            need += boundary_bytes(synth.config, sides, channels)
+        return need
     return features_estimate(synth, size)
+
+
+def boundary_bytes(cfg, exemplar_sides: list[tuple[int, int]], channels: int = 3) -> int:
+    """Bytes of an editor's boundary pass (``losses.nearest.project_boundary``): its exact
+    search holds the exemplar patches (at most ``NEAREST_KEYS``) and their squares."""
+    from optimize.patches import NEAREST_KEYS
+
+    keys = min(NEAREST_KEYS, sum(h * w for h, w in exemplar_sides))
+    return 2 * keys * channels * cfg.patch_size**2 * FLOAT32
 
 
 def optimize_advice(cfg) -> str:

@@ -210,3 +210,17 @@ def test_bad_editing_inputs_are_one_line_errors(cells, tmp_path):
     # With exemplars to learn from, a mask over everything is a synthesis of the image's size.
     code, output = run([cells, small, "--mask", white, "-o", tmp_path / "all.png", *QUICK])
     assert code == 0, output
+
+
+def test_an_editors_memory_estimate_counts_its_boundary_search():
+    from cli.memory import boundary_bytes, optimize_estimate
+    from optimize.patches import PatchSynthesizer
+
+    img = make("cells", 64, seed=3)
+    fill = torch.zeros(64, 64, dtype=torch.bool)
+    fill[16:48, 16:48] = True
+    editor = PatchEditor(img, fill, log=lambda m: None, **FAST)
+    plain = PatchSynthesizer([editor.canvas.cpu()], log=lambda m: None, **FAST)
+    extra = boundary_bytes(editor.config, [(64, 64)])
+    assert extra == 2 * 64 * 64 * 3 * 7 * 7 * 4
+    assert optimize_estimate(editor, (64, 64)) == optimize_estimate(plain, (64, 64)) + extra
