@@ -125,7 +125,11 @@ def main(
     warmup_steps: Annotated[int | None, Opt(help="Linear learning-rate warm-up steps.")] = None,
     diversity_weight: Annotated[float | None, Opt(help="Weight of the diversity term.")] = None,
     nearest_weight: Annotated[
-        float | None, Opt(help="patches: weight of the pull to the nearest-patch projection.")
+        float | None,
+        Opt(
+            help="patches: weight of the pull to the nearest-patch projection at the coarse "
+            "(layout) scales; 1 draws a lattice on honeycomb."
+        ),
     ] = None,
     backbone: Backbone = None,
     weights: Weights = None,
