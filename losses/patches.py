@@ -36,6 +36,11 @@ def scaled(size: tuple[int, int], scale: float, minimum: int) -> tuple[int, int]
     return tuple(max(minimum, round(s * scale)) for s in size)
 
 
+def patch_count(image: torch.Tensor, patch: int) -> int:
+    """Number of ``patch`` x ``patch`` patches that lie wholly inside a (..., h, w) image."""
+    return max(0, image.shape[-2] - patch + 1) * max(0, image.shape[-1] - patch + 1)
+
+
 def downscaled(img: torch.Tensor, scale: float, minimum: int) -> torch.Tensor:
     """(B, C, H, W) resized by ``scale`` (antialiased bilinear; each side at least
     ``minimum``), or ``img`` itself at scale 1. Differentiable."""
@@ -143,7 +148,7 @@ def sorted_target(
             a fresh sample each step, its quantiles interpolated to ``count``).
     """
     p = directions.shape[-1]
-    sizes = [(u.shape[-2] - p + 1) * (u.shape[-1] - p + 1) for u in exemplars]
+    sizes = [patch_count(u, p) for u in exemplars]
     want = TARGET_SAMPLE * count
     proj = torch.cat(
         [
@@ -347,7 +352,7 @@ class PatchPyramidLoss:
         self.indexes = {}  # scale -> PatchIndex, at the scales whose patches it holds all of
         if nearest_weight:
             for k, targets in enumerate(self.targets):
-                count = sum(_patch_count(t, cfg.patch_size) for t in targets)
+                count = sum(patch_count(t, cfg.patch_size) for t in targets)
                 if count <= NEAREST_KEYS:
                     self.indexes[k] = PatchIndex(targets, cfg.patch_size, NEAREST_DIMS)
 
@@ -384,8 +389,3 @@ class PatchPyramidLoss:
                 for v in view
             ])  # fmt: skip
         return (view - target).pow(2).mean()
-
-
-def _patch_count(image: torch.Tensor, patch: int) -> int:
-    """Number of ``patch`` x ``patch`` patches of a (1, C, h, w) image."""
-    return max(0, image.shape[-2] - patch + 1) * max(0, image.shape[-1] - patch + 1)
