@@ -142,6 +142,15 @@ def main(
     lr: Annotated[float | None, Opt(help="patches: Adam learning rate.")] = None,
     max_patches: MaxPatches = None,
     nearest_iterations: NearestIterations = None,
+    spectrum_projection: Annotated[
+        bool | None,
+        Opt(
+            "--spectrum-projection/--no-spectrum-projection",
+            help="patches: project onto the exemplar's Fourier modulus at the layout scales "
+            "before the nearest-patch projections (a lattice keeps one period and angle; not "
+            "in repair or expand).",
+        ),
+    ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,
     optimizer: Annotated[
         OptimizerName | None, Opt(help="L-BFGS variant (lbfgsb: box bounds, SciPy).")

@@ -93,6 +93,10 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # linearly from iterations down to it (1 = iterations at every fine scale)
     final_fraction: float = 1.0
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
+    # patches: before the nearest-patch projections of each layout scale, project the output
+    # onto the exemplar's Fourier modulus, keeping its phase (Liu et al. 2016's projection):
+    # a lattice keeps one period and angle over the whole output (optimize.patches)
+    spectrum_projection: bool = False
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
     # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
@@ -133,6 +137,7 @@ PATCH_FIELDS = (
     "final_fraction",
     "lr",
     "nearest_iterations",
+    "spectrum_projection",
 )
 
 

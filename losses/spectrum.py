@@ -101,21 +101,31 @@ def spectrum_target(exemplars: list[torch.Tensor], size: tuple[int, int]) -> tor
     return (total / len(exemplars)).to(torch.complex64)
 
 
-def spectrum_projection(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def spectrum_projection(x: torch.Tensor, target: torch.Tensor, lowest: float = 0.0) -> torch.Tensor:
     """Project images onto the set of images with the target's spectrum (see module docstring).
 
     Args:
         x: (B, 3, H, W) real images.
         target: (3, H, W) complex from :func:`spectrum_target` for size (H, W).
+        lowest: frequencies below this radius (cycles per pixel) keep ``x``'s own
+            coefficients (0: none do, Liu's projection). A photo's lighting gradient lives
+            there; imposed on the output, it became blotches of light and shade.
 
     Returns:
-        (B, 3, H, W) fp32 projection. Idempotent; ``|fft2(out)_c| == |target_c|``.
+        (B, 3, H, W) fp32 projection. Idempotent; ``|fft2(out)_c| == |target_c|`` at
+        every frequency of radius ``lowest`` or more.
     """
     spec = torch.fft.fft2(x.float())
     inner = (spec * target.conj()).sum(1, keepdim=True)  # (B, 1, H, W)
     mag = inner.abs()
     phase = torch.where(mag > 0, inner / mag.clamp_min(1e-30), torch.ones_like(inner))
-    return torch.fft.ifft2(target * phase).real
+    projected = target * phase
+    if lowest > 0:
+        h, w = x.shape[-2:]
+        fy = torch.fft.fftfreq(h, device=x.device).view(-1, 1)
+        fx = torch.fft.fftfreq(w, device=x.device).view(1, -1)
+        projected = torch.where(fy.pow(2) + fx.pow(2) < lowest**2, spec, projected)
+    return torch.fft.ifft2(projected).real
 
 
 def spectrum_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

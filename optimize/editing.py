@@ -239,6 +239,11 @@ class PatchEditor(PatchSynthesizer):
         # blocks joins the kept pixels worse (the repair test's seam ratio 1.1 -> 2.0).
         return [self.config.patch_size]
 
+    def _spectrum_at(self, level: int) -> bool:
+        # The image's spectrum holds the hole (filled flat) and the spectrum projection moves
+        # every pixel; the fill must continue the kept pixels, not the whole image's modulus.
+        return False
+
     def _index(self, level: int, patch: int) -> PatchIndex:  # patch: the only size projected
         valid = [self._whole[level]] if self.own else None
         return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS, valid=valid)

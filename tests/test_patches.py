@@ -272,3 +272,49 @@ def test_large_patch_projections_that_erase_elements_are_undone():
     assert synth_._erases(before, ground, level)
     assert not synth_._erases(before, dots[None].flip(-1), level)
     assert not synth_._erases(ground, before, level)  # putting dots back is no erasure
+
+
+def test_the_spectrum_projection_gives_a_drifting_lattice_one_period():
+    # Nearest patches join locally, so stripes whose period drifts from 6 to 11 px stay
+    # drifting; the exemplar's Fourier modulus (period 8) puts their power back in one peak.
+    x = torch.arange(96.0)
+    exemplar = (0.5 + 0.4 * torch.sin(2 * torch.pi * x[:64] / 8)).expand(3, 64, 64)
+    phase = 2 * torch.pi * torch.cumsum(1 / torch.linspace(6, 11, 96), 0)
+    drifting = (0.5 + 0.4 * torch.sin(phase)).expand(1, 3, 96, 96).clone()
+
+    def peak_share(spectrum_projection):
+        synth_ = PatchSynthesizer(
+            exemplar, log=lambda m: None, coarsest=64, nearest_iterations=1,
+            spectrum_projection=spectrum_projection,
+        )  # fmt: skip
+        assert synth_._spectrum_at(0) == spectrum_projection  # one scale, a layout one
+        y = drifting.clone()
+        synth_._project(y, 0)
+        power = torch.fft.rfft(y[0, 0] - y[0, 0].mean(), dim=1).abs().pow(2).sum(0)
+        return float(power[96 // 8] / power.sum())
+
+    plain, projected = peak_share(False), peak_share(True)
+    assert plain < 0.2 and projected > 0.5  # measured 0.09 and 0.68
+
+
+def test_repair_leaves_the_spectrum_projection_out():
+    from optimize.editing import PatchEditor
+
+    img = make("stripes", 64, seed=0)
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[20:40, 20:40] = True
+    editor = PatchEditor.repair(img, hole, log=lambda m: None, spectrum_projection=True)
+    assert not any(editor._spectrum_at(k) for k in range(len(editor.scales)))
+
+
+def test_the_spectrum_projection_keeps_the_lowest_frequencies_of_the_image():
+    from losses.spectrum import spectrum_projection, spectrum_target
+
+    x = torch.rand(1, 3, 32, 40, generator=gen(1))
+    target = spectrum_target([torch.rand(3, 24, 24, generator=gen(2))], (32, 40))
+    out = spectrum_projection(x, target, lowest=0.1)
+    spec, before = torch.fft.fft2(out), torch.fft.fft2(x)
+    radius = (torch.fft.fftfreq(32).view(-1, 1) ** 2 + torch.fft.fftfreq(40) ** 2).sqrt()
+    low = radius < 0.1
+    assert torch.allclose(spec[..., low], before[..., low], atol=1e-3)
+    assert torch.allclose(spec[..., ~low].abs(), target[..., ~low].abs()[None], atol=1e-3)
