@@ -172,6 +172,8 @@ class PatchSynthesizer(PerImageSynthesizer):
         )
         if cfg.nearest_iterations:
             self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"
+            if cfg.spectrum_projection:
+                self.description += ", after the exemplar's spectrum at the layout scales"
 
     def describe(self) -> str:
         return f"objective: {self.description}"
