@@ -151,6 +151,11 @@ class PatchSynthesizer(PerImageSynthesizer):
         check_synth_values(cfg)  # the Python API does not pass through synth_config
         if cfg.coarsest < 2 * cfg.patch_size:
             raise UserError(f"--coarsest must be at least twice --patch-size ({cfg.patch_size})")
+        if cfg.spectrum_projection and not cfg.nearest_iterations:
+            raise UserError(
+                "--spectrum-projection runs before the nearest-patch projections; give "
+                "--nearest-iterations 1 or more"
+            )
         self.device = resolve_device(cfg.device)
         self.log = log
         images, self.sources = load_exemplars(exemplars, log)

@@ -318,3 +318,8 @@ def test_the_spectrum_projection_keeps_the_lowest_frequencies_of_the_image():
     low = radius < 0.1
     assert torch.allclose(spec[..., low], before[..., low], atol=1e-3)
     assert torch.allclose(spec[..., ~low].abs(), target[..., ~low].abs()[None], atol=1e-3)
+
+
+def test_the_spectrum_projection_without_nearest_projections_is_refused():
+    with pytest.raises(UserError, match="--nearest-iterations"):
+        PatchSynthesizer(make("stripes", 64), spectrum_projection=True, nearest_iterations=0)
