@@ -329,11 +329,15 @@ class PatchSynthesizer(PerImageSynthesizer):
         bool; None: all (an editor: its hole)."""
         return None
 
+    def _side(self, level: int) -> int:
+        """The exemplars' shortest side at ``level``, px."""
+        return min(min(u.shape[-2:]) for u in self._pyramid[level])
+
     def _patch_sizes(self, level: int) -> list[int]:
         """Sides of the patches projected onto at ``level``, largest first: large ones at the
         layout scales (``LARGE_SPAN``), then the patch itself."""
         p = self.config.patch_size
-        side = min(min(u.shape[-2:]) for u in self._pyramid[level])
+        side = self._side(level)
         full = min(min(u.shape[-2:]) for u in self._pyramid[-1])
         large = side <= min(LARGE_SPAN * self.config.coarsest, full / 2)
         return [*large_patches(p), p] if large else [p]
@@ -349,7 +353,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         ``spectrum_projection``, at the layout scales (``COARSE_SPAN``), where the lattice
         is laid out. At every scale it broke the grain and the tread: metal_plate 1024 px,
         structure 2.75 against 1.50 at the layout scales only (session 12)."""
-        side = min(min(u.shape[-2:]) for u in self._pyramid[level])
+        side = self._side(level)
         return self.config.spectrum_projection and side <= COARSE_SPAN * self.config.coarsest
 
     def _project(self, x: torch.Tensor, level: int) -> None:
@@ -358,7 +362,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         only for its projections); a large size's are skipped where they erase (``_erases``).
         First, where ``_spectrum_at``, the projection onto the exemplars' Fourier modulus
         (the canvas taken as periodic; its margin is cut off at the end)."""
-        side = min(min(u.shape[-2:]) for u in self._pyramid[level])
+        side = self._side(level)
         with torch.no_grad():
             y = x.detach().clamp(0, 1)
             if self._spectrum_at(level):
