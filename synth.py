@@ -47,6 +47,7 @@ from cli.options import (
     Progress,
     Projections,
     PyramidFactor,
+    SpectrumProjection,
     SpectrumWeight,
     SwdLayers,
     SwdWeight,
@@ -143,12 +144,11 @@ def main(
     max_patches: MaxPatches = None,
     nearest_iterations: NearestIterations = None,
     spectrum_projection: Annotated[
-        bool | None,
+        SpectrumProjection | None,
         Opt(
-            "--spectrum-projection/--no-spectrum-projection",
             help="patches: project onto the exemplar's Fourier modulus at the layout scales "
             "before the nearest-patch projections (a lattice keeps one period and angle; not "
-            "in repair or expand).",
+            "in repair or expand); auto: where the exemplar's spectrum is a lattice's.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

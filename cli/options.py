@@ -15,6 +15,7 @@ import typer
 
 from cli.console import parse_list
 from configs import MIXED_PRECISIONS, SCHEDULES
+from losses.spectrum import SPECTRUM_PROJECTIONS
 from losses.texture import NORMALISATIONS
 from models.backbones import BACKBONES
 from models.devices import PRECISIONS
@@ -44,6 +45,7 @@ ScheduleName = registry_choices("ScheduleName", SCHEDULES)
 ArchName = registry_choices("ArchName", ARCHS)
 PrecisionName = registry_choices("PrecisionName", PRECISIONS)
 MixedPrecisionName = registry_choices("MixedPrecisionName", MIXED_PRECISIONS)
+SpectrumProjection = registry_choices("SpectrumProjection", SPECTRUM_PROJECTIONS)
 
 
 def plain_values(values: dict) -> dict:

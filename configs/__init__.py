@@ -95,8 +95,9 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     lr: float = 0.02  # patches: Adam learning rate (pixels in [0, 1])
     # patches: before the nearest-patch projections of each layout scale, project the output
     # onto the exemplar's Fourier modulus, keeping its phase (Liu et al. 2016's projection):
-    # a lattice keeps one period and angle over the whole output (optimize.patches)
-    spectrum_projection: bool = False
+    # a lattice keeps one period and angle over the whole output (optimize.patches).
+    # auto | on | off; auto: where the exemplar is a lattice (losses.spectrum.lattice_share)
+    spectrum_projection: str = "auto"
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
     # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
@@ -181,6 +182,13 @@ def check_values(cfg) -> None:
         raise UserError("--final-fraction must lie in (0, 1]")
     check_pooling(cfg.pooling)
     check_precision(cfg)
+    if hasattr(cfg, "spectrum_projection"):
+        check_choice(
+            "--spectrum-projection",
+            cfg.spectrum_projection,
+            "losses.spectrum",
+            "SPECTRUM_PROJECTIONS",
+        )
 
 
 def check_precision(cfg) -> None:

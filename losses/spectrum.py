@@ -23,6 +23,11 @@ would add to the spectrum.
 import math
 
 import torch
+import torch.nn.functional as F
+
+# The spectrum projection's modes (SynthConfig.spectrum_projection): ``auto`` applies it where
+# the exemplar is a lattice (:func:`lattice_share`), ``on`` and ``off`` always and never.
+SPECTRUM_PROJECTIONS = ("auto", "on", "off")
 
 
 def periodic_component(u: torch.Tensor) -> torch.Tensor:
@@ -136,3 +141,44 @@ def spectrum_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         proj = spectrum_projection(x, target)
     return 0.5 * (x.float() - proj).pow(2).mean()
+
+
+def lattice_share(
+    u: torch.Tensor, lowest: float = 4, peak: float = 30, window: int = 7, longest: int = 512
+) -> float:
+    """How much of an image is a lattice: the share of its spectral energy in isolated peaks.
+
+    A lattice (a tread plate, a honeycomb, bricks, a weave) has a spectrum of sharp peaks at
+    its period's harmonics; grain, fibres and scattered elements have broad bands, and a
+    strongly oriented texture (wood) a ridge along a line, whose coefficients are no higher
+    than their neighbours along it.
+
+    Args:
+        u: (C, H, W) image; its luminance (channel mean) is analysed, resized (antialiased)
+            so that its longer side is at most ``longest`` px, which bounds the cost.
+        lowest: frequencies under this many cycles per short side (lighting, vignetting)
+            are left out of the energy.
+        peak: a coefficient is in a peak when its power is at least ``peak`` times the
+            median power of its ``window`` x ``window`` frequency neighbourhood.
+
+    Returns:
+        The share in [0, 1] of the power at ``lowest`` cycles or more that lies in peaks.
+    """
+    g = u.float().mean(0, keepdim=True)
+    if max(g.shape[-2:]) > longest:
+        ratio = longest / max(g.shape[-2:])
+        size = [max(1, round(n * ratio)) for n in g.shape[-2:]]
+        g = F.interpolate(g[None], size=size, mode="bilinear", antialias=True)[0]
+    g = periodic_component(g)[0]
+    h, w = g.shape
+    power = torch.fft.fft2(g - g.mean()).abs().pow(2)
+    pad = window // 2
+    near = F.pad(power[None, None], (pad, pad, pad, pad), mode="circular")[0, 0]
+    median = near.unfold(0, window, 1).unfold(1, window, 1).reshape(h, w, -1).median(-1).values
+    fy = torch.fft.fftfreq(h).view(-1, 1)
+    fx = torch.fft.fftfreq(w).view(1, -1)
+    kept = (fy.pow(2) + fx.pow(2)).sqrt() * min(h, w) >= lowest
+    total = power[kept].sum()
+    if total <= 0:
+        return 0.0
+    return float(power[kept & (power >= peak * median)].sum() / total)

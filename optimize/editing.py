@@ -239,7 +239,7 @@ class PatchEditor(PatchSynthesizer):
         # blocks joins the kept pixels worse (the repair test's seam ratio 1.1 -> 2.0).
         return [self.config.patch_size]
 
-    def _spectrum_at(self, level: int) -> bool:
+    def _lattice(self) -> bool:
         # The image's spectrum holds the hole (filled flat) and the spectrum projection moves
         # every pixel; the fill must continue the kept pixels, not the whole image's modulus.
         return False

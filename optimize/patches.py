@@ -18,10 +18,12 @@ averaged; Kwatra et al. 2005), which closes walls and lines up stitches; the rem
 steps restore the grain that the averaging blurs.
 
 Nearest patches join locally, so a lattice (a tread plate's ridge groups, bricks, tiles)
-can drift in period and angle across a large output. With ``spectrum_projection`` each layout
-scale's projections start with a projection onto the exemplar's Fourier modulus that keeps
-the output's phase (``losses.spectrum``; Liu et al. 2016): the lattice's frequencies become
-single sharp peaks, one period and angle everywhere, placed where the output has them.
+can drift in period and angle across a large output. On a lattice (``spectrum_projection``,
+``auto`` by default: where ``losses.spectrum.lattice_share`` finds the exemplar's spectrum
+in sharp peaks) each layout scale's projections start with a projection onto the exemplar's
+Fourier modulus that keeps the output's phase (``losses.spectrum``; Liu et al. 2016): the
+lattice's frequencies become single sharp peaks, one period and angle everywhere, placed
+where the output has them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from losses.patches import (
     pyramid_scales,
     scaled,
 )
-from losses.spectrum import spectrum_projection, spectrum_target
+from losses.spectrum import lattice_share, spectrum_projection, spectrum_target
 from models.devices import resolve_device
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import OptimizeResult
@@ -102,6 +104,11 @@ ERASED = 0.22
 # projection, 1.71 with it at every frequency, 1.53 above 4 cycles; metal_plate 1.81, 1.50,
 # 1.44; session 12).
 SPECTRUM_LOWEST = 4
+# ``spectrum_projection = "auto"`` applies it where ``lattice_share`` (mean over the exemplars)
+# is at least this. The photos: metal_plate 0.36 and honeycomb 0.38 (both better with it at
+# 1024 px), knit 0.20 (no change with it), blue_metal 0.04 (worse), the others 0; the
+# procedural stripes 0.99, cells and dots 0 (session 13).
+LATTICE_SHARE = 0.3
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 
 
@@ -151,7 +158,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         check_synth_values(cfg)  # the Python API does not pass through synth_config
         if cfg.coarsest < 2 * cfg.patch_size:
             raise UserError(f"--coarsest must be at least twice --patch-size ({cfg.patch_size})")
-        if cfg.spectrum_projection and not cfg.nearest_iterations:
+        if cfg.spectrum_projection == "on" and not cfg.nearest_iterations:
             raise UserError(
                 "--spectrum-projection runs before the nearest-patch projections; give "
                 "--nearest-iterations 1 or more"
@@ -175,10 +182,26 @@ class PatchSynthesizer(PerImageSynthesizer):
             f"pixel patches {cfg.patch_size}x{cfg.patch_size}, {cfg.projections} projections "
             f"a step, {len(self.scales)} scales (x{cfg.pyramid_factor}), no network"
         )
+        self.lattice = self._lattice()
         if cfg.nearest_iterations:
             self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"
-            if cfg.spectrum_projection:
+            if self.lattice:
                 self.description += ", after the exemplar's spectrum at the layout scales"
+
+    def _lattice(self) -> bool:
+        """Whether the layout scales project onto the exemplars' spectrum: ``on``, or ``auto``
+        where the exemplars are a lattice (``LATTICE_SHARE``); never without nearest-patch
+        projections, which it comes before."""
+        mode = self.config.spectrum_projection
+        if mode != "auto" or not self.config.nearest_iterations:
+            return mode == "on"
+        share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
+        if share >= LATTICE_SHARE:
+            self.log(
+                f"lattice: {share:.0%} of the exemplar's spectrum in peaks; the layout scales "
+                "keep its period (--spectrum-projection off to disable)"
+            )
+        return share >= LATTICE_SHARE
 
     def describe(self) -> str:
         return f"objective: {self.description}"
@@ -349,12 +372,12 @@ class PatchSynthesizer(PerImageSynthesizer):
         return min(n, FINAL_PROJECTIONS) if level == len(self.scales) - 1 else n
 
     def _spectrum_at(self, level: int) -> bool:
-        """Whether ``level``'s projections start with the spectrum projection: with
-        ``spectrum_projection``, at the layout scales (``COARSE_SPAN``), where the lattice
+        """Whether ``level``'s projections start with the spectrum projection: on a lattice
+        (``_lattice``), at the layout scales (``COARSE_SPAN``), where the lattice
         is laid out. At every scale it broke the grain and the tread: metal_plate 1024 px,
         structure 2.75 against 1.50 at the layout scales only (session 12)."""
         side = self._side(level)
-        return self.config.spectrum_projection and side <= COARSE_SPAN * self.config.coarsest
+        return self.lattice and side <= COARSE_SPAN * self.config.coarsest
 
     def _project(self, x: torch.Tensor, level: int) -> None:
         """Replace the pixels of leaf ``x`` (1, C, H, W) by ``_projections`` projections onto

@@ -287,13 +287,13 @@ def test_the_spectrum_projection_gives_a_drifting_lattice_one_period():
             exemplar, log=lambda m: None, coarsest=64, nearest_iterations=1,
             spectrum_projection=spectrum_projection,
         )  # fmt: skip
-        assert synth_._spectrum_at(0) == spectrum_projection  # one scale, a layout one
+        assert synth_._spectrum_at(0) == (spectrum_projection == "on")  # one, a layout scale
         y = drifting.clone()
         synth_._project(y, 0)
         power = torch.fft.rfft(y[0, 0] - y[0, 0].mean(), dim=1).abs().pow(2).sum(0)
         return float(power[96 // 8] / power.sum())
 
-    plain, projected = peak_share(False), peak_share(True)
+    plain, projected = peak_share("off"), peak_share("on")
     assert plain < 0.2 and projected > 0.5  # measured 0.09 and 0.68
 
 
@@ -303,7 +303,7 @@ def test_repair_leaves_the_spectrum_projection_out():
     img = make("stripes", 64, seed=0)
     hole = torch.zeros(64, 64, dtype=torch.bool)
     hole[20:40, 20:40] = True
-    editor = PatchEditor.repair(img, hole, log=lambda m: None, spectrum_projection=True)
+    editor = PatchEditor.repair(img, hole, log=lambda m: None, spectrum_projection="on")
     assert not any(editor._spectrum_at(k) for k in range(len(editor.scales)))
 
 
@@ -322,4 +322,33 @@ def test_the_spectrum_projection_keeps_the_lowest_frequencies_of_the_image():
 
 def test_the_spectrum_projection_without_nearest_projections_is_refused():
     with pytest.raises(UserError, match="--nearest-iterations"):
-        PatchSynthesizer(make("stripes", 64), spectrum_projection=True, nearest_iterations=0)
+        PatchSynthesizer(make("stripes", 64), spectrum_projection="on", nearest_iterations=0)
+
+
+def test_lattice_share_finds_peaks_not_grain_fibres_or_scattered_cells():
+    from losses.spectrum import lattice_share
+
+    y, x = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    grid = 0.5 + 0.2 * torch.sin(2 * torch.pi * x / 12) + 0.2 * torch.sin(2 * torch.pi * y / 8)
+    noise = torch.rand(3, 96, 96, generator=gen(0))
+    # fibres: noise smoothed along x, a ridge of power along one frequency axis
+    along = torch.exp(-((torch.fft.fftfreq(96) / 0.03) ** 2))
+    fibres = torch.fft.ifft2(torch.fft.fft2(noise) * along).real + 0.05 * noise
+    shares = [lattice_share(u) for u in (grid.expand(3, 96, 96), noise, fibres, make("cells", 96))]
+    assert shares[0] > 0.9 and max(shares[1:]) < 0.1
+
+
+def test_auto_spectrum_projection_is_on_for_a_lattice_only():
+    messages = []
+    lattice = PatchSynthesizer(make("stripes", 64), log=messages.append)
+    assert lattice.config.spectrum_projection == "auto" and lattice.lattice
+    assert any(m.startswith("lattice:") for m in messages)
+    assert not PatchSynthesizer(make("cells", 64), log=lambda m: None).lattice
+    assert not PatchSynthesizer(make("stripes", 64), nearest_iterations=0, log=print).lattice
+    off = PatchSynthesizer(make("stripes", 64), spectrum_projection="off", log=print)
+    assert not off.lattice
+
+
+def test_a_spectrum_projection_mode_must_be_named():
+    with pytest.raises(UserError, match="--spectrum-projection"):
+        PatchSynthesizer(make("stripes", 64), spectrum_projection=True)
