@@ -148,7 +148,7 @@ def main(
         Opt(
             help="patches: project onto the exemplar's Fourier modulus at the layout scales "
             "before the nearest-patch projections (a lattice keeps one period and angle; not "
-            "in repair or expand); auto: where the exemplar's spectrum is a lattice's.",
+            "in repair, expand or remake); auto: where the exemplar's spectrum is a lattice's.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

@@ -104,6 +104,11 @@ class PatchRemaker(PatchSynthesizer):
     def default_size(self) -> tuple[int, int]:
         return tuple(self.target.shape[-2:])
 
+    def _lattice(self) -> bool:
+        # The target sets the layout; the exemplar's lattice must not override it (and the
+        # lattice mode was measured on plain synthesis only).
+        return False
+
     def synthesize(self, size=None, seed=None, iterations=None, init=None, on_iter=None):
         """As ``PatchSynthesizer.synthesize``, at the target's size only."""
         _check_size(size, self.default_size())

@@ -349,6 +349,13 @@ def test_auto_spectrum_projection_is_on_for_a_lattice_only():
     assert not off.lattice
 
 
+def test_remake_leaves_the_lattice_mode_out():
+    from optimize.remake import PatchRemaker
+
+    remaker = PatchRemaker(make("stripes", 64), make("cells", 64), log=lambda m: None)
+    assert not remaker.lattice
+
+
 def test_a_spectrum_projection_mode_must_be_named():
     with pytest.raises(UserError, match="--spectrum-projection"):
         PatchSynthesizer(make("stripes", 64), spectrum_projection=True)
