@@ -196,12 +196,13 @@ class PatchSynthesizer(PerImageSynthesizer):
         if mode != "auto" or not self.config.nearest_iterations:
             return mode == "on"
         share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
-        if share >= LATTICE_SHARE:
+        lattice = share >= LATTICE_SHARE
+        if lattice:
             self.log(
                 f"lattice: {share:.0%} of the exemplar's spectrum in peaks; the layout scales "
                 "keep its period (--spectrum-projection off to disable)"
             )
-        return share >= LATTICE_SHARE
+        return lattice
 
     def describe(self) -> str:
         return f"objective: {self.description}"
