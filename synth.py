@@ -31,6 +31,7 @@ from cli.options import (
     AutocorrWeight,
     Backbone,
     Coarsest,
+    ExemplarWraps,
     Layers,
     LayerWeights,
     MaxPatches,
@@ -149,6 +150,13 @@ def main(
             help="patches: project onto the exemplar's Fourier modulus at the layout scales "
             "before the nearest-patch projections (a lattice keeps one period and angle; not "
             "in repair, expand or remake); auto: where the exemplar's spectrum is a lattice's.",
+        ),
+    ] = None,
+    exemplar_wraps: Annotated[
+        ExemplarWraps | None,
+        Opt(
+            help="patches: the exemplar tiles, so its patches across the edges count too (not "
+            "in repair or expand); auto: where its opposite edges join seamlessly.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

@@ -15,6 +15,7 @@ import typer
 
 from cli.console import parse_list
 from configs import MIXED_PRECISIONS, SCHEDULES
+from losses.patches import EXEMPLAR_WRAPS
 from losses.spectrum import SPECTRUM_PROJECTIONS
 from losses.texture import NORMALISATIONS
 from models.backbones import BACKBONES
@@ -46,6 +47,7 @@ ArchName = registry_choices("ArchName", ARCHS)
 PrecisionName = registry_choices("PrecisionName", PRECISIONS)
 MixedPrecisionName = registry_choices("MixedPrecisionName", MIXED_PRECISIONS)
 SpectrumProjection = registry_choices("SpectrumProjection", SPECTRUM_PROJECTIONS)
+ExemplarWraps = registry_choices("ExemplarWraps", EXEMPLAR_WRAPS)
 
 
 def plain_values(values: dict) -> dict:

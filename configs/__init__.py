@@ -98,6 +98,9 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # a lattice keeps one period and angle over the whole output (optimize.patches).
     # auto | on | off; auto: where the exemplar is a lattice (losses.spectrum.lattice_share)
     spectrum_projection: str = "auto"
+    # patches: the exemplars tile, so their patches across the edges count (optimize.patches).
+    # auto | on | off; auto: where each one's edges join (losses.patches.tiles)
+    exemplar_wraps: str = "auto"
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
     # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
@@ -139,6 +142,7 @@ PATCH_FIELDS = (
     "lr",
     "nearest_iterations",
     "spectrum_projection",
+    "exemplar_wraps",
 )
 
 
@@ -189,6 +193,8 @@ def check_values(cfg) -> None:
             "losses.spectrum",
             "SPECTRUM_PROJECTIONS",
         )
+    if hasattr(cfg, "exemplar_wraps"):
+        check_choice("--exemplar-wraps", cfg.exemplar_wraps, "losses.patches", "EXEMPLAR_WRAPS")
 
 
 def check_precision(cfg) -> None:

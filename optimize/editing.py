@@ -239,6 +239,11 @@ class PatchEditor(PatchSynthesizer):
         # blocks joins the kept pixels worse (the repair test's seam ratio 1.1 -> 2.0).
         return [self.config.patch_size]
 
+    def _wraps(self) -> bool:
+        # The exemplar is the image being edited (or exemplars beside it) and its patches are
+        # counted per kept pixel (``valid``); an edit's canvas is never taken as periodic.
+        return False
+
     def _lattice(self) -> bool:
         # The image's spectrum holds the hole (filled flat) and the spectrum projection moves
         # every pixel; the fill must continue the kept pixels, not the whole image's modulus.

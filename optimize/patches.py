@@ -24,6 +24,11 @@ in sharp peaks) each layout scale's projections start with a projection onto the
 Fourier modulus that keeps the output's phase (``losses.spectrum``; Liu et al. 2016): the
 lattice's frequencies become single sharp peaks, one period and angle everywhere, placed
 where the output has them.
+
+An exemplar that tiles (a procedural texture, a game's seamless map; ``exemplar_wraps``,
+``auto`` by default: ``losses.patches.tiles``) has no edges: its patches across them are
+patches of the material too, and at the coarsest scales, where a 23 x 23 patch spans most of
+the exemplar, they are most of them (a 32 px exemplar holds 100 inner ones and 1024 wrapped).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from losses.patches import (
     patch_sliced_wasserstein,
     pyramid_scales,
     scaled,
+    tiles,
+    wrapped,
 )
 from losses.spectrum import lattice_share, spectrum_projection, spectrum_target
 from models.devices import resolve_device
@@ -175,18 +182,37 @@ class PatchSynthesizer(PerImageSynthesizer):
                 f"{2 * cfg.patch_size} px (twice --patch-size)"
             )
         self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
+        self.wraps = self._wraps()
         self._pyramid = [
-            [downscaled(u[None], s, cfg.patch_size) for u in self.exemplars] for s in self.scales
+            [downscaled(u[None], s, cfg.patch_size, self.wraps) for u in self.exemplars]
+            for s in self.scales
         ]
         self.description = (
             f"pixel patches {cfg.patch_size}x{cfg.patch_size}, {cfg.projections} projections "
             f"a step, {len(self.scales)} scales (x{cfg.pyramid_factor}), no network"
         )
+        if self.wraps:
+            self.description += "; the exemplar's patches wrap around its edges"
         self.lattice = self._lattice()
         if cfg.nearest_iterations:
             self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"
             if self.lattice:
                 self.description += ", after the exemplar's spectrum at the layout scales"
+
+    def _wraps(self) -> bool:
+        """Whether the exemplars are periodic (``exemplar_wraps``: ``on``, or ``auto`` where
+        every one tiles, ``losses.patches.tiles``): their patches then include those across
+        their edges, and their pyramid is filtered across them."""
+        mode = self.config.exemplar_wraps
+        if mode != "auto":
+            return mode == "on"
+        wraps = all(tiles(u) for u in self.exemplars)
+        if wraps:
+            self.log(
+                "the exemplar tiles seamlessly: its patches across the edges count too "
+                "(--exemplar-wraps off to disable)"
+            )
+        return wraps
 
     def _lattice(self) -> bool:
         """Whether the layout scales project onto the exemplars' spectrum: ``on``, or ``auto``
@@ -332,12 +358,20 @@ class PatchSynthesizer(PerImageSynthesizer):
         cfg = self.config
         size = max(BANK_SIZE, cfg.projections)
         quantiles = cfg.max_patches or QUANTILES
-        return DirectionBank(self._pyramid[level], cfg.patch_size, size, BANK_REFRESH, quantiles)
+        images = self._patch_images(level, cfg.patch_size)
+        return DirectionBank(images, cfg.patch_size, size, BANK_REFRESH, quantiles)
 
     def _index(self, level: int, patch: int) -> PatchIndex:
         """The exemplars' ``patch`` x ``patch`` patches at ``level``, for the nearest-patch
         projections (at most ``NEAREST_KEYS`` of them)."""
-        return PatchIndex(self._pyramid[level], patch, NEAREST_DIMS, NEAREST_KEYS)
+        return PatchIndex(self._patch_images(level, patch), patch, NEAREST_DIMS, NEAREST_KEYS)
+
+    def _patch_images(self, level: int, patch: int) -> list[torch.Tensor]:
+        """The exemplars at ``level`` as images whose inner ``patch`` x ``patch`` patches are
+        theirs: themselves, or extended by their first rows and columns where they wrap."""
+        if not self.wraps:
+            return self._pyramid[level]
+        return [wrapped(u, patch) for u in self._pyramid[level]]
 
     def _keep(self, x: torch.Tensor, level: int, margin: int) -> None:
         """Constrain canvas ``x`` (1, C, H + 2 margin, W + 2 margin) at ``level`` in place:

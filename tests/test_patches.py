@@ -359,3 +359,58 @@ def test_remake_leaves_the_lattice_mode_out():
 def test_a_spectrum_projection_mode_must_be_named():
     with pytest.raises(UserError, match="--spectrum-projection"):
         PatchSynthesizer(make("stripes", 64), spectrum_projection=True)
+
+
+def test_tiles_tells_a_tiling_exemplar_from_a_crop():
+    from losses.patches import tiles
+
+    kinds = ("cells", "dots", "stripes")
+    assert all(tiles(make(kind, 128)) for kind in kinds)
+    assert not any(tiles(make(kind, 160)[:, 10:138, 20:148]) for kind in kinds)
+    assert not any(tiles(make(kind, 128).roll(40, -1)[..., :100]) for kind in kinds)
+
+
+def test_wrapped_patches_are_the_periodic_images_patches():
+    from losses.patches import wrapped
+
+    img = torch.rand(1, 3, 12, 10, generator=gen())
+    d = patch_directions(3, 5, 4, gen(1))
+    inner = project_patches(wrapped(img, 5), d, circular=False)
+    assert torch.allclose(inner, project_patches(img, d, circular=True))
+
+
+def test_a_periodic_downscale_tiles_and_reads_across_the_edges():
+    from losses.patches import downscaled
+
+    img = make("cells", 64)[None]
+    small = downscaled(img, 0.5, 7, periodic=True)
+    twice = downscaled(img.repeat(1, 1, 2, 2), 0.5, 7, periodic=True)
+    assert torch.allclose(twice, small.repeat(1, 1, 2, 2), atol=1e-5)
+    plain = downscaled(img, 0.5, 7)
+    assert torch.allclose(small[..., 8:-8, 8:-8], plain[..., 8:-8, 8:-8], atol=1e-5)
+    assert not torch.allclose(small[..., 0, :], plain[..., 0, :], atol=1e-3)
+
+
+def test_a_tiling_exemplar_counts_its_patches_across_the_edges():
+    messages = []
+    tiling = PatchSynthesizer(make("cells", 64), log=messages.append)
+    assert tiling.config.exemplar_wraps == "auto" and tiling.wraps
+    assert any(m.startswith("the exemplar tiles") for m in messages)
+    h, w = tiling._pyramid[0][0].shape[-2:]
+    assert tiling._index(0, 7).patches.shape[0] == h * w  # every position, none lost to edges
+    crop = make("cells", 96)[:, 5:75, 9:79]
+    assert not PatchSynthesizer(crop, log=lambda m: None).wraps
+    assert not PatchSynthesizer(make("cells", 64), exemplar_wraps="off", log=print).wraps
+    assert PatchSynthesizer(crop, exemplar_wraps="on", log=print).wraps
+    with pytest.raises(UserError, match="--exemplar-wraps"):
+        PatchSynthesizer(make("cells", 64), exemplar_wraps="maybe")
+
+
+def test_an_edit_never_takes_its_canvas_as_periodic():
+    from optimize.editing import PatchEditor
+
+    img = make("cells", 64)
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[20:40, 20:40] = True
+    editor = PatchEditor.repair(img, hole, log=lambda m: None, exemplar_wraps="on")
+    assert not editor.wraps
