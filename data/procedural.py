@@ -12,6 +12,8 @@ import torch
 
 from data.errors import UserError
 
+CELL_ROWS = 16  # rows of cells() computed at once
+
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     y, x = torch.meshgrid(
@@ -28,19 +30,25 @@ def cells(size: int = 256, seed: int = 0) -> torch.Tensor:
     n = max(4, (size // 24) ** 2)
     centers = torch.rand(n, 2, generator=g) * size
     colours = torch.tensor([0.55, 0.35, 0.25]) + 0.15 * torch.randn(n, 3, generator=g)
-    y, x = _grid(size)
-    d = []
-    for dy in (-size, 0, size):  # periodic: distances to the 9 copies of each centre
-        for dx in (-size, 0, size):
-            d.append(
-                (y[..., None] - centers[:, 0] - dy) ** 2 + (x[..., None] - centers[:, 1] - dx) ** 2
-            )
-    d = torch.stack(d).min(0).values.sqrt()  # (size, size, n)
-    two = d.topk(2, dim=-1, largest=False)
-    idx, gap = two.indices[..., 0], two.values[..., 1] - two.values[..., 0]
-    img = colours[idx].permute(2, 0, 1)  # (3, H, W)
-    img = img * (0.75 + 0.25 * (1 - two.values[..., 0] / 20).clamp(0, 1))
-    img = img * (gap / 3).clamp(0.25, 1)
+    img = torch.empty(3, size, size)
+    x = torch.arange(size, dtype=torch.float32)
+    # A band of rows at a time: the distances of every pixel to every centre take
+    # rows x size x n floats (the whole image at once: 7 GB at 1024 px, killed for memory).
+    for top in range(0, size, CELL_ROWS):
+        y = torch.arange(top, min(size, top + CELL_ROWS), dtype=torch.float32)
+        yy, xx = torch.meshgrid(y, x, indexing="ij")
+        d = None
+        for dy in (-size, 0, size):  # periodic: distances to the 9 copies of each centre
+            for dx in (-size, 0, size):
+                e = (yy[..., None] - centers[:, 0] - dy) ** 2 + (
+                    xx[..., None] - centers[:, 1] - dx
+                ) ** 2
+                d = e if d is None else torch.minimum(d, e)
+        two = d.sqrt().topk(2, dim=-1, largest=False)  # (rows, size, 2)
+        idx, gap = two.indices[..., 0], two.values[..., 1] - two.values[..., 0]
+        band = colours[idx].permute(2, 0, 1)  # (3, rows, W)
+        band = band * (0.75 + 0.25 * (1 - two.values[..., 0] / 20).clamp(0, 1))
+        img[:, top : top + len(y)] = band * (gap / 3).clamp(0.25, 1)
     img = img + 0.03 * torch.randn(3, size, size, generator=g)
     return img.clamp(0, 1)
 

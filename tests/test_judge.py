@@ -75,3 +75,12 @@ def test_the_score_command_rates_an_image(tmp_path, module):
     assert done.returncode == 0, done.stderr
     rating = json.loads(out.read_text())
     assert 0 < rating["crop.png"]["score"] < 3
+
+
+def test_fresh_samples_of_a_procedural_kind_are_judged_like_an_output(capsys):
+    from experiments.fresh_samples import report
+
+    report(side=128, sizes=[128], seeds=1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cells")]
+    structure, score = (float(v) for v in rows[0].split("|")[3].split("/"))
+    assert len(rows) == 1 and 0 < structure < 5 and 0 < score < 5
