@@ -39,10 +39,9 @@ def cells(size: int = 256, seed: int = 0) -> torch.Tensor:
         yy, xx = torch.meshgrid(y, x, indexing="ij")
         d = None
         for dy in (-size, 0, size):  # periodic: distances to the 9 copies of each centre
+            across = (yy[..., None] - centers[:, 0] - dy) ** 2
             for dx in (-size, 0, size):
-                e = (yy[..., None] - centers[:, 0] - dy) ** 2 + (
-                    xx[..., None] - centers[:, 1] - dx
-                ) ** 2
+                e = across + (xx[..., None] - centers[:, 1] - dx) ** 2
                 d = e if d is None else torch.minimum(d, e)
         two = d.sqrt().topk(2, dim=-1, largest=False)  # (rows, size, 2)
         idx, gap = two.indices[..., 0], two.values[..., 1] - two.values[..., 0]

@@ -41,7 +41,9 @@ def patch_count(image: torch.Tensor, patch: int) -> int:
     return max(0, image.shape[-2] - patch + 1) * max(0, image.shape[-1] - patch + 1)
 
 
-def downscaled(img: torch.Tensor, scale: float, minimum: int, periodic=False) -> torch.Tensor:
+def downscaled(
+    img: torch.Tensor, scale: float, minimum: int, periodic: bool = False
+) -> torch.Tensor:
     """(B, C, H, W) resized by ``scale`` (antialiased bilinear; each side at least
     ``minimum``), or ``img`` itself at scale 1. Differentiable. ``periodic``: ``img`` tiles,
     and the filter reads across its edges (the result tiles too)."""
