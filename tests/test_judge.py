@@ -84,3 +84,27 @@ def test_fresh_samples_of_a_procedural_kind_are_judged_like_an_output(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cells")]
     structure, score = (float(v) for v in rows[0].split("|")[3].split("/"))
     assert len(rows) == 1 and 0 < structure < 5 and 0 < score < 5
+
+
+def test_regular_exemplars_are_lattices_that_do_not_wrap(tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from experiments.regular import KINDS, app
+    from losses.patches import tiles
+    from losses.spectrum import lattice_share
+
+    for name, make_kind in KINDS.items():
+        u = make_kind(160, 192, seed=1)
+        assert u.shape == (3, 160, 192) and 0 <= u.min() and u.max() <= 1
+        assert torch.equal(u, make_kind(160, 192, seed=1)), name
+        assert not torch.equal(u, make_kind(160, 192, seed=2)), name
+        assert not tiles(u), name  # a crop of a wall, as a photo is: the engine must not wrap it
+        assert lattice_share(u) > 0.3, name  # and regular: the lattice mode takes it
+    out = tmp_path / "regular"
+    args = [str(out), "--height", "64", "--width", "80"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in out.iterdir()) == ["bricks.png", "tiles.png", "weave.png"]
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "already exists" in again.output
