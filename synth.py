@@ -3,6 +3,7 @@
 \b
     python synth.py EXEMPLAR [EXEMPLAR ...] -o out.png [--config gatys2015] [--size 1024x512]
     python synth.py --mode generate --checkpoint runs/knit/final --size 4096x4096 -o big.png
+    python synth.py knit.jpg --mode generate --checkpoint runs/knit/final -o refined.png
     python synth.py COLLECTION/ -o OUTDIR/   (batch: one output per image or class folder)
     python synth.py EXEMPLAR --remake TARGET.png -o out.png   (TARGET with EXEMPLAR's texture)
 
@@ -173,6 +174,13 @@ def main(
     bits: Annotated[int | None, Opt(help="Output PNG bit depth: 8 or 16.")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N.")] = None,
     precision: Precision = None,
+    refine_steps: Annotated[
+        int | None,
+        Opt(
+            help="generate: Adam steps of the patch engine at full size from each sample, "
+            "against the exemplars given (default 100 with exemplars; 0: the sample as drawn).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
     progress: Progress = True,
 ) -> None:
@@ -194,7 +202,7 @@ def synthesize(cli: dict) -> None:
                 "(train.py --map NAME=FILE); leave --map out"
             )
         refuse_edits(cli, "--mode generate")
-        options = ("exemplars", "config", "layers", "octaves", "iterations")
+        options = ("config", "layers", "octaves", "iterations")
         ignored = [k for k in options if cli[k]]
         if ignored:
             note = ", ".join(ignored)
@@ -202,18 +210,22 @@ def synthesize(cli: dict) -> None:
         checkpoint = None if cli["checkpoint"] is None else str(cli["checkpoint"])
         cfg = generate_config({**cli, "checkpoint": checkpoint})
     else:
+        if cli["refine_steps"] is not None:
+            raise UserError("--refine-steps: only --mode generate refines a generator's sample")
         parse_objective_lists(cli)
         cfg = synth_config(cli["config"], cli)
     output, overwrite, progress = Path(cli["output"]), cli["overwrite"], cli["progress"]
     exemplars = [Path(p) for p in cli["exemplars"] or []]
     if is_batch(generate, exemplars, output, cfg, cli["batch"]):
         refuse_edits(cli, "a batch (one image is edited at a time)")
+        if generate and (exemplars or cfg.refine_steps):
+            raise UserError("a batch of checkpoints is not refined; give one checkpoint")
         fit = cli["octaves"] is None
         return run_batch(cfg, exemplars, output, overwrite, progress, fit_octaves=fit)
     if generate:
         from cli.generate import run_generate
 
-        return run_generate(cfg, output, overwrite, progress)
+        return run_generate(cfg, output, overwrite, progress, exemplars)
     if not exemplars:
         raise UserError("give at least one exemplar image")
     optimize(cfg, exemplars, output, overwrite, progress, fit_octaves=cli["octaves"] is None)

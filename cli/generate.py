@@ -1,5 +1,6 @@
 """``synth.py --mode generate``: textures from a trained generator, each variation streamed to
-a PNG with its sidecar. The objective and architecture come from the checkpoint."""
+a PNG with its sidecar. The objective and architecture come from the checkpoint. Given
+exemplars, each sample is refined by the patch engine at full size (``REFINE_STEPS``)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,24 @@ import torch
 from cli.console import numbered, progress_bar
 from configs import GenerateConfig
 from data.errors import UserError
-from data.images import check_output_path
+from data.images import check_output_path, save_image
+from data.sidecar import file_sha256
 from data.sizes import parse_size
 from data.stacks import stack_outputs
 
+# Adam steps of a refinement by default: honeycomb's patch generator at 1024 px went from
+# score 1.25 and structure 2.9 to 0.87 and 1.84 (docs/decisions.md, session 11).
+REFINE_STEPS = 100
 
-def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: bool) -> None:
-    """Check everything, then write each variation (seed + i) with progress."""
+
+def run_generate(
+    cfg: GenerateConfig, output: Path, overwrite: bool, progress: bool, exemplars=()
+) -> None:
+    """Check everything, then write each variation (seed + i) with progress; with
+    ``exemplars`` (paths), each sample refined against them (``refine_steps``)."""
     from cli.memory import check_fits, generate_estimate
     from generator.checkpoints import load_generator
-    from generator.render import BLOCK, canvas_size, prepare, write_texture
+    from generator.render import BLOCK, canvas_size, generate, prepare, write_texture
     from models.devices import resolve_device, resolve_precision
 
     # 1. The checkpoint and the sizes it allows.
@@ -30,10 +39,20 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
     size = parse_size(cfg.size) if cfg.size else (image_size, image_size)
     seamless = meta["config"]["tile"] if cfg.tile is None else cfg.tile
     canvas_size(model, size, seamless)
+    steps = cfg.refine_steps if cfg.refine_steps is not None else REFINE_STEPS * bool(exemplars)
+    if steps and not exemplars:
+        raise UserError(
+            "--refine-steps: give the exemplar(s) to refine against "
+            "(synth.py EXEMPLAR --mode generate --checkpoint ...)"
+        )
+    if exemplars and not steps:
+        print("note: --refine-steps 0: the exemplars are not used")
 
     # 2. Every output path before any computation (a material stack's maps too).
     outputs = [numbered(Path(output), i, cfg.variations) for i in range(cfg.variations)]
     layout = meta["info"].get("stack") or []
+    if steps and layout:
+        raise UserError("--refine-steps: a material stack's checkpoint is not refined; give 0")
     for path in outputs:
         for each in [path, *stack_outputs(path, layout).values()]:
             check_output_path(each, overwrite)
@@ -45,6 +64,13 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
     precision, why = resolve_precision(cfg.precision, torch.device(device))
     if cfg.precision != "fp32":
         print(f"precision: {precision} ({why})")
+    # (Or, with exemplars, each whole sample refined by the patch engine at full size.)
+    if steps:
+        engine = _refiner(exemplars, cfg, size, seamless, device)
+        for i, path in enumerate(outputs):
+            sample = generate(model, size, cfg.seed + i, seamless, precision=precision)
+            _write_refined(engine, sample, meta, path, cfg.seed + i, steps, overwrite, progress)
+        return
     advice = f"give a narrower --size (one band of {BLOCK} rows is held at a time)"
     check_fits(generate_estimate(model, size, BLOCK, cfg.bits), device, advice)
     with progress_bar(progress, loss=False) as bar:
@@ -60,3 +86,41 @@ def run_generate(cfg: GenerateConfig, output: Path, overwrite: bool, progress: b
             bar.console.print(
                 f"wrote {path} ({size[1]}x{size[0]}, seed {seed}, {info['seconds']:.1f} s{maps})"
             )
+
+
+def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bool, device: str):
+    """The default patch engine on ``exemplars``, with the output's tiling and bit depth,
+    if an output of ``size`` (H, W) fits in memory."""
+    from cli.memory import check_fits, optimize_advice, optimize_estimate
+    from configs import synth_config
+    from optimize.patches import PatchSynthesizer
+
+    for path in exemplars:
+        if not Path(path).exists():
+            raise UserError(f"exemplar not found: {path}")
+    values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed}
+    engine = PatchSynthesizer(exemplars, synth_config(None, values))
+    check_fits(optimize_estimate(engine, size), engine.device, optimize_advice(engine.config))
+    return engine
+
+
+def _write_refined(engine, sample, meta, path, seed, steps, overwrite, progress) -> None:
+    """Refine ``sample`` (3, H, W) ``steps`` Adam steps at full size, write it and its
+    sidecar (the engine's, with the checkpoint's); Ctrl-C writes the image reached."""
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{path.name} refine", total=steps, loss=None)
+        on_iter = lambda level, it, x, loss: bar.update(task, completed=it, loss=loss)  # noqa: E731
+        result = engine.synthesize(seed=seed, iterations=steps, init=sample, on_iter=on_iter)
+    sidecar = engine.metadata(result, seed)
+    sidecar.update(
+        mode="generate",
+        checkpoint=meta["path"],
+        checkpoint_sha256=file_sha256(meta["path"]),
+        generator=meta["arch"],
+        refine_steps=steps,
+    )
+    save_image(result.image[0], path, bits=engine.config.bits, overwrite=overwrite, sidecar=sidecar)
+    print(f"wrote {path} (sample refined {result.iterations} steps, {result.seconds:.1f} s)")
+    if result.interrupted:
+        print("interrupted: saved the image reached so far")
+        raise SystemExit(130)

@@ -414,10 +414,16 @@ class GenerateConfig:
     # 4096^2 texture on an AVX-512 BF16 CPU but moves pixels by up to ~24 8-bit levels, which
     # a 16-bit output would show (docs/decisions.md, session 9).
     precision: str = "fp32"
+    # Adam steps of the patch engine at full size, started from each sample, against the
+    # exemplars given on the command line: the sample's layout with the exemplar's grain
+    # (docs/generator.md). None: cli.generate.REFINE_STEPS with exemplars, 0 without.
+    refine_steps: int | None = None
 
     def __post_init__(self):
         if self.bits not in (8, 16) or self.variations < 1:
             raise UserError("--bits must be 8 or 16 and --variations at least 1")
+        if self.refine_steps is not None and self.refine_steps < 0:
+            raise UserError("--refine-steps must be 0 (no refinement) or more")
         check_seed(self.seed, self.variations)
         check_choice("--precision", self.precision, "models.devices", "PRECISIONS")
 

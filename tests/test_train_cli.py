@@ -239,6 +239,45 @@ def test_generate_cli_seamless_tiles(checkpoint, tmp_path):
     assert across < 2 * inside + 1
 
 
+def test_generate_with_an_exemplar_refines_the_sample_towards_it(checkpoint, exemplar, tmp_path):
+    base = ["--mode", "generate", "--checkpoint", checkpoint, "--size", "64x48", "--no-progress"]
+    drawn, refined = tmp_path / "drawn.png", tmp_path / "refined.png"
+    assert run(synth.app, [*base, "-o", drawn]).exit_code == 0
+    result = run(synth.app, [exemplar, *base, "--refine-steps", "6", "-o", refined])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(refined.with_suffix(".json").read_text())
+    assert sidecar["mode"] == "generate" and sidecar["refine_steps"] == 6
+    assert sidecar["iterations"] == 6 and sidecar["exemplars"] == [str(exemplar)]
+    assert sidecar["checkpoint"].endswith("model.safetensors") and sidecar["checkpoint_sha256"]
+
+    def colour_gap(path):  # distance between sorted pixel values, per channel
+        a = np.asarray(Image.open(path).convert("RGB"), dtype=float).reshape(-1, 3)
+        b = np.asarray(Image.open(exemplar).convert("RGB"), dtype=float).reshape(-1, 3)
+        q = np.linspace(0, 1, 101)
+        return np.abs(np.quantile(a, q, axis=0) - np.quantile(b, q, axis=0)).mean()
+
+    with Image.open(refined) as im:
+        assert im.size == (64, 48)
+    assert colour_gap(refined) < 0.5 * colour_gap(drawn)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode", "generate", "--refine-steps", "4"], "give the exemplar"),
+        (["EX", "--mode", "generate", "--refine-steps", "-1"], "--refine-steps must be"),
+        (["EX", "--refine-steps", "4"], "only --mode generate"),
+    ],
+)
+def test_refine_refusals_are_one_line_exit_2(checkpoint, exemplar, tmp_path, args, message):
+    args = [exemplar if a == "EX" else a for a in args]
+    out = tmp_path / "o.png"
+    result = run(synth.app, [*args, "--checkpoint", checkpoint, "-o", out, "--no-progress"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "mismatched"])
 def test_bad_checkpoint_is_one_line_exit_2(checkpoint, tmp_path, damage):
     path = tmp_path / "model.safetensors"
