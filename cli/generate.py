@@ -100,6 +100,8 @@ def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bo
             raise UserError(f"exemplar not found: {path}")
     values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed}
     engine = PatchSynthesizer(exemplars, synth_config(None, values))
+    if min(size) < engine.config.patch_size:
+        raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")
     check_fits(optimize_estimate(engine, size), engine.device, optimize_advice(engine.config))
     return engine
 
