@@ -95,9 +95,6 @@ def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bo
     from configs import synth_config
     from optimize.patches import PatchSynthesizer
 
-    for path in exemplars:
-        if not Path(path).exists():
-            raise UserError(f"exemplar not found: {path}")
     values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed}
     engine = PatchSynthesizer(exemplars, synth_config(None, values))
     if min(size) < engine.config.patch_size:
