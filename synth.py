@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from cli.console import first_interrupt_only, numbered, progress_bar
-from cli.editing import Anchor, Expand, Maps, Mask, Remake, RemakeWeight
+from cli.editing import Anchor, Expand, FillStart, Maps, Mask, Remake, RemakeWeight
 from cli.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -104,6 +104,7 @@ def main(
     mask: Mask = None,  # editing (cli/editing.py)
     expand: Expand = None,
     anchor: Anchor = None,
+    fill_start: FillStart = None,
     maps: Maps = None,
     remake: Remake = None,
     remake_weight: RemakeWeight = None,

@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from cli.options import registry_choices
-from configs.editing import ANCHORS, MAP_NAMES, REMAKE_WEIGHT
+from configs.editing import ANCHORS, FILL_STARTS, MAP_NAMES, REMAKE_WEIGHT
 
 AnchorName = registry_choices("AnchorName", ANCHORS)
+FillStartName = registry_choices("FillStartName", FILL_STARTS)
 
 Mask = Annotated[
     str | None,
@@ -30,6 +31,13 @@ Expand = Annotated[
 ]
 Anchor = Annotated[
     AnchorName | None, typer.Option(help="--expand: where the image stays (default center).")
+]
+FillStart = Annotated[
+    FillStartName | None,
+    typer.Option(
+        help="--mask, --expand: how the fill starts: grow (default; from noise, coarse to fine) "
+        "or blocks (copies of the kept pixels' blocks; walls and tiles with large holes)."
+    ),
 ]
 Maps = Annotated[
     list[str] | None,

@@ -31,6 +31,10 @@ MAP_NAMES = (
     "normal", "roughness", "height", "displacement", "ao", "metallic", "specular", "gloss",
     "opacity", "mask", "emission",
 )  # fmt: skip
+# --fill-start: how a --mask hole or an --expand band starts (optimize/editing.py): grow,
+# noise refined coarse to fine beside the kept pixels; blocks, copies of the kept pixels'
+# blocks refined at full scale (better on walls, worse on knit and weaves; decisions.md).
+FILL_STARTS = ("grow", "blocks")
 ALPHA = "alpha"  # --mask alpha: the image's own alpha channel, transparent = fill
 # --remake-weight's default, on both objectives: the layout against the texture, measured
 # on stripes remade in dots (README, Editing; the branch's notes).
@@ -47,6 +51,7 @@ class EditFields:
     mask: str | None = None
     expand: str | None = None  # WxH: grow the first image to this size, itself kept in place
     anchor: str = "center"  # where --expand keeps the image: center, top-left, top, ...
+    fill_start: str = "grow"  # --mask, --expand: how the fill starts (FILL_STARTS)
     # NAME=FILE maps aligned with the (albedo) exemplar, synthesised with it: out_NAME.png
     maps: list[str] = field(default_factory=list)
     # re-render this target image with the exemplars' texture, keeping its large layout; the
@@ -57,7 +62,7 @@ class EditFields:
     remake_weight: float = REMAKE_WEIGHT
 
 
-EDIT_OPTIONS = ("mask", "expand", "anchor", "maps", "remake", "remake_weight")
+EDIT_OPTIONS = ("mask", "expand", "anchor", "fill_start", "maps", "remake", "remake_weight")
 
 
 def flag(name: str) -> str:
@@ -113,6 +118,7 @@ def check_edit(cfg, given: set[str]) -> None:
     (``cfg``: a SynthConfig; ``given``: the names of the options on the command line)."""
     values = {k: getattr(cfg, k) for k in EDIT_OPTIONS}
     values["anchor"] = "anchor" in given and cfg.anchor
+    values["fill_start"] = "fill_start" in given and cfg.fill_start
     values["remake_weight"] = "remake_weight" in given
     if cfg.objective != "patches":
         patch_only = {**values, "remake": None, "remake_weight": None}
@@ -126,10 +132,22 @@ def check_edit(cfg, given: set[str]) -> None:
         raise UserError("--size: --remake keeps the target's size; leave --size out")
     if cfg.remake and cfg.tile:
         raise UserError("--tile with --remake: the target's layout is not periodic")
+    _check_fill(cfg, values)
+    if cfg.maps:
+        parse_maps(cfg.maps)
+
+
+def _check_fill(cfg, values: dict) -> None:
+    """``check_edit``'s checks of repair and expand (``values``: the options given)."""
     if cfg.anchor not in ANCHORS:
         raise UserError(f"unknown --anchor '{cfg.anchor}'; choose from {', '.join(ANCHORS)}")
     if values["anchor"] and not cfg.expand:
         raise UserError("--anchor: only --expand uses it")
+    if cfg.fill_start not in FILL_STARTS:
+        choices = ", ".join(FILL_STARTS)
+        raise UserError(f"unknown --fill-start '{cfg.fill_start}'; choose from {choices}")
+    if values["fill_start"] and not (cfg.mask or cfg.expand):
+        raise UserError("--fill-start: only --mask and --expand use it")
     if cfg.expand:
         parse_size(cfg.expand)
     if (cfg.mask or cfg.expand) and cfg.size:
@@ -137,5 +155,3 @@ def check_edit(cfg, given: set[str]) -> None:
         raise UserError(f"--size: {what}; leave --size out")
     if cfg.mask and cfg.tile:
         raise UserError("--tile with --mask: the kept pixels fix the image's borders")
-    if cfg.maps:
-        parse_maps(cfg.maps)

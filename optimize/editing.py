@@ -19,6 +19,9 @@ steps and nearest-patch projections, with some pixels kept.
 - A large hole leaves too thin a kept ring at the coarsest scales: scales where the image
   holds fewer than ``MIN_PATCHES`` whole patches are skipped, so the run starts at the first
   scale with enough (the kept ring already fixes the layout around the hole).
+- ``fill_start = "blocks"``: the hole starts from blocks of the kept pixels (or of the
+  exemplars) copied in (``optimize.quilting``), refined at full scale only: grown from
+  noise, a large hole in a brick wall had broken courses (docs/decisions.md, session 16).
 - Expand is repair of a larger canvas whose hole is everything outside the image, learnt
   from the image itself (``expand_canvas``).
 
@@ -48,6 +51,7 @@ from optimize.patches import (
     DirectionBank,
     PatchSynthesizer,
 )
+from optimize.quilting import block_side, quilt
 
 KNOWN_TOLERANCE = 1e-4  # a downscaled pixel is kept when its hole share is below this
 MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from it there
@@ -61,6 +65,12 @@ MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from 
 # knit, applied once at the end: 0.32 blurred, 0.1 1.34, 0.3 2.22, 1 3.18, default 4.38).
 BOUNDARY_FILL_WEIGHT = 0.1
 BOUNDARY_STRIDE = 2
+# ``fill_start = "blocks"``: the copied blocks are as large as the sources hold
+# (``optimize.quilting.block_side``) but at least QUILT_SMALLEST patches wide.
+QUILT_SMALLEST = 4
+# The copied blocks are refined at full scale with this learning rate: at the engine's 0.02
+# the Adam steps smeared the bricks' colours across the blocks' seams (docs/decisions.md).
+QUILT_LR = 0.005
 
 
 def kept_at(fill: torch.Tensor, scale: float, patch: int) -> torch.Tensor:
@@ -157,6 +167,9 @@ class PatchEditor(PatchSynthesizer):
         self.fill, self.own, self.sources = fill, own, names
         self.canvas = canvas.to(self.device)
         self._set_scales()
+        self.block, self._refining = self._block_side(), False
+        if self.block:
+            self.description += f"; started from {self.block} px copied blocks"
 
     def _set_scales(self) -> None:
         """The kept pixels, their values and the whole patches at every scale; skip the
@@ -220,11 +233,52 @@ class PatchEditor(PatchSynthesizer):
         return tuple(self.canvas.shape[-2:])
 
     def synthesize(self, size=None, seed=None, iterations=None, init=None, on_iter=None):
-        """As ``PatchSynthesizer.synthesize``, at the canvas's size only."""
+        """As ``PatchSynthesizer.synthesize``, at the canvas's size only; with ``block``, the
+        fill starts from copied blocks, refined at full scale only."""
         if size is not None and tuple(size) != self.default_size():
             h, w = self.default_size()
             raise UserError(f"an edit keeps its canvas's size, {w}x{h}")
+        if init is None and self.block:
+            return self._quilted(seed, iterations, on_iter)
         return super().synthesize(None, seed, iterations, init, on_iter)
+
+    def _quilted(self, seed, iterations, on_iter):
+        """The fill from copied blocks (``optimize.quilting``), refined at full scale with
+        Adam steps of ``QUILT_LR``."""
+        seed = self.config.seed if seed is None else seed
+        g = torch.Generator().manual_seed(seed)
+        sources, valid = self._quilt_sources(), self._quilt_valid()
+        start = quilt(self.canvas.cpu(), self.fill, sources, valid, self.block, g)
+        self._refining = True
+        try:
+            return super().synthesize(None, seed, iterations, start, on_iter)
+        finally:
+            self._refining = False
+
+    def _lr(self, level: int) -> float:
+        return min(QUILT_LR, self.config.lr) if self._refining else self.config.lr
+
+    def _block_side(self) -> int | None:
+        """The side of the blocks the fill starts from (``fill_start = "blocks"``), else
+        None; refuses sources without 16 whole blocks of ``QUILT_SMALLEST`` patches."""
+        if self.config.fill_start != "blocks":
+            return None
+        smallest = QUILT_SMALLEST * self.config.patch_size
+        side = block_side(self._quilt_valid(), self.fill, smallest)
+        if side is None:
+            raise UserError(
+                f"--fill-start blocks: the kept pixels hold too few whole {smallest} px blocks "
+                "to copy; use --fill-start grow"
+            )
+        return side
+
+    def _quilt_sources(self) -> list[torch.Tensor]:
+        return [self.canvas.cpu()] if self.own else [u.cpu() for u in self.exemplars]
+
+    def _quilt_valid(self) -> list[torch.Tensor]:
+        if self.own:
+            return [~self.fill]
+        return [torch.ones(u.shape[-2:], dtype=torch.bool) for u in self.exemplars]
 
     def _bank(self, level: int) -> DirectionBank:
         cfg = self.config
@@ -285,7 +339,11 @@ class PatchEditor(PatchSynthesizer):
     def engine_metadata(self) -> dict:
         return {
             **super().engine_metadata(),
-            "edit": {"filled_pixels": int(self.fill.sum()), "skipped_scales": self.skipped},
+            "edit": {
+                "filled_pixels": int(self.fill.sum()),
+                "skipped_scales": self.skipped,
+                "quilt_block": self.block,
+            },
         }
 
     def seam(self, result) -> float:

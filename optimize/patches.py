@@ -295,9 +295,10 @@ class PatchSynthesizer(PerImageSynthesizer):
             x = self._level_start(x, level_size, m, g).detach().to(self.device)
             self._keep(x, level, m)
             x.requires_grad_(True)
-            opt = torch.optim.Adam([x], lr=cfg.lr)
+            lr = self._lr(level)
+            opt = torch.optim.Adam([x], lr=lr)
             decay = torch.optim.lr_scheduler.CosineAnnealingLR(
-                opt, max(1, steps[level]), eta_min=cfg.lr * LR_END
+                opt, max(1, steps[level]), eta_min=lr * LR_END
             )
             bank = self._bank(level)
             project_at = max(1, round(NEAREST_AT * steps[level])) if cfg.nearest_iterations else 0
@@ -352,6 +353,10 @@ class PatchSynthesizer(PerImageSynthesizer):
             x = upsample(x, size, self.config.tile)
             x = F.pad(x, (m, m, m, m), mode="reflect") if m else x
         return x
+
+    def _lr(self, level: int) -> float:
+        """The Adam learning rate at ``level``'s first step."""
+        return self.config.lr
 
     def _bank(self, level: int) -> DirectionBank:
         """The directions and exemplar quantiles of ``level``'s steps."""
