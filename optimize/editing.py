@@ -256,7 +256,7 @@ class PatchEditor(PatchSynthesizer):
             self._refining = False
 
     def _lr(self, level: int) -> float:
-        return min(QUILT_LR, self.config.lr) if self._refining else self.config.lr
+        return min(QUILT_LR, self.config.lr) if self._refining else super()._lr(level)
 
     def _block_side(self) -> int | None:
         """The side of the blocks the fill starts from (``fill_start = "blocks"``), else
