@@ -167,7 +167,7 @@ class PatchEditor(PatchSynthesizer):
         self.fill, self.own, self.sources = fill, own, names
         self.canvas = canvas.to(self.device)
         self._set_scales()
-        self.block, self._refining = self._block_side(), False
+        self.block = self._block_side()
         if self.block:
             self.description += f"; started from {self.block} px copied blocks"
 
@@ -249,14 +249,11 @@ class PatchEditor(PatchSynthesizer):
         g = torch.Generator().manual_seed(seed)
         sources, valid = self._quilt_sources(), self._quilt_valid()
         start = quilt(self.canvas.cpu(), self.fill, sources, valid, self.block, g)
-        self._refining = True
-        try:
-            return super().synthesize(None, seed, iterations, start, on_iter)
-        finally:
-            self._refining = False
+        return super().synthesize(None, seed, iterations, start, on_iter)
 
     def _lr(self, level: int) -> float:
-        return min(QUILT_LR, self.config.lr) if self._refining else super()._lr(level)
+        # with blocks, every run refines a start at full scale only (``_quilted`` or ``init``)
+        return min(QUILT_LR, self.config.lr) if self.block else super()._lr(level)
 
     def _block_side(self) -> int | None:
         """The side of the blocks the fill starts from (``fill_start = "blocks"``), else

@@ -85,8 +85,9 @@ def quilt(
     # the last blocks reach OVERLAP into the kept pixels beyond the hole too
     ys = _starts(top, int(rows.max()) + 1 + overlap, side, stride, h)
     xs = _starts(left, int(cols.max()) + 1 + overlap, side, stride, w)
-    squares = [u.pow(2) for u in sources]
-    whole = [whole_blocks(v, side) for v in valid]
+    # each source with its squares and where its whole blocks start, if it has any
+    usable = [(u, u.pow(2), ok) for u, v in zip(sources, valid, strict=True)
+              if (ok := whole_blocks(v, side)).any()]  # fmt: skip
     for y in ys:
         for x in xs:
             window = (slice(y, y + side), slice(x, x + side))
@@ -94,32 +95,30 @@ def quilt(
             if not todo.any():
                 continue
             k = known[window].to(canvas.dtype)
-            block = _pick(out[(slice(None), *window)], k, sources, squares, whole, generator)
             view = out[(slice(None), *window)]
+            block = _pick(view, k, usable, generator)
             take = todo | (fill[window] & _cut_side((block - view).pow(2).sum(0) * k, overlap))
             view.copy_(torch.where(take, block, view))
             known[window] |= todo
     return out
 
 
-def _pick(target, weight, sources, squares, whole, generator) -> torch.Tensor:
-    """A (C, b, b) block of ``sources`` (their ``squares``; top-left corners allowed where
-    ``whole``), drawn among those whose squared difference from ``target`` (C, b, b),
-    weighted by ``weight`` (b, b; 0 where unknown), is within TOLERANCE of the least."""
+def _pick(target, weight, usable, generator) -> torch.Tensor:
+    """A (C, b, b) block of the ``usable`` sources ((source, its squares, where its whole
+    blocks start) each), drawn among those whose squared difference from ``target``
+    (C, b, b), weighted by ``weight`` (b, b; 0 where unknown), is within TOLERANCE of the
+    least."""
     side = weight.shape[-1]
     errors = []
-    for u, u2, ok in zip(sources, squares, whole, strict=True):
-        if ok.any():
-            # sum of weight (source - target)^2, less the target's own term
-            err = correlate(u2, weight.expand_as(target)) - 2 * correlate(u, weight * target)
-            errors.append(err.masked_fill(~ok, float("inf")))
-        else:
-            errors.append(None)
-    least = min(float(e.min()) for e in errors if e is not None)
+    for u, u2, ok in usable:
+        # sum of weight (source - target)^2, less the target's own term
+        err = correlate(u2, weight.expand_as(target)) - 2 * correlate(u, weight * target)
+        errors.append(err.masked_fill(~ok, float("inf")))
+    least = min(float(e.min()) for e in errors)
     limit = least + TOLERANCE * max(least + float((weight * target.pow(2)).sum()), 1e-12)
-    picks = [torch.nonzero(e <= limit) if e is not None else [] for e in errors]
+    picks = [torch.nonzero(e <= limit) for e in errors]
     n = int(torch.randint(sum(len(p) for p in picks), (1,), generator=generator))
-    for u, p in zip(sources, picks, strict=True):
+    for (u, _, _), p in zip(usable, picks, strict=True):
         if n < len(p):
             y, x = (int(v) for v in p[n])
             return u[:, y : y + side, x : x + side]
