@@ -20,8 +20,9 @@ steps and nearest-patch projections, with some pixels kept.
   holds fewer than ``MIN_PATCHES`` whole patches are skipped, so the run starts at the first
   scale with enough (the kept ring already fixes the layout around the hole).
 - ``fill_start = "blocks"``: the hole starts from blocks of the kept pixels (or of the
-  exemplars) copied in (``optimize.quilting``), refined at full scale only: grown from
-  noise, a large hole in a brick wall had broken courses (docs/decisions.md, session 16).
+  exemplars) copied in and blended into the ring (``optimize.quilting``,
+  ``optimize.blending``), refined at full scale only: grown from noise, a large hole in a
+  brick wall had broken courses (docs/decisions.md, sessions 16-17).
 - Expand is repair of a larger canvas whose hole is everything outside the image, learnt
   from the image itself (``expand_canvas``).
 

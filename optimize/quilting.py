@@ -6,8 +6,9 @@ every kept pixel has no layout to grow from at the coarse scales (its kept ring 
 to learn from there), and its middle came out as mush (docs/decisions.md, sessions 12-14).
 Copied blocks carry the layout: each block is a ``block`` x ``block`` square of a source that
 lies wholly in its valid pixels, chosen where it best agrees (least squares) with the pixels
-already known in its window (kept, or pasted by earlier blocks); the editor then refines the
-seams between blocks at full scale.
+already known in its window (kept, or pasted by earlier blocks). The pasted fill is then
+blended into the kept pixels (``optimize.blending``: the blocks' mismatch with the ring spread
+smoothly over the hole), and the editor refines the seams between blocks at full scale.
 
 Convention: images (C, H, W) float in [0, 1]; masks (H, W) bool.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from optimize.blending import membrane
 
 # Among the candidate blocks, one is drawn at random from those whose error is within
 # TOLERANCE of the best (Efros and Freeman's 0.1), so that two seeds differ.
@@ -62,6 +65,7 @@ def quilt(
     valid: list[torch.Tensor],
     side: int,
     generator: torch.Generator,
+    blend: bool = True,
 ) -> torch.Tensor:
     """Fill ``canvas`` (C, H, W) where ``fill`` (H, W) is set with ``side`` x ``side`` blocks
     of ``sources`` (each (C, h, w), with (h, w) bool ``valid`` pixels that may be copied).
@@ -70,11 +74,15 @@ def quilt(
     side into the known pixels around it (the kept ring included), and each is the source
     block with the least squared difference there (one of those within TOLERANCE of it).
     A block replaces the pixels pasted before it on its side of the least-error cuts through
-    its left and top overlaps (``_cut_side``); kept pixels are never written.
+    its left and top overlaps (``_cut_side``); kept pixels are never written. With ``blend``,
+    the fill is corrected by the membrane (``optimize.blending.membrane``) of the kept
+    pixels' difference from what the pasted blocks continue into them (``_continuation``):
+    the hole's edge no longer steps where the light drifts.
 
-    Returns (C, H, W), the filled canvas (a new tensor).
+    Returns (C, H, W), the filled canvas (a new tensor), in [0, 1] where the sources are.
     """
     out = canvas.clone()
+    origin = torch.full((3, *fill.shape), -1, dtype=torch.long)  # (source, y, x) of a pixel
     known = ~fill
     h, w = fill.shape
     overlap = max(1, round(side * OVERLAP))
@@ -86,8 +94,9 @@ def quilt(
     ys = _starts(top, int(rows.max()) + 1 + overlap, side, stride, h)
     xs = _starts(left, int(cols.max()) + 1 + overlap, side, stride, w)
     # each source with its squares and where its whole blocks start, if it has any
-    usable = [(u, u.pow(2), ok) for u, v in zip(sources, valid, strict=True)
+    usable = [(k, u, u.pow(2), ok) for k, (u, v) in enumerate(zip(sources, valid, strict=True))
               if (ok := whole_blocks(v, side)).any()]  # fmt: skip
+    dy, dx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     for y in ys:
         for x in xs:
             window = (slice(y, y + side), slice(x, x + side))
@@ -96,21 +105,54 @@ def quilt(
                 continue
             k = known[window].to(canvas.dtype)
             view = out[(slice(None), *window)]
-            block = _pick(view, k, usable, generator)
+            source, sy, sx = _pick(view, k, usable, generator)
+            block = sources[source][:, sy : sy + side, sx : sx + side]
             take = todo | (fill[window] & _cut_side((block - view).pow(2).sum(0) * k, overlap))
             view.copy_(torch.where(take, block, view))
+            at = torch.stack([torch.full_like(dy, source), sy + dy, sx + dx])
+            here = origin[(slice(None), *window)]
+            here.copy_(torch.where(take, at, here))
             known[window] |= todo
-    return out
+    if not blend:
+        return out
+    ghost = _continuation(origin, fill, sources, valid)
+    return torch.where(fill, (out + membrane(canvas - ghost, fill)).clamp(0, 1), canvas)
 
 
-def _pick(target, weight, usable, generator) -> torch.Tensor:
-    """A (C, b, b) block of the ``usable`` sources ((source, its squares, where its whole
-    blocks start) each), drawn among those whose squared difference from ``target``
-    (C, b, b), weighted by ``weight`` (b, b; 0 where unknown), is within TOLERANCE of the
-    least."""
-    side = weight.shape[-1]
+def _continuation(origin, fill, sources, valid) -> torch.Tensor:
+    """(C, H, W): on each kept pixel beside the hole, the mean of what the sources hold next
+    to the pasted pixels beside it (the blocks continued one pixel past the hole's edge);
+    nan elsewhere and where no source pixel continues them (off its edge, or not valid)."""
+    c, (h, w) = sources[0].shape[0], fill.shape
+    total = torch.zeros(c, h, w, dtype=sources[0].dtype)
+    count = torch.zeros(h, w, dtype=sources[0].dtype)
+    holes = torch.nonzero(fill, as_tuple=True)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        py, px = holes  # hole pixels and their neighbours, kept and on the canvas
+        qy, qx = py + dy, px + dx
+        on = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        py, px, qy, qx = py[on], px[on], qy[on], qx[on]
+        kept = ~fill[qy, qx]
+        py, px, qy, qx = py[kept], px[kept], qy[kept], qx[kept]
+        k, sy, sx = origin[:, py, px]
+        sy, sx = sy + dy, sx + dx
+        for n, (u, v) in enumerate(zip(sources, valid, strict=True)):
+            inside = (k == n) & (sy >= 0) & (sy < u.shape[-2]) & (sx >= 0) & (sx < u.shape[-1])
+            hit = inside.clone()
+            hit[inside] = v[sy[inside], sx[inside]]
+            total.index_put_((torch.arange(c)[:, None], qy[hit], qx[hit]), u[:, sy[hit], sx[hit]],
+                             accumulate=True)  # fmt: skip
+            count.index_put_((qy[hit], qx[hit]), torch.ones(int(hit.sum())), accumulate=True)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+
+
+def _pick(target, weight, usable, generator) -> tuple[int, int, int]:
+    """Where a block is copied from, (source index, top, left): a ``side`` x ``side`` block
+    of the ``usable`` sources ((index, source, its squares, where its whole blocks start)
+    each), drawn among those whose squared difference from ``target`` (C, b, b), weighted by
+    ``weight`` (b, b; 0 where unknown), is within TOLERANCE of the least."""
     errors = []
-    for u, u2, ok in usable:
+    for _, u, u2, ok in usable:
         # sum of weight (source - target)^2, less the target's own term
         err = correlate(u2, weight.expand_as(target)) - 2 * correlate(u, weight * target)
         errors.append(err.masked_fill(~ok, float("inf")))
@@ -118,10 +160,10 @@ def _pick(target, weight, usable, generator) -> torch.Tensor:
     limit = least + TOLERANCE * max(least + float((weight * target.pow(2)).sum()), 1e-12)
     picks = [torch.nonzero(e <= limit) for e in errors]
     n = int(torch.randint(sum(len(p) for p in picks), (1,), generator=generator))
-    for (u, _, _), p in zip(usable, picks, strict=True):
+    for (index, _, _, _), p in zip(usable, picks, strict=True):
         if n < len(p):
             y, x = (int(v) for v in p[n])
-            return u[:, y : y + side, x : x + side]
+            return index, y, x
         n -= len(p)
     raise AssertionError("unreachable: n < the number of picks")
 

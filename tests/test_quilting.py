@@ -7,6 +7,7 @@ from edit_cli import FAST, QUICK, run
 from data.errors import UserError
 from data.images import save_image
 from data.procedural import make
+from optimize.blending import membrane
 from optimize.editing import PatchEditor
 from optimize.quilting import _cut, block_side, quilt, whole_blocks
 
@@ -29,6 +30,37 @@ def test_blocks_placed_by_the_pixels_around_them_continue_a_pattern_exactly():
     # only blocks in phase with the period agree with the kept ring: a block placed at
     # random would be off phase 11 times in 12
     assert torch.allclose(out, img)
+
+
+def test_blocks_from_a_brighter_source_are_blended_into_the_ring():
+    img = 0.1 + 0.6 * columns()
+    brighter = img + 0.2  # the same pattern in other light, as a second photo would be
+    fill = torch.zeros(96, 96, dtype=torch.bool)
+    fill[24:72, 24:72] = True
+    canvas = torch.where(fill, torch.full((3, 1, 1), 0.5), img)
+    every = [torch.ones(96, 96, dtype=torch.bool)]
+    pasted = quilt(canvas, fill, [brighter], every, 16, torch.Generator().manual_seed(0), False)
+    assert torch.allclose(pasted[:, fill], img[:, fill] + 0.2, atol=1e-5)  # a step at the edge
+    out = quilt(canvas, fill, [brighter], every, 16, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, ~fill], img[:, ~fill])
+    # the blocks' offset from the ring is spread over the hole: here it is constant, so the
+    # membrane removes it everywhere and the pattern continues at the ring's brightness
+    assert torch.allclose(out, img, atol=1e-3)
+
+
+def test_the_membrane_is_harmonic_and_meets_the_ring():
+    fill = torch.zeros(40, 50, dtype=torch.bool)
+    fill[8:30, 12:41] = True
+    y, x = torch.meshgrid(torch.arange(40.0), torch.arange(50.0), indexing="ij")
+    plane = torch.stack([0.01 * x, -0.02 * y, 0.005 * (x + y)])  # harmonic: reproduced
+    d = membrane(plane, fill)
+    assert torch.allclose(d[:, fill], plane[:, fill], atol=1e-4)
+    assert torch.equal(d[:, ~fill], torch.zeros_like(plane[:, ~fill]))
+    wavy = torch.sin(0.3 * x + 0.1 * y).expand(3, -1, -1)  # not harmonic: a smooth surface
+    d = membrane(wavy, fill)
+    inner = d[:, 9:29, 13:40]
+    assert inner.abs().max() <= wavy.abs().max() + 1e-5  # the maximum principle
+    assert (inner[:, 1:] - inner[:, :-1]).abs().max() < 0.2  # smooth inside
 
 
 def test_the_cut_runs_where_the_blocks_agree():
