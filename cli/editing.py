@@ -35,8 +35,9 @@ Anchor = Annotated[
 FillStart = Annotated[
     FillStartName | None,
     typer.Option(
-        help="--mask, --expand: how the fill starts: grow (default; from noise, coarse to fine) "
-        "or blocks (copies of the kept pixels' blocks; walls and tiles with large holes)."
+        help="--mask, --expand: how the fill starts: blocks (copies of the kept pixels' blocks, "
+        "blended into them), grow (from noise, coarse to fine), or auto (default: blocks "
+        "where the kept pixels hold enough whole blocks, else grow)."
     ),
 ]
 Maps = Annotated[

@@ -31,10 +31,13 @@ MAP_NAMES = (
     "normal", "roughness", "height", "displacement", "ao", "metallic", "specular", "gloss",
     "opacity", "mask", "emission",
 )  # fmt: skip
-# --fill-start: how a --mask hole or an --expand band starts (optimize/editing.py): grow,
-# noise refined coarse to fine beside the kept pixels; blocks, copies of the kept pixels'
-# blocks refined at full scale (better on walls, worse on knit and weaves; decisions.md).
-FILL_STARTS = ("grow", "blocks")
+# --fill-start: how a --mask hole or an --expand band starts (optimize/editing.py): blocks,
+# copies of the kept pixels' blocks blended into the ring and refined at full scale; grow,
+# noise refined coarse to fine beside the kept pixels; auto, blocks where the sources hold
+# enough whole blocks, else grow. Blended blocks joined better on all nine holes measured
+# (seam 0.68-6.85 against 1.68-14.2) in a third to a half of the time (decisions.md,
+# session 17).
+FILL_STARTS = ("auto", "blocks", "grow")
 ALPHA = "alpha"  # --mask alpha: the image's own alpha channel, transparent = fill
 # --remake-weight's default, on both objectives: the layout against the texture, measured
 # on stripes remade in dots (README, Editing; the branch's notes).
@@ -51,7 +54,7 @@ class EditFields:
     mask: str | None = None
     expand: str | None = None  # WxH: grow the first image to this size, itself kept in place
     anchor: str = "center"  # where --expand keeps the image: center, top-left, top, ...
-    fill_start: str = "grow"  # --mask, --expand: how the fill starts (FILL_STARTS)
+    fill_start: str = "auto"  # --mask, --expand: how the fill starts (FILL_STARTS)
     # NAME=FILE maps aligned with the (albedo) exemplar, synthesised with it: out_NAME.png
     maps: list[str] = field(default_factory=list)
     # re-render this target image with the exemplars' texture, keeping its large layout; the

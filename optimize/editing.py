@@ -19,10 +19,11 @@ steps and nearest-patch projections, with some pixels kept.
 - A large hole leaves too thin a kept ring at the coarsest scales: scales where the image
   holds fewer than ``MIN_PATCHES`` whole patches are skipped, so the run starts at the first
   scale with enough (the kept ring already fixes the layout around the hole).
-- ``fill_start = "blocks"``: the hole starts from blocks of the kept pixels (or of the
-  exemplars) copied in and blended into the ring (``optimize.quilting``,
-  ``optimize.blending``), refined at full scale only: grown from noise, a large hole in a
-  brick wall had broken courses (docs/decisions.md, sessions 16-17).
+- ``fill_start = "blocks"`` (and ``"auto"`` where the sources hold enough whole blocks):
+  the hole starts from blocks of the kept pixels (or of the exemplars) copied in and
+  blended into the ring (``optimize.quilting``, ``optimize.blending``), refined at full
+  scale only: grown from noise, a large hole in a brick wall had broken courses, and on
+  every hole measured the blocks joined better (docs/decisions.md, sessions 16-17).
 - Expand is repair of a larger canvas whose hole is everything outside the image, learnt
   from the image itself (``expand_canvas``).
 
@@ -66,7 +67,7 @@ MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from 
 # knit, applied once at the end: 0.32 blurred, 0.1 1.34, 0.3 2.22, 1 3.18, default 4.38).
 BOUNDARY_FILL_WEIGHT = 0.1
 BOUNDARY_STRIDE = 2
-# ``fill_start = "blocks"``: the copied blocks are as large as the sources hold
+# ``fill_start = "blocks"`` or ``"auto"``: the copied blocks are as large as the sources hold
 # (``optimize.quilting.block_side``) but at least QUILT_SMALLEST patches wide.
 QUILT_SMALLEST = 4
 # The copied blocks are refined at full scale with this learning rate: at the engine's 0.02
@@ -167,8 +168,8 @@ class PatchEditor(PatchSynthesizer):
         super().__init__([canvas] if own else sources, config, log, **kw)
         self.fill, self.own, self.sources = fill, own, names
         self.canvas = canvas.to(self.device)
-        self._set_scales()
         self.block = self._block_side()
+        self._set_scales()
         if self.block:
             self.description += f"; started from {self.block} px copied blocks"
 
@@ -191,7 +192,7 @@ class PatchEditor(PatchSynthesizer):
         self._targets = [downscaled(self.canvas[None], s, p) for s in self.scales]
         filled = int(self.fill.sum())
         self.description += f"; filling {filled} px of {self.fill.numel()}"
-        if first:
+        if first and not self.block:  # copied blocks are refined at full scale only
             self.description += f", from scale {first + 1} of {len(self.scales) + first}"
 
     @classmethod
@@ -257,16 +258,23 @@ class PatchEditor(PatchSynthesizer):
         return min(QUILT_LR, self.config.lr) if self.block else super()._lr(level)
 
     def _block_side(self) -> int | None:
-        """The side of the blocks the fill starts from (``fill_start = "blocks"``), else
-        None; refuses sources without 16 whole blocks of ``QUILT_SMALLEST`` patches."""
-        if self.config.fill_start != "blocks":
+        """The side of the blocks the fill starts from, or None to grow it from noise:
+        ``fill_start`` "grow" grows; "blocks" refuses sources without 16 whole blocks of
+        ``QUILT_SMALLEST`` patches; "auto" grows there, and says so."""
+        start = self.config.fill_start
+        if start == "grow":
             return None
         smallest = QUILT_SMALLEST * self.config.patch_size
         side = block_side(self._quilt_valid(), self.fill, smallest)
-        if side is None:
+        if side is None and start == "blocks":
             raise UserError(
                 f"--fill-start blocks: the kept pixels hold too few whole {smallest} px blocks "
                 "to copy; use --fill-start grow"
+            )
+        if side is None:
+            self.log(
+                f"the fill grows from noise: the kept pixels hold too few whole {smallest} px "
+                "blocks to copy"
             )
         return side
 
