@@ -51,6 +51,7 @@ from cli.options import (
     PyramidFactor,
     SpectrumProjection,
     SpectrumWeight,
+    StartName,
     SwdLayers,
     SwdWeight,
     TvWeight,
@@ -159,6 +160,14 @@ def main(
         Opt(
             help="patches: the exemplar tiles, so its patches across the edges count too (not "
             "in repair or expand); auto: where its opposite edges join seamlessly.",
+        ),
+    ] = None,
+    start: Annotated[
+        StartName | None,
+        Opt(
+            help="patches: how the output starts: noise (grown coarse to fine) or blocks (the "
+            "exemplar's blocks quilted, refined at full size; not with --tile); auto: blocks "
+            "where the exemplar is a lattice (bricks, tiles, weaves) and the output not --tile.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

@@ -24,6 +24,7 @@ from models.generator import GENERATORS, OUTPUTS
 from models.vgg import ARCHS, PADDINGS, POOLINGS
 from optimize.engine import OBJECTIVES
 from optimize.lbfgs import METHODS
+from optimize.patches import STARTS
 
 Opt = typer.Option
 
@@ -48,6 +49,7 @@ PrecisionName = registry_choices("PrecisionName", PRECISIONS)
 MixedPrecisionName = registry_choices("MixedPrecisionName", MIXED_PRECISIONS)
 SpectrumProjection = registry_choices("SpectrumProjection", SPECTRUM_PROJECTIONS)
 ExemplarWraps = registry_choices("ExemplarWraps", EXEMPLAR_WRAPS)
+StartName = registry_choices("StartName", STARTS)
 
 
 def plain_values(values: dict) -> dict:

@@ -101,6 +101,10 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # patches: the exemplars tile, so their patches across the edges count (optimize.patches).
     # auto | on | off; auto: where each one's edges join (losses.patches.tiles)
     exemplar_wraps: str = "auto"
+    # patches: how a synthesis starts: noise (grown coarse to fine) | blocks (the exemplars
+    # quilted, refined at full size) | auto: blocks where the exemplar is a lattice and the
+    # output not --tile (optimize.patches.STARTS)
+    start: str = "auto"
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
     # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
@@ -143,6 +147,7 @@ PATCH_FIELDS = (
     "nearest_iterations",
     "spectrum_projection",
     "exemplar_wraps",
+    "start",
 )
 
 
@@ -186,6 +191,11 @@ def check_values(cfg) -> None:
         raise UserError("--final-fraction must lie in (0, 1]")
     check_pooling(cfg.pooling)
     check_precision(cfg)
+    check_patch_choices(cfg)
+
+
+def check_patch_choices(cfg) -> None:
+    """The patch objective's named choices, for the fields ``cfg`` has."""
     if hasattr(cfg, "spectrum_projection"):
         check_choice(
             "--spectrum-projection",
@@ -195,6 +205,8 @@ def check_values(cfg) -> None:
         )
     if hasattr(cfg, "exemplar_wraps"):
         check_choice("--exemplar-wraps", cfg.exemplar_wraps, "losses.patches", "EXEMPLAR_WRAPS")
+    if hasattr(cfg, "start"):
+        check_choice("--start", cfg.start, "optimize.patches", "STARTS")
 
 
 def check_precision(cfg) -> None:

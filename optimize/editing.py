@@ -299,6 +299,10 @@ class PatchEditor(PatchSynthesizer):
         # blocks joins the kept pixels worse (the repair test's seam ratio 1.1 -> 2.0).
         return [self.config.patch_size]
 
+    def _start_block(self) -> None:
+        # an edit starts from its kept pixels (and ``fill_start``), never from a quilted canvas
+        return None
+
     def _wraps(self) -> bool:
         # The exemplar is the image being edited (or exemplars beside it) and its patches are
         # counted per kept pixel (``valid``); an edit's canvas is never taken as periodic.

@@ -57,6 +57,7 @@ from losses.spectrum import lattice_share, spectrum_projection, spectrum_target
 from models.devices import resolve_device
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import OptimizeResult
+from optimize.quilting import quilt
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
 # Scales at which the exemplar's short side is at most COARSE_SPAN x ``coarsest`` get
@@ -117,6 +118,21 @@ SPECTRUM_LOWEST = 4
 # procedural stripes 0.99, cells and dots 0 (session 13).
 LATTICE_SHARE = 0.3
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
+# --start: how a synthesis starts. noise: grey noise at the coarsest scale, grown coarse to
+# fine; blocks: image quilting of the exemplars (Efros and Freeman 2001, optimize.quilting),
+# refined at full size only; auto: blocks where the exemplars are a lattice
+# (``lattice_share``, LATTICE_SHARE) and the output is not periodic, noise otherwise. On the
+# regular exemplars the pyramid grown from noise broke the tiles' grout lines and put the
+# weave's cells out of line; copied blocks keep them (512 px: tiles structure 2.12 -> 1.72,
+# gaps 38 -> 0; weave 2.23 -> 1.04; bricks 1.31 -> 0.97), in a third of the time
+# (docs/decisions.md, session 17).
+STARTS = ("auto", "blocks", "noise")
+# The blocks are this fraction of the exemplars' short side (at least START_SMALLEST
+# patches), and refined with Adam at START_LR: the engine's 0.02 smears the copies' colours
+# across their cuts (as in repair, optimize.editing.QUILT_LR).
+START_BLOCK = 1 / 4
+START_SMALLEST = 4
+START_LR = 0.005
 
 
 def large_patches(p: int) -> list[int]:
@@ -193,7 +209,16 @@ class PatchSynthesizer(PerImageSynthesizer):
         )
         if self.wraps:
             self.description += "; the exemplar's patches wrap around its edges"
-        self.lattice = self._lattice()
+        self.share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
+        self.start_block = self._start_block()
+        # copied blocks are refined at full size only: no layout scales to project there
+        self.lattice = not self.start_block and self._lattice()
+        if self.start_block:
+            self.description += f"; started from {self.start_block} px copied blocks"
+            self.log(
+                f"start: {self.start_block} px blocks of the exemplar, quilted and refined at "
+                "full size (--start noise to grow from noise instead)"
+            )
         if cfg.nearest_iterations:
             self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"
             if self.lattice:
@@ -221,12 +246,11 @@ class PatchSynthesizer(PerImageSynthesizer):
         mode = self.config.spectrum_projection
         if mode != "auto" or not self.config.nearest_iterations:
             return mode == "on"
-        share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
-        lattice = share >= LATTICE_SHARE
+        lattice = self.share >= LATTICE_SHARE
         if lattice:
             self.log(
-                f"lattice: {share:.0%} of the exemplar's spectrum in peaks; the layout scales "
-                "keep its period (--spectrum-projection off to disable)"
+                f"lattice: {self.share:.0%} of the exemplar's spectrum in peaks; the layout "
+                "scales keep its period (--spectrum-projection off to disable)"
             )
         return lattice
 
@@ -272,15 +296,8 @@ class PatchSynthesizer(PerImageSynthesizer):
         cfg = self.config
         seed = cfg.seed if seed is None else seed
         g = torch.Generator().manual_seed(seed)
-        if init is not None:
-            x = (init[None] if init.dim() == 3 else init).float().clamp(0, 1).to(self.device)
-            size, levels = tuple(x.shape[-2:]), [len(self.scales) - 1]
-        else:
-            x = None
-            levels = list(range(len(self.scales)))
-        size = size or self.default_size()
-        if min(size) < cfg.patch_size:
-            raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")
+        x, size, block = self._begin(size, init, g)
+        levels = [len(self.scales) - 1] if x is not None else list(range(len(self.scales)))
         steps = self.level_iterations(size)
         if iterations is not None:
             steps = [iterations] * len(steps)
@@ -295,7 +312,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             x = self._level_start(x, level_size, m, g).detach().to(self.device)
             self._keep(x, level, m)
             x.requires_grad_(True)
-            lr = self._lr(level)
+            lr = START_LR if block else self._lr(level)
             opt = torch.optim.Adam([x], lr=lr)
             decay = torch.optim.lr_scheduler.CosineAnnealingLR(
                 opt, max(1, steps[level]), eta_min=lr * LR_END
@@ -338,6 +355,52 @@ class PatchSynthesizer(PerImageSynthesizer):
         result.terms = {"total": loss + sum(terms.values()), "patches": loss, **terms}
         result.seconds = time.perf_counter() - start
         return result
+
+    def _begin(self, size, init, g) -> tuple[torch.Tensor | None, tuple[int, int], int | None]:
+        """The canvas a run refines at full size only (``init``, or the quilted blocks of
+        ``start_block``; None: grow from noise), the output size, and the blocks' side."""
+        if init is not None:
+            x = (init[None] if init.dim() == 3 else init).float().clamp(0, 1).to(self.device)
+            return x, tuple(x.shape[-2:]), None
+        size = size or self.default_size()
+        if min(size) < self.config.patch_size:
+            raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")
+        if not self.start_block:
+            return None, size, None
+        return self._quilt(size, self.start_block, g).to(self.device), size, self.start_block
+
+    def _start_block(self) -> int | None:
+        """The side of the blocks a synthesis starts from (``start``, STARTS), or None to
+        grow it from noise."""
+        cfg = self.config
+        lattice = self.share >= LATTICE_SHARE
+        if cfg.start == "noise" or (cfg.start == "auto" and (cfg.tile or not lattice)):
+            return None
+        if cfg.tile:
+            raise UserError(
+                "--start blocks: copied blocks do not tile; leave out --tile or --start"
+            )
+        side = round(START_BLOCK * min(min(u.shape[-2:]) for u in self.exemplars))
+        smallest = START_SMALLEST * cfg.patch_size
+        if side >= smallest:
+            return side
+        if cfg.start == "blocks":
+            raise UserError(
+                f"--start blocks: a quarter of the exemplar's short side is under {smallest} px "
+                f"({START_SMALLEST} patches); use --start noise"
+            )
+        return None
+
+    def _quilt(self, size: tuple[int, int], block: int, g) -> torch.Tensor:
+        """(1, C, H, W): the output quilted from ``block`` px blocks of the exemplars."""
+        h, w = size
+        if min(h, w) < block:
+            block = max(self.config.patch_size, min(h, w))
+        sources = [u.cpu() for u in self.exemplars]
+        valid = [torch.ones(u.shape[-2:], dtype=torch.bool) for u in sources]
+        canvas = torch.zeros(len(sources[0]), h, w)
+        everything = torch.ones(h, w, dtype=torch.bool)
+        return quilt(canvas, everything, sources, valid, block, g, blend=False)[None]
 
     def _level_start(self, x, size: tuple[int, int], margin: int, g) -> torch.Tensor:
         """The canvas (1, C, H + 2 margin, W + 2 margin) a scale of output ``size`` starts
@@ -452,4 +515,9 @@ class PatchSynthesizer(PerImageSynthesizer):
         return now > ERASED and now > 2 * was
 
     def engine_metadata(self) -> dict:
-        return {"scales": self.scales, "backbone": None, "objective": self.description}
+        return {
+            "scales": self.scales,
+            "backbone": None,
+            "objective": self.description,
+            "start_block": self.start_block,
+        }

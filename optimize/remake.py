@@ -109,6 +109,9 @@ class PatchRemaker(PatchSynthesizer):
         # lattice mode was measured on plain synthesis only).
         return False
 
+    def _start_block(self) -> None:
+        return None  # the target is the start
+
     def synthesize(self, size=None, seed=None, iterations=None, init=None, on_iter=None):
         """As ``PatchSynthesizer.synthesize``, at the target's size only."""
         _check_size(size, self.default_size())
