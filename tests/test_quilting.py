@@ -57,6 +57,11 @@ def test_the_membrane_is_harmonic_and_meets_the_ring():
     d = membrane(plane, fill)
     assert torch.allclose(d[:, fill], plane[:, fill], atol=1e-4)
     assert torch.equal(d[:, ~fill], torch.zeros_like(plane[:, ~fill]))
+    big = torch.zeros(130, 150, dtype=torch.bool)
+    big[10:120, 12:140] = True  # over COARSE_PIXELS: started from the half-size membrane
+    y2, x2 = torch.meshgrid(torch.arange(130.0), torch.arange(150.0), indexing="ij")
+    plane2 = torch.stack([0.01 * x2, -0.02 * y2, 0.005 * (x2 + y2)])
+    assert torch.allclose(membrane(plane2, big)[:, big], plane2[:, big], atol=1e-3)
     wavy = torch.sin(0.3 * x + 0.1 * y).expand(3, -1, -1)  # not harmonic: a smooth surface
     d = membrane(wavy, fill)
     inner = d[:, 9:29, 13:40]
