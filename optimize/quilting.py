@@ -1,5 +1,7 @@
-"""A large hole's start: blocks of the kept pixels copied in (image quilting, Efros and Freeman
-2001, placed by the pixels already there as in Criminisi et al. 2004's exemplar fill).
+"""Copied blocks as a start (image quilting, Efros and Freeman 2001, placed by the pixels
+already there as in Criminisi et al. 2004's exemplar fill): of a large hole in repair and
+expand (``optimize.editing``), and of a lattice's synthesis (``optimize.patches``, ``--start``,
+where the whole canvas is the hole and nothing is blended).
 
 The patch editor grows a fill from noise, scale by scale, with 7 px patches; a hole far from
 every kept pixel has no layout to grow from at the coarse scales (its kept ring is too thin
@@ -115,8 +117,8 @@ def quilt(
             known[window] |= todo
     if not blend:
         return out
-    ghost = _continuation(origin, fill, sources, valid)
-    return torch.where(fill, (out + membrane(canvas - ghost, fill)).clamp(0, 1), canvas)
+    continued = _continuation(origin, fill, sources, valid)
+    return torch.where(fill, (out + membrane(canvas - continued, fill)).clamp(0, 1), canvas)
 
 
 def _continuation(origin, fill, sources, valid) -> torch.Tensor:
