@@ -96,8 +96,8 @@ def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bo
     from optimize.patches import PatchSynthesizer
 
     # the generator's sample is the start (no quilted blocks)
-    values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed}
-    values["start"] = "noise"
+    values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed,
+              "start": "noise"}  # fmt: skip
     engine = PatchSynthesizer(exemplars, synth_config(None, values))
     if min(size) < engine.config.patch_size:
         raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")

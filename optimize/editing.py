@@ -50,6 +50,7 @@ from optimize.patches import (
     BANK_SIZE,
     NEAREST_KEYS,
     QUANTILES,
+    START_LR,
     DirectionBank,
     PatchSynthesizer,
 )
@@ -70,9 +71,6 @@ BOUNDARY_STRIDE = 2
 # ``fill_start = "blocks"`` or ``"auto"``: the copied blocks are as large as the sources hold
 # (``optimize.quilting.block_side``) but at least QUILT_SMALLEST patches wide.
 QUILT_SMALLEST = 4
-# The copied blocks are refined at full scale with this learning rate: at the engine's 0.02
-# the Adam steps smeared the bricks' colours across the blocks' seams (docs/decisions.md).
-QUILT_LR = 0.005
 
 
 def kept_at(fill: torch.Tensor, scale: float, patch: int) -> torch.Tensor:
@@ -246,7 +244,7 @@ class PatchEditor(PatchSynthesizer):
 
     def _quilted(self, seed, iterations, on_iter):
         """The fill from copied blocks (``optimize.quilting``), refined at full scale with
-        Adam steps of ``QUILT_LR``."""
+        Adam steps of ``optimize.patches.START_LR``."""
         seed = self.config.seed if seed is None else seed
         g = torch.Generator().manual_seed(seed)
         sources, valid = self._quilt_sources(), self._quilt_valid()
@@ -255,7 +253,7 @@ class PatchEditor(PatchSynthesizer):
 
     def _lr(self, level: int) -> float:
         # with blocks, every run refines a start at full scale only (``_quilted`` or ``init``)
-        return min(QUILT_LR, self.config.lr) if self.block else super()._lr(level)
+        return min(START_LR, self.config.lr) if self.block else super()._lr(level)
 
     def _block_side(self) -> int | None:
         """The side of the blocks the fill starts from, or None to grow it from noise:

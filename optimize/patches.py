@@ -128,8 +128,9 @@ START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' me
 # (docs/decisions.md, session 17).
 STARTS = ("auto", "blocks", "noise")
 # The blocks are this fraction of the exemplars' short side (at least START_SMALLEST
-# patches), and refined with Adam at START_LR: the engine's 0.02 smears the copies' colours
-# across their cuts (as in repair, optimize.editing.QUILT_LR).
+# patches), and refined with Adam at START_LR (at most --lr), here and in repair and expand:
+# at the engine's 0.02 the Adam steps smeared a brick wall's colours across the blocks' cuts
+# (docs/decisions.md, session 16).
 START_BLOCK = 1 / 4
 START_SMALLEST = 4
 START_LR = 0.005
@@ -312,7 +313,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             x = self._level_start(x, level_size, m, g).detach().to(self.device)
             self._keep(x, level, m)
             x.requires_grad_(True)
-            lr = START_LR if block else self._lr(level)
+            lr = min(START_LR, self._lr(level)) if block else self._lr(level)
             opt = torch.optim.Adam([x], lr=lr)
             decay = torch.optim.lr_scheduler.CosineAnnealingLR(
                 opt, max(1, steps[level]), eta_min=lr * LR_END
