@@ -166,8 +166,8 @@ def main(
         StartName | None,
         Opt(
             help="patches: how the output starts: noise (grown coarse to fine) or blocks (the "
-            "exemplar's blocks quilted, refined at full size; not with --tile); auto: blocks "
-            "where the exemplar is a lattice (bricks, tiles, weaves) and the output not --tile.",
+            "exemplar's blocks quilted, refined at full size; quilted to wrap with --tile); "
+            "auto: blocks where the exemplar is a lattice (bricks, tiles, weaves).",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

@@ -102,8 +102,8 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # auto | on | off; auto: where each one's edges join (losses.patches.tiles)
     exemplar_wraps: str = "auto"
     # patches: how a synthesis starts: noise (grown coarse to fine) | blocks (the exemplars
-    # quilted, refined at full size) | auto: blocks where the exemplar is a lattice and the
-    # output not --tile (optimize.patches.STARTS)
+    # quilted, refined at full size; quilted to wrap with --tile) | auto: blocks where the
+    # exemplar is a lattice (optimize.patches.STARTS)
     start: str = "auto"
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.

@@ -121,6 +121,48 @@ def quilt(
     return torch.where(fill, (out + membrane(canvas - continued, fill)).clamp(0, 1), canvas)
 
 
+def quilt_periodic(
+    size: tuple[int, int],
+    sources: list[torch.Tensor],
+    valid: list[torch.Tensor],
+    side: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """(C, H, W) quilted from ``side`` x ``side`` blocks of ``sources`` so that it tiles
+    (``--tile``: the output's opposite edges meet as its inner pixels do).
+
+    A plain quilt (``quilt`` of the whole canvas) steps where its right edge meets its left
+    and its bottom its top. Those seams are refilled as holes, each rolled to the canvas's
+    middle so that the pixels on both sides of it are neighbours: a band of half a block
+    across the left/right seam, then one across the top/bottom seam, then the square where
+    the second band's own ends meet. With OVERLAP at 1/4, a block spans such a band and
+    reaches a quarter of its side past each edge, so it is chosen to agree with both sides,
+    and the membrane (``blend``) takes up the rest of the mismatch.
+    """
+    h, w = size
+    everything = torch.ones(h, w, dtype=torch.bool)
+    out = quilt(torch.zeros(len(sources[0]), h, w), everything, sources, valid, side, generator,
+                blend=False)  # fmt: skip
+    band = max(1, side // 2)
+    rows, cols = _middle(h, band), _middle(w, band)
+    holes = [
+        ((0, w // 2), cols[None, :].expand(h, w)),
+        ((h // 2, 0), rows[:, None].expand(h, w)),
+        ((h // 2, w // 2), rows[:, None] & cols[None, :]),
+    ]
+    for shift, hole in holes:
+        rolled = out.roll(shift, dims=(-2, -1))
+        rolled = quilt(rolled, hole.contiguous(), sources, valid, side, generator)
+        out = rolled.roll((-shift[0], -shift[1]), dims=(-2, -1))
+    return out
+
+
+def _middle(n: int, band: int) -> torch.Tensor:
+    """(n,) bool: the ``band`` indices around n // 2, where a seam at 0 lies once rolled."""
+    i = torch.arange(n) - (n // 2 - band // 2)
+    return (i >= 0) & (i < band)
+
+
 def _continuation(origin, fill, sources, valid) -> torch.Tensor:
     """(C, H, W): on each kept pixel beside the hole, the mean of what the sources hold next
     to the pasted pixels beside it (the blocks continued one pixel past the hole's edge);
