@@ -176,6 +176,15 @@ def main(
     ] = None,
     history: Annotated[int | None, Opt(help="L-BFGS history size.")] = None,
     tile: Annotated[bool | None, Opt("--tile/--no-tile", help="Seamless, periodic output.")] = None,
+    fit_lattice: Annotated[
+        bool | None,
+        Opt(
+            "--fit-lattice/--no-fit-lattice",
+            help="patches, --tile on a lattice: scale the exemplar by up to 5% so that a whole "
+            "number of its periods fits the output (default on: no row of short bricks where "
+            "the copies meet).",
+        ),
+    ] = None,
     seed: Annotated[int | None, Opt(help="Random seed (variation i uses seed + i).")] = None,
     variations: Annotated[int | None, Opt(help="Number of outputs (out_000.png, ...).")] = None,
     save_every: Annotated[

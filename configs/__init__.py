@@ -105,6 +105,9 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # quilted, refined at full size; quilted to wrap with --tile) | auto: blocks where the
     # exemplar is a lattice (optimize.patches.STARTS)
     start: str = "auto"
+    # patches, --tile on a lattice: the exemplar scaled (at most LATTICE_FIT) so that whole
+    # periods fit the output (optimize.patches, losses.spectrum.lattice_fit)
+    fit_lattice: bool = True
     # features: the backbone's forward/backward in fp32 | bf16 | auto (bf16 where the device
     # has native bf16: models.devices.fast_bf16); statistics, loss and L-BFGS stay fp32/fp64.
     # auto by default: the judge could not tell bf16 from fp32, at ~0.69x the time of an
@@ -148,6 +151,7 @@ PATCH_FIELDS = (
     "spectrum_projection",
     "exemplar_wraps",
     "start",
+    "fit_lattice",
 )
 
 

@@ -25,6 +25,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+# lattice_fit locates peaks to 1/FINE of a frequency bin, and scales an axis only where the
+# lattice then misses whole periods across the output by at most FIT_MISS cycles (RMS).
+FINE = 32
+FIT_MISS = 0.1
 # The spectrum projection's modes (SynthConfig.spectrum_projection): ``auto`` applies it where
 # the exemplar is a lattice (:func:`lattice_share`), ``on`` and ``off`` always and never.
 SPECTRUM_PROJECTIONS = ("auto", "on", "off")
@@ -164,21 +168,90 @@ def lattice_share(
     Returns:
         The share in [0, 1] of the power at ``lowest`` cycles or more that lies in peaks.
     """
+    power, peaks, kept, _, _ = _peaks(u, lowest, peak, window, longest)
+    total = power[kept].sum()
+    if total <= 0:
+        return 0.0
+    return float(power[peaks].sum() / total)
+
+
+def lattice_fit(
+    u: torch.Tensor, size: tuple[int, int], largest: float = 0.05, strongest: int = 8
+) -> tuple[float, float]:
+    """The scales (sy, sx) of ``u`` that bring its lattice to a whole number of periods
+    across an output of ``size`` (H, W): what a periodic output (``--tile``) of a lattice
+    needs, or it must absorb a fraction of a period somewhere (a row of short bricks).
+
+    Each of the ``strongest`` spectral peaks (:func:`lattice_share`'s, one of each
+    conjugate pair; located to 1/FINE of a frequency bin by the transform evaluated there) at
+    frequency (fy, fx) cycles/px lies at H fy / sy and W fx / sx cycles of the output once
+    ``u`` is scaled by (sy, sx). Each scale is searched within ``1 +- largest`` for the least
+    power-weighted mean squared distance of those to whole numbers, plus (s - 1)^2 so that
+    of two equal fits the smaller change wins; it is kept only where that distance's root
+    is at most FIT_MISS cycles, else the axis stays unscaled (a lattice no scale fits, such
+    as a photo's irregular honeycomb at some sizes, is left as it is).
+
+    Returns:
+        (sy, sx); (1.0, 1.0) where ``u`` has no peak or is flat.
+    """
+    power, peaks, kept, g, ratio = _peaks(u, 4, 30, 7, 512)
+    if not power[kept].sum() > 0:  # a flat image: nothing to fit
+        return 1.0, 1.0
+    h, w = power.shape
+    fy, fx = torch.fft.fftfreq(h).view(-1, 1), torch.fft.fftfreq(w).view(1, -1)
+    half = (fy > 0) | ((fy == 0) & (fx > 0))  # one of each conjugate pair
+    at = torch.nonzero(peaks & half)
+    if len(at) == 0:
+        return 1.0, 1.0
+    weight = power[at[:, 0], at[:, 1]].double()
+    order = weight.argsort(descending=True)[:strongest]
+    at, weight = at[order], weight[order]
+    # a Hann window: without it the other peaks' side lobes pulled a pure tone's maximum off
+    # its frequency by a sixth of a bin
+    hann = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None]
+    z = (g - g.mean()).double() * hann * torch.hann_window(w, periodic=False, dtype=torch.float64)
+    near = torch.arange(-FINE, FINE + 1, dtype=torch.float64) / FINE  # in bins
+    freq_y, freq_x = [], []
+    for iy, ix in at.tolist():
+        # the transform on a grid of 1/FINE bins around the peak, as two matrix products
+        vy = (float(fy[iy, 0]) + near / h)[:, None]  # (n, 1) cycles per px
+        vx = (float(fx[0, ix]) + near / w)[:, None]
+        ey = torch.exp(-2j * math.pi * vy * torch.arange(h, dtype=torch.float64))  # (n, h)
+        ex = torch.exp(-2j * math.pi * vx * torch.arange(w, dtype=torch.float64))  # (n, w)
+        local = (ey @ z.to(ey.dtype) @ ex.T).abs()  # (n, n)
+        k = int(local.argmax())
+        freq_y.append(vy[k // len(near), 0] * ratio)
+        freq_x.append(vx[k % len(near), 0] * ratio)
+    steps = round(2000 * largest) + 1
+    scales = torch.linspace(1 - largest, 1 + largest, steps, dtype=torch.float64)
+
+    def best(freq: list[torch.Tensor], n: int) -> float:
+        cycles = n * torch.stack(freq).double()[None, :] / scales[:, None]  # (scales, peaks)
+        miss = (cycles - cycles.round()).pow(2) @ weight / weight.sum()
+        k = int((miss + (scales - 1).pow(2)).argmin())
+        return float(scales[k]) if float(miss[k]) <= FIT_MISS**2 else 1.0
+
+    return best(freq_y, size[0]), best(freq_x, size[1])
+
+
+def _peaks(u, lowest, peak, window, longest):
+    """The luminance's power spectrum (h, w) (resized to at most ``longest`` px), its peaks
+    at ``lowest`` cycles or more (bool), the frequencies kept (bool), the resized luminance's
+    periodic component (h, w), and the resize ratio (cycles per px of it times the ratio are
+    cycles per px of ``u``)."""
     g = u.float().mean(0, keepdim=True)
+    ratio = 1.0
     if max(g.shape[-2:]) > longest:
         ratio = longest / max(g.shape[-2:])
         size = [max(1, round(n * ratio)) for n in g.shape[-2:]]
         g = F.interpolate(g[None], size=size, mode="bilinear", antialias=True)[0]
     g = periodic_component(g)[0]
     h, w = g.shape
-    power = torch.fft.fft2(g - g.mean()).abs().pow(2)
+    power = torch.fft.fft2(g - g.mean()).abs().pow(2).float()
     pad = window // 2
     near = F.pad(power[None, None], (pad, pad, pad, pad), mode="circular")[0, 0]
     median = near.unfold(0, window, 1).unfold(1, window, 1).reshape(h, w, -1).median(-1).values
     fy = torch.fft.fftfreq(h).view(-1, 1)
     fx = torch.fft.fftfreq(w).view(1, -1)
     kept = (fy.pow(2) + fx.pow(2)).sqrt() * min(h, w) >= lowest
-    total = power[kept].sum()
-    if total <= 0:
-        return 0.0
-    return float(power[kept & (power >= peak * median)].sum() / total)
+    return power, kept & (power >= peak * median), kept, g, ratio

@@ -338,6 +338,22 @@ def test_lattice_share_finds_peaks_not_grain_fibres_or_scattered_cells():
     assert shares[0] > 0.9 and max(shares[1:]) < 0.1
 
 
+def test_lattice_fit_finds_the_scales_that_fit_whole_periods():
+    from losses.spectrum import lattice_fit
+
+    # lines every 20 px down and every 16 px across; an output of 100 x 100 holds 5 of the
+    # first and 6.25 of the second: scaled 1.042 across, 6 fit
+    y, x = torch.meshgrid(torch.arange(120.0), torch.arange(128.0), indexing="ij")
+    grid = 0.5 + 0.2 * torch.cos(2 * torch.pi * y / 20) + 0.2 * torch.cos(2 * torch.pi * x / 16)
+    sy, sx = lattice_fit(grid.expand(3, -1, -1), (100, 100))
+    assert abs(sy - 1) < 0.003 and abs(sx - 6.25 / 6) < 0.003, (sy, sx)
+    # of two whole numbers within reach, the nearer: 150 px hold 9.375 -> 9 (1.042), not 10
+    assert lattice_fit(grid.expand(3, -1, -1), (100, 150))[1] == pytest.approx(9.375 / 9, abs=0.003)
+    # out of reach (at most 2%): the least miss within it, 1.02 for 6.25 periods
+    assert lattice_fit(grid.expand(3, -1, -1), (100, 100), largest=0.02)[1] == pytest.approx(1.02)
+    assert lattice_fit(torch.full((3, 64, 64), 0.5), (100, 100)) == (1.0, 1.0)  # no peaks
+
+
 def test_auto_spectrum_projection_is_on_for_a_lattice_only():
     messages = []
     lattice = PatchSynthesizer(make("stripes", 64), log=messages.append)

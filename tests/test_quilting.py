@@ -1,5 +1,7 @@
 """A deep hole's start from copied blocks (optimize.quilting) and its use by the editor."""
 
+import json
+
 import pytest
 import torch
 from edit_cli import FAST, QUICK, run
@@ -208,10 +210,15 @@ def test_start_on_the_command_line(tmp_path):
     assert code == 0, output
     assert "quilted" in output and '"start_block": 32' in out.with_suffix(".json").read_text()
     tiled_out = tmp_path / "t.png"
-    code, output = run([image, "--start", "blocks", "--tile", "-o", tiled_out, *QUICK])
+    code, output = run([image, "--tile", "--size", "150x140", "-o", tiled_out, *QUICK])
     assert code == 0 and "quilted" in output, output
+    # the stripes' period fitted to the output (losses.spectrum.lattice_fit), unless refused
+    scaled = json.loads(tiled_out.with_suffix(".json").read_text())["lattice_scaled"]
+    assert "the lattice scaled by" in output and scaled != [1.0, 1.0], scaled
     # the wrap's jump is the interior's (measured 0.97; the same run without --tile 13.6)
     assert seam_ratio(load_image(tiled_out)[0]) < 2
+    code, output = run([image, "--tile", "--no-fit-lattice", "-o", tmp_path / "n.png", *QUICK])
+    assert code == 0 and "the lattice scaled" not in output, output
 
 
 def test_a_periodic_quilt_meets_itself_across_its_edges():
