@@ -79,8 +79,9 @@ def _coarse_start(offset: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     mean, one with hole pixels only is hole), upsampled bilinearly onto the hole."""
     c, h, w = offset.shape
     pad = (0, w % 2, 0, h % 2)
-    given = F.pad((~offset[:1].isnan() & ~fill).float(), pad)
+    given = (~offset[:1].isnan() & ~fill).to(offset.dtype)
     values = F.pad(torch.nan_to_num(offset) * given, pad)
+    given = F.pad(given, pad)
     hole = F.pad(fill[None].float(), pad)
     count = F.avg_pool2d(given[None], 2)[0] * 4
     mean = F.avg_pool2d(values[None], 2)[0] * 4 / count.clamp_min(1)

@@ -48,6 +48,7 @@ from losses.patches import downscaled
 from optimize.patches import (
     BANK_REFRESH,
     BANK_SIZE,
+    LATTICE_SHARE,
     NEAREST_KEYS,
     QUANTILES,
     START_LR,
@@ -263,7 +264,11 @@ class PatchEditor(PatchSynthesizer):
         if start == "grow":
             return None
         smallest = QUILT_SMALLEST * self.config.patch_size
-        side = block_side(self._quilt_valid(), self.fill, smallest)
+        # a lattice needs blocks free to take the ring's phase (quilting._free); the canvas's
+        # own share counts its flat hole too: honeycomb 0.37 intact, 0.17 with half its
+        # area a hole; cells and knit 0.0 and 0.09 (session 18)
+        lattice = self.share >= (LATTICE_SHARE / 2 if self.own else LATTICE_SHARE)
+        side = block_side(self._quilt_valid(), self.fill, smallest, lattice)
         if side is None and start == "blocks":
             raise UserError(
                 f"--fill-start blocks: the kept pixels hold too few whole {smallest} px blocks "

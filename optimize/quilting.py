@@ -37,18 +37,38 @@ def correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(spectrum.sum(0), s=(h, w))[: h - b + 1, : w - b + 1]
 
 
-def block_side(valid: list[torch.Tensor], fill: torch.Tensor, smallest: int) -> int | None:
+def block_side(
+    valid: list[torch.Tensor], fill: torch.Tensor, smallest: int, free: bool = False
+) -> int | None:
     """The largest block side, halving from a quarter of the canvas's short side (at most the
-    hole's extent) down to ``smallest``, that the sources hold at least 16 whole blocks of;
-    None if none does."""
+    hole's extent) down to ``smallest``, that the sources hold at least 16 whole blocks of,
+    with ``free`` (a lattice) where some of them can also move an overlap's width both
+    down and across (``_free``); None if none does."""
     rows, cols = torch.nonzero(fill, as_tuple=True)
     extent = int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1
     side = min(min(fill.shape) // 4, extent)
     while side >= smallest:
-        if sum(int(whole_blocks(v, side).sum()) for v in valid) >= 16:
+        starts = [whole_blocks(v, side) for v in valid]
+        moves = not free or any(_free(s, max(2, round(side * OVERLAP))) for s in starts)
+        if sum(int(s.sum()) for s in starts) >= 16 and moves:
             return side
         side //= 2
     return None
+
+
+def _free(starts: torch.Tensor, reach: int) -> bool:
+    """Whether the (h, w) bool block starts hold a ``reach`` x ``reach`` square of starts.
+
+    Where a hole is half the image, its kept ring is a quarter of the image wide, a block's
+    side: whole blocks then start on lines only (the top strip's at row 0, the left strip's
+    at column 0), so no block had both the row and the column phase of a tile floor's grout
+    lines around the hole, and the fill's grid came out half a tile off the ring's. Off a
+    lattice the larger blocks are kept: half-size ones cut the procedural cells into more
+    fragments (docs/decisions.md, session 18).
+    """
+    if min(starts.shape) < reach:
+        return False
+    return bool((F.max_pool2d((~starts).float()[None, None], reach, stride=1) == 0).any())
 
 
 def whole_blocks(valid: torch.Tensor, side: int) -> torch.Tensor:

@@ -65,6 +65,8 @@ def test_the_membrane_is_harmonic_and_meets_the_ring():
     y2, x2 = torch.meshgrid(torch.arange(130.0), torch.arange(150.0), indexing="ij")
     plane2 = torch.stack([0.01 * x2, -0.02 * y2, 0.005 * (x2 + y2)])
     assert torch.allclose(membrane(plane2, big)[:, big], plane2[:, big], atol=1e-3)
+    odd, plane3 = big[:129, :147], plane2[:, :129, :147]  # odd sides: padded at half size
+    assert torch.allclose(membrane(plane3, odd)[:, odd], plane3[:, odd], atol=1e-3)
     wavy = torch.sin(0.3 * x + 0.1 * y).expand(3, -1, -1)  # not harmonic: a smooth surface
     d = membrane(wavy, fill)
     inner = d[:, 9:29, 13:40]
@@ -82,13 +84,33 @@ def test_the_cut_runs_where_the_blocks_agree():
     assert both[3:, 4:].all() and not both[:2].any() and not both[:, :3].any()  # ties on row 2
 
 
-def test_block_side_halves_until_the_sources_hold_whole_blocks():
+def test_block_side_halves_until_the_sources_hold_whole_blocks_free_to_move():
     valid = torch.ones(64, 64, dtype=torch.bool)
     valid[16:48, 16:48] = False  # a ring 16 px wide
     assert whole_blocks(valid, 16).sum() == 4 * 49 - 4  # 49 per strip, the corners shared
     fill = ~valid
-    assert block_side([valid], fill, 8) == 16
-    assert block_side([valid], fill, 17) is None
+    # 16 px blocks start on lines only (row 0, column 0, ...): none could take both phases
+    # of a lattice around the hole; 8 px blocks start in 9 x 9 squares, free both ways
+    assert block_side([valid], fill, 8, free=True) == 8
+    assert block_side([valid], fill, 9, free=True) is None
+    assert block_side([valid], fill, 8) == 16  # off a lattice the larger blocks are kept
+    valid[16:48, 16:20] = True  # a ring 20 px wide on the left: 16 px blocks move 4 px
+    assert block_side([valid], valid.logical_not(), 8, free=True) == 16
+
+
+def test_a_half_image_hole_in_a_lattice_is_filled_in_phase_with_its_ring():
+    tile = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(5))
+    img = tile.repeat(1, 7, 7)[:, :128, :128].contiguous()
+    fill = torch.zeros(128, 128, dtype=torch.bool)
+    fill[32:96, 32:96] = True
+    canvas = torch.where(fill, torch.full((3, 1, 1), 0.5), img)
+    side = block_side([~fill], fill, 8, free=True)
+    out = quilt(canvas, fill, [canvas], [~fill], side, torch.Generator().manual_seed(0), False)
+    # the 32 px ring's whole 32 px blocks start at rows 0 and 96 and columns 0 and 96 only,
+    # none 4 px into the 20 px period as the first block's window is: filled with them, the
+    # hole was 0.33 off the pattern; 16 px blocks, free to move, continue it exactly
+    assert side == 16
+    assert (out - img)[:, fill].abs().mean() < 0.01
 
 
 def tiled(size=128, period=(24, 36)):
