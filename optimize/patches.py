@@ -121,7 +121,7 @@ START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' me
 # --start: how a synthesis starts. noise: grey noise at the coarsest scale, grown coarse to
 # fine; blocks: image quilting of the exemplars (Efros and Freeman 2001, optimize.quilting),
 # refined at full size only; auto: blocks where the exemplars are a lattice
-# (``lattice_share``, LATTICE_SHARE), noise otherwise (with --tile the blocks are quilted to
+# (``lattice_share``, START_SHARE), noise otherwise (with --tile the blocks are quilted to
 # wrap: ``optimize.quilting.quilt_periodic``). On the
 # regular exemplars the pyramid grown from noise broke the tiles' grout lines and put the
 # weave's cells out of line; copied blocks keep them (512 px: tiles structure 2.12 -> 1.72,
@@ -133,6 +133,12 @@ STARTS = ("auto", "blocks", "noise")
 # at the engine's 0.02 the Adam steps smeared a brick wall's colours across the blocks' cuts
 # (docs/decisions.md, session 16).
 START_BLOCK = 1 / 4
+# ``start = "auto"`` quilts where ``lattice_share`` is at least this: below LATTICE_SHARE, so
+# that knit (0.20), whose cable panel and eyelet columns blocks keep whole where growing
+# wanders (by eye; structure 1.40 against 1.39), gets them too; the photos without a lattice
+# are at 0.00-0.04 (blue_metal), and on fur, waves, wood and blue_metal blocks lost (seams,
+# blotches; docs/decisions.md, session 18).
+START_SHARE = 0.15
 START_SMALLEST = 4
 START_LR = 0.005
 # With --tile on a lattice the exemplar is scaled by at most this (``fit_lattice``) so that a
@@ -381,7 +387,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         """The side of the blocks a synthesis starts from (``start``, STARTS), or None to
         grow it from noise."""
         cfg = self.config
-        lattice = self.share >= LATTICE_SHARE
+        lattice = self.share >= START_SHARE
         if cfg.start == "noise" or (cfg.start == "auto" and not lattice):
             return None
         side = round(START_BLOCK * min(min(u.shape[-2:]) for u in self.exemplars))

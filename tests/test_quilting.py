@@ -12,7 +12,7 @@ from data.procedural import make
 from judge import seam_ratio
 from optimize.blending import membrane
 from optimize.editing import PatchEditor
-from optimize.patches import PatchSynthesizer
+from optimize.patches import LATTICE_SHARE, START_SHARE, PatchSynthesizer
 from optimize.quilting import _cut, block_side, quilt, quilt_periodic, whole_blocks
 
 
@@ -216,6 +216,12 @@ def test_auto_starts_from_blocks_on_a_lattice_only():
     assert quilted.start_block == 32 and not quilted.lattice  # no layout scales to project
     assert PatchSynthesizer([cells], **kw).start_block is None
     assert PatchSynthesizer([stripes], tile=True, **kw).start_block == 32  # quilted to wrap
+    # a weak lattice (a grid half buried in noise, as knit's panel is): blocks too
+    y, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    grid = 0.5 + 0.2 * torch.sin(2 * torch.pi * x / 16) * torch.sin(2 * torch.pi * y / 16)
+    weak = (grid + torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))) / 2
+    quilted = PatchSynthesizer([weak], **kw)
+    assert START_SHARE <= quilted.share < LATTICE_SHARE and quilted.start_block == 32
     with pytest.raises(UserError, match="use --start noise"):
         PatchSynthesizer([make("stripes", 96, seed=0)], start="blocks", **kw)
     # edits and remakes keep their own starts
