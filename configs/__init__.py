@@ -272,6 +272,8 @@ def synth_config(config: str | None, cli_values: dict, log=print) -> SynthConfig
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         hint = "a features preset" if cfg.objective == "patches" else "--config patch_pyramid"
         raise UserError(f"{flags}: not used by the {cfg.objective} objective (see {hint})")
+    if "fit_lattice" in given and not cfg.tile:
+        raise UserError("--fit-lattice: only --tile uses it (whole periods across a tile)")
     check_edit(cfg, given)
     return cfg
 

@@ -247,6 +247,9 @@ def test_start_on_the_command_line(tmp_path):
     assert seam_ratio(load_image(tiled_out)[0]) < 2
     code, output = run([image, "--tile", "--no-fit-lattice", "-o", tmp_path / "n.png", *QUICK])
     assert code == 0 and "the lattice scaled" not in output, output
+    code, output = run([image, "--no-fit-lattice", "-o", tmp_path / "f.png", *QUICK])
+    assert code == 2 and "--fit-lattice: only --tile uses it" in output, output
+    assert not (tmp_path / "f.png").exists()
 
 
 def test_a_periodic_quilt_meets_itself_across_its_edges():
