@@ -224,7 +224,7 @@ class PatchSynthesizer(PerImageSynthesizer):
             self.description += "; the exemplar's patches wrap around its edges"
         self.share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
         self.start_block = self._start_block()
-        self.fitted: tuple[float, float] | None = None  # (sy, sx) of ``_whole_periods``
+        self.fitted: list[tuple[float, float]] | None = None  # (sy, sx) per exemplar, --tile
         # copied blocks are refined at full size only: no layout scales to project there
         self.lattice = not self.start_block and self._lattice()
         if self.start_block:
@@ -408,7 +408,9 @@ class PatchSynthesizer(PerImageSynthesizer):
             block = max(self.config.patch_size, min(h, w))
         sources = [u.cpu() for u in self.exemplars]
         if self.config.tile and self.config.fit_lattice and self.share >= LATTICE_SHARE:
-            sources = [self._whole_periods(u, (h, w)) for u in sources]
+            fits = [lattice_fit(u, (h, w), LATTICE_FIT) for u in sources]
+            sources = [self._scaled(u, fit) for u, fit in zip(sources, fits, strict=True)]
+            self.fitted = fits
         valid = [torch.ones(u.shape[-2:], dtype=torch.bool) for u in sources]
         if self.config.tile:
             return quilt_periodic((h, w), sources, valid, block, g)[None]
@@ -416,12 +418,12 @@ class PatchSynthesizer(PerImageSynthesizer):
         everything = torch.ones(h, w, dtype=torch.bool)
         return quilt(canvas, everything, sources, valid, block, g, blend=False)[None]
 
-    def _whole_periods(self, u: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """``u`` (C, h, w) scaled (``losses.spectrum.lattice_fit``) so that its lattice fits
-        a whole number of times across a periodic output of ``size``: quilted unscaled, a
-        512 px tile floor of 48 px tiles had a row of short tiles where the copies meet."""
-        sy, sx = lattice_fit(u, size, LATTICE_FIT)
-        self.fitted = (sy, sx)
+    def _scaled(self, u: torch.Tensor, fit: tuple[float, float]) -> torch.Tensor:
+        """``u`` (C, h, w) scaled by ``fit`` (sy, sx) of ``losses.spectrum.lattice_fit``, so
+        that its lattice fits a whole number of times across the periodic output: quilted
+        unscaled, a 512 px tile floor of 48 px tiles had a row of short tiles where the
+        copies meet."""
+        sy, sx = fit
         if (sy, sx) == (1.0, 1.0):
             return u
         self.log(f"--tile: the lattice scaled by {sy:.3f} x {sx:.3f} to fit the output whole")
