@@ -247,7 +247,7 @@ def _peaks(u, lowest, peak, window, longest):
         g = F.interpolate(g[None], size=size, mode="bilinear", antialias=True)[0]
     g = periodic_component(g)[0]
     h, w = g.shape
-    power = torch.fft.fft2(g - g.mean()).abs().pow(2).float()
+    power = torch.fft.fft2(g - g.mean()).abs().pow(2)
     pad = window // 2
     near = F.pad(power[None, None], (pad, pad, pad, pad), mode="circular")[0, 0]
     median = near.unfold(0, window, 1).unfold(1, window, 1).reshape(h, w, -1).median(-1).values
