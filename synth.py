@@ -32,6 +32,7 @@ from cli.options import (
     AutocorrWeight,
     Backbone,
     Coarsest,
+    EvenLight,
     ExemplarWraps,
     Layers,
     LayerWeights,
@@ -168,6 +169,14 @@ def main(
             help="patches: how the output starts: noise (grown coarse to fine) or blocks (the "
             "exemplar's blocks quilted, refined at full size; quilted to wrap with --tile); "
             "auto: blocks where the exemplar is a lattice (bricks, tiles, weaves).",
+        ),
+    ] = None,
+    even_light: Annotated[
+        EvenLight | None,
+        Opt(
+            help="patches: divide out the exemplar's light (a highlight, a vignette: its blur "
+            "over an eighth of its side) so that the output is evenly lit; auto: on when "
+            "synthesizing, off in repair, expand, remake and material stacks.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

@@ -95,9 +95,10 @@ def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bo
     from configs import synth_config
     from optimize.patches import PatchSynthesizer
 
-    # the generator's sample is the start (no quilted blocks)
+    # the generator's sample is the start (no quilted blocks), drawn in the exemplars' own
+    # light, which the generator learned: kept
     values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed,
-              "start": "noise"}  # fmt: skip
+              "start": "noise", "even_light": "off"}  # fmt: skip
     engine = PatchSynthesizer(exemplars, synth_config(None, values))
     if min(size) < engine.config.patch_size:
         raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")

@@ -15,6 +15,7 @@ import typer
 
 from cli.console import parse_list
 from configs import MIXED_PRECISIONS, SCHEDULES
+from data.light import EVEN_LIGHT
 from losses.patches import EXEMPLAR_WRAPS
 from losses.spectrum import SPECTRUM_PROJECTIONS
 from losses.texture import NORMALISATIONS
@@ -50,6 +51,7 @@ MixedPrecisionName = registry_choices("MixedPrecisionName", MIXED_PRECISIONS)
 SpectrumProjection = registry_choices("SpectrumProjection", SPECTRUM_PROJECTIONS)
 ExemplarWraps = registry_choices("ExemplarWraps", EXEMPLAR_WRAPS)
 StartName = registry_choices("StartName", STARTS)
+EvenLight = registry_choices("EvenLight", EVEN_LIGHT)
 
 
 def plain_values(values: dict) -> dict:

@@ -105,6 +105,9 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # quilted, refined at full size; quilted to wrap with --tile) | auto: blocks where the
     # exemplar is a lattice (optimize.patches.STARTS)
     start: str = "auto"
+    # patches: divide out the exemplars' light (their blur over an eighth of the short side;
+    # data.light): auto | on | off; auto: when synthesizing, not when editing (data.light)
+    even_light: str = "auto"
     # patches, --tile on a lattice: the exemplar scaled (at most LATTICE_FIT) so that whole
     # periods fit the output (optimize.patches, losses.spectrum.lattice_fit)
     fit_lattice: bool = True
@@ -152,6 +155,7 @@ PATCH_FIELDS = (
     "exemplar_wraps",
     "start",
     "fit_lattice",
+    "even_light",
 )
 
 
@@ -211,6 +215,8 @@ def check_patch_choices(cfg) -> None:
         check_choice("--exemplar-wraps", cfg.exemplar_wraps, "losses.patches", "EXEMPLAR_WRAPS")
     if hasattr(cfg, "start"):
         check_choice("--start", cfg.start, "optimize.patches", "STARTS")
+    if hasattr(cfg, "even_light"):
+        check_choice("--even-light", cfg.even_light, "data.light", "EVEN_LIGHT")
 
 
 def check_precision(cfg) -> None:

@@ -142,6 +142,9 @@ class PatchEditor(PatchSynthesizer):
         config, log, overrides: as ``PatchSynthesizer``.
     """
 
+    EVENS_LIGHT = False
+    KEEPS_LIGHT = "repair and expand keep the light, so that the fill meets the kept pixels"
+
     def __init__(
         self, image, fill, exemplars=None, config: SynthConfig | None = None, log=print, **kw
     ):

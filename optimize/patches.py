@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
+from data.light import LIGHT_SPREAD, even_light, light_spread
 from losses.nearest import NEAREST_DIMS, NEAREST_STRIDE, PatchIndex, project_to_nearest
 from losses.patches import (
     DirectionBank,
@@ -188,6 +189,11 @@ class PatchSynthesizer(PerImageSynthesizer):
         **overrides: config fields to replace.
     """
 
+    # ``even_light = "auto"`` evens the exemplars' light for this engine; subclasses whose
+    # output must keep it say why in KEEPS_LIGHT (data.light.EVEN_LIGHT)
+    EVENS_LIGHT = True
+    KEEPS_LIGHT = ""
+
     def __init__(self, exemplars, config: SynthConfig | None = None, log=print, **overrides):
         base = config or default_config(SynthConfig, objective="patches")
         self.config = cfg = dataclasses.replace(base, **overrides)
@@ -212,6 +218,9 @@ class PatchSynthesizer(PerImageSynthesizer):
             )
         self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
         self.wraps = self._wraps()
+        self.evened = self._evens_light()
+        if self.evened:
+            self.exemplars = [even_light(u.float()) for u in self.exemplars]
         self._pyramid = [
             [downscaled(u[None], s, cfg.patch_size, self.wraps) for u in self.exemplars]
             for s in self.scales
@@ -237,6 +246,26 @@ class PatchSynthesizer(PerImageSynthesizer):
             self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"
             if self.lattice:
                 self.description += ", after the exemplar's spectrum at the layout scales"
+
+    def _evens_light(self) -> bool:
+        """Whether the exemplars' light is evened out (``even_light``: ``on``, or ``auto`` where
+        this engine synthesizes from exemplars, EVENS_LIGHT, they do not tile, and the light
+        of one of them varies by LIGHT_SPREAD or more; data.light). An exemplar made to tile
+        was lit as it is meant to be, and its light, blurred as an image with edges, would
+        no longer tile."""
+        mode = self.config.even_light
+        if mode == "on" and not self.EVENS_LIGHT:
+            raise UserError(f"--even-light on: {self.KEEPS_LIGHT}")
+        if mode == "off" or (mode == "auto" and (not self.EVENS_LIGHT or self.wraps)):
+            return False
+        spread = max(light_spread(u.float()) for u in self.exemplars)
+        if mode == "auto" and spread < LIGHT_SPREAD:
+            return False
+        self.log(
+            f"light: evened out (it varied by {spread:.0%} across the exemplar; "
+            "--even-light off keeps it)"
+        )
+        return True
 
     def _wraps(self) -> bool:
         """Whether the exemplars are periodic (``exemplar_wraps``: ``on``, or ``auto`` where
@@ -551,4 +580,5 @@ class PatchSynthesizer(PerImageSynthesizer):
             "objective": self.description,
             "start_block": self.start_block,
             "lattice_scaled": self.fitted,
+            "light_evened": self.evened,
         }

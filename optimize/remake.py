@@ -79,6 +79,9 @@ class PatchRemaker(PatchSynthesizer):
         start: the scale the pyramid starts at, from the target (``START_SCALE``).
     """
 
+    EVENS_LIGHT = False
+    KEEPS_LIGHT = "remake keeps the target's light"
+
     def __init__(self, exemplars, target, config: SynthConfig | None = None, log=print, **kw):
         start = kw.pop("start", START_SCALE)
         image, source = load_target(target, log)

@@ -45,6 +45,9 @@ class StackSynthesizer(PatchSynthesizer):
         config, log, overrides: as ``PatchSynthesizer``.
     """
 
+    EVENS_LIGHT = False
+    KEEPS_LIGHT = "material stacks keep it (a normal or height map's light is its slope)"
+
     def __init__(self, maps: dict, bits: dict | None = None, config=None, log=print, **kw):
         sizes = {name: tuple(m.shape[-2:]) for name, m in maps.items()}
         if len(set(sizes.values())) > 1:
