@@ -175,8 +175,9 @@ def main(
         EvenLight | None,
         Opt(
             help="patches: divide out the exemplar's light (a highlight, a vignette: its blur "
-            "over an eighth of its side) so that the output is evenly lit; auto: on when "
-            "synthesizing, off in repair, expand, remake and material stacks.",
+            "over an eighth of its side) so that the output is evenly lit; auto: where the "
+            "output starts from blocks and the light varies across it; never in repair, "
+            "expand, remake or material stacks.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

@@ -105,8 +105,8 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # quilted, refined at full size; quilted to wrap with --tile) | auto: blocks where the
     # exemplar is a lattice (optimize.patches.STARTS)
     start: str = "auto"
-    # patches: divide out the exemplars' light (their blur over an eighth of the short side;
-    # data.light): auto | on | off; auto: when synthesizing, not when editing (data.light)
+    # patches: divide out the exemplars' light (their blur over an eighth of the short side):
+    # auto | on | off; auto: where it varies and blocks start the output; never in edits
     even_light: str = "auto"
     # patches, --tile on a lattice: the exemplar scaled (at most LATTICE_FIT) so that whole
     # periods fit the output (optimize.patches, losses.spectrum.lattice_fit)

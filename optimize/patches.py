@@ -218,6 +218,8 @@ class PatchSynthesizer(PerImageSynthesizer):
             )
         self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
         self.wraps = self._wraps()
+        self.share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
+        self.start_block = self._start_block()
         self.evened = self._evens_light()
         if self.evened:
             self.exemplars = [even_light(u.float()) for u in self.exemplars]
@@ -231,8 +233,6 @@ class PatchSynthesizer(PerImageSynthesizer):
         )
         if self.wraps:
             self.description += "; the exemplar's patches wrap around its edges"
-        self.share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
-        self.start_block = self._start_block()
         self.fitted: list[tuple[float, float]] | None = None  # (sy, sx) per exemplar, --tile
         # copied blocks are refined at full size only: no layout scales to project there
         self.lattice = not self.start_block and self._lattice()
@@ -249,14 +249,19 @@ class PatchSynthesizer(PerImageSynthesizer):
 
     def _evens_light(self) -> bool:
         """Whether the exemplars' light is evened out (``even_light``: ``on``, or ``auto`` where
-        this engine synthesizes from exemplars, EVENS_LIGHT, they do not tile, and the light
-        of one of them varies by LIGHT_SPREAD or more; data.light). An exemplar made to tile
-        was lit as it is meant to be, and its light, blurred as an image with edges, would
-        no longer tile."""
+        this engine synthesizes from exemplars, EVENS_LIGHT, quilts blocks of them, they do
+        not tile, and the light of one of them varies by LIGHT_SPREAD or more; data.light).
+
+        Quilted, a photo's light confines the blocks to its largest evenly lit part; grown
+        from noise it does not, and there what the gate takes for light may be the
+        material's: fur's dark clumps, evened, left a flat fur (structure 1.34 against 1.18;
+        docs/decisions.md, session 19). An exemplar made to tile was lit as it is meant to
+        be, and its light, blurred as an image with edges, would no longer tile."""
         mode = self.config.even_light
         if mode == "on" and not self.EVENS_LIGHT:
             raise UserError(f"--even-light on: {self.KEEPS_LIGHT}")
-        if mode == "off" or (mode == "auto" and (not self.EVENS_LIGHT or self.wraps)):
+        quilted = self.EVENS_LIGHT and self.start_block and not self.wraps
+        if mode == "off" or (mode == "auto" and not quilted):
             return False
         spread = max(light_spread(u.float()) for u in self.exemplars)
         if mode == "auto" and spread < LIGHT_SPREAD:

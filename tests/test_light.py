@@ -37,8 +37,14 @@ def test_the_light_is_divided_out_and_the_pattern_kept():
     inner = (slice(None), slice(None), slice(24, -24))
     ratio = evened[inner] / pattern[inner]
     assert ratio.std() / ratio.mean() < 0.03, float(ratio.std() / ratio.mean())
-    # brightness only: the channels keep their ratios
+    # the channels keep their balance
     assert torch.allclose(evened[1] / evened[0], torch.full_like(evened[0], 0.8), atol=1e-3)
+    # light that changes colour (white on the left, its red falling off to the right, as a
+    # highlight's on blue metal) is evened in colour too
+    tinted = pattern * torch.stack([light, torch.ones_like(light), torch.ones_like(light)])
+    evened = even_light(tinted)
+    ratio = evened[inner][0] / evened[inner][1]
+    assert ratio.std() / ratio.mean() < 0.03, float(ratio.std() / ratio.mean())
 
 
 def test_an_evenly_lit_texture_is_left_as_it_is():
@@ -49,14 +55,15 @@ def test_an_evenly_lit_texture_is_left_as_it_is():
     assert not synth.evened and torch.equal(synth.exemplars[0], cells)
     forced = PatchSynthesizer([cells], even_light="on", **kw)
     assert forced.evened and not torch.equal(forced.exemplars[0], cells)
-    # 64 px hold too few cells to tell their colours from light, but they tile: made so, lit
-    # as meant (and a light blurred with edges would not tile)
-    small = make("cells", 64, seed=0)
-    assert light_spread(small) >= LIGHT_SPREAD
-    assert not PatchSynthesizer([small], **kw).evened
+    # an exemplar that tiles was lit as meant (and a light blurred with edges would not tile)
+    tile = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)).repeat(1, 4, 4)
+    wave = tile * (0.6 + 0.3 * torch.sin(2 * torch.pi * torch.arange(128.0) / 128))
+    assert light_spread(wave) >= LIGHT_SPREAD
+    synth = PatchSynthesizer([wave], **kw)
+    assert synth.wraps and not synth.evened
 
 
-def test_auto_evens_a_synthesis_not_an_edit():
+def test_auto_evens_a_quilted_synthesis_not_a_grown_one_nor_an_edit():
     u, _, _ = lit()
     said = []
     synth = PatchSynthesizer([u], log=said.append, **FAST)
@@ -64,6 +71,10 @@ def test_auto_evens_a_synthesis_not_an_edit():
     assert any(m.startswith("light: evened out (it varied by 2") for m in said), said
     assert light_spread(synth.exemplars[0].cpu()) < LIGHT_SPREAD
     assert not PatchSynthesizer([u], even_light="off", log=lambda m: None, **FAST).evened
+    # grown from noise, nothing confines the output to one part of the light, and what looks
+    # like light may be the material's (fur's dark clumps): auto keeps it, on evens it
+    assert not PatchSynthesizer([u], start="noise", log=lambda m: None, **FAST).evened
+    assert PatchSynthesizer([u], start="noise", even_light="on", log=lambda m: None, **FAST).evened
     # a repair's fill must meet the kept pixels in their light
     fill = torch.zeros(128, 128, dtype=torch.bool)
     fill[48:80, 48:80] = True
