@@ -29,6 +29,10 @@ import torch.nn.functional as F
 # lattice then misses whole periods across the output by at most FIT_MISS cycles (RMS).
 FINE = 32
 FIT_MISS = 0.1
+# The spectral peaks of lattice_share and lattice_fit: frequencies under LOWEST cycles per
+# short side left out, a peak PEAK times its PEAK_WINDOW-square neighbourhood's median, the
+# luminance analysed at LONGEST px at most.
+LOWEST, PEAK, PEAK_WINDOW, LONGEST = 4, 30, 7, 512
 # The spectrum projection's modes (SynthConfig.spectrum_projection): ``auto`` applies it where
 # the exemplar is a lattice (:func:`lattice_share`), ``on`` and ``off`` always and never.
 SPECTRUM_PROJECTIONS = ("auto", "on", "off")
@@ -148,7 +152,11 @@ def spectrum_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def lattice_share(
-    u: torch.Tensor, lowest: float = 4, peak: float = 30, window: int = 7, longest: int = 512
+    u: torch.Tensor,
+    lowest: float = LOWEST,
+    peak: float = PEAK,
+    window: int = PEAK_WINDOW,
+    longest: int = LONGEST,
 ) -> float:
     """How much of an image is a lattice: the share of its spectral energy in isolated peaks.
 
@@ -194,7 +202,7 @@ def lattice_fit(
     Returns:
         (sy, sx); (1.0, 1.0) where ``u`` has no peak or is flat.
     """
-    power, peaks, kept, g, ratio = _peaks(u, 4, 30, 7, 512)
+    power, peaks, kept, g, ratio = _peaks(u, LOWEST, PEAK, PEAK_WINDOW, LONGEST)
     if not power[kept].sum() > 0:  # a flat image: nothing to fit
         return 1.0, 1.0
     h, w = power.shape

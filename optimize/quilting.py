@@ -66,9 +66,7 @@ def _free(starts: torch.Tensor, reach: int) -> bool:
     lattice the larger blocks are kept: half-size ones cut the procedural cells into more
     fragments (docs/decisions.md, session 18).
     """
-    if min(starts.shape) < reach:
-        return False
-    return bool((F.max_pool2d((~starts).float()[None, None], reach, stride=1) == 0).any())
+    return bool(whole_blocks(starts, reach).any())
 
 
 def whole_blocks(valid: torch.Tensor, side: int) -> torch.Tensor:
