@@ -137,7 +137,7 @@ def patches_estimate(
         size: (H, W) of the output.
         channels: of the images (3; more for a material stack, optimize/stacks.py).
     """
-    from losses.patches import exemplar_quantiles
+    from losses.patches import QUANTILE_PATCHES, exemplar_quantiles
 
     p = cfg.patch_size
     margin = 0 if cfg.tile else 2 * (p - 1)
@@ -147,9 +147,12 @@ def patches_estimate(
     stride = max(1, min(p, math.isqrt(rows * cols // (cfg.max_patches or rows * cols))))
     patches = math.ceil(rows / stride) * math.ceil(cols / stride)
     ours = PATCH_FACTOR * cfg.projections * patches * FLOAT32
-    # Every exemplar patch, projected a chunk of directions at a time and sorted.
+    # Every exemplar patch (at most a sample of QUANTILE_PATCHES, held whole), projected a
+    # chunk of directions at a time and sorted.
     chunk = inspect.signature(exemplar_quantiles).parameters["chunk"].default
-    theirs = EXEMPLAR_FACTOR * chunk * sum(h * w for h, w in exemplar_sides) * FLOAT32
+    counted = sum(h * w for h, w in exemplar_sides)
+    sample = channels * p * p * QUANTILE_PATCHES * FLOAT32 if counted > QUANTILE_PATCHES else 0
+    theirs = EXEMPLAR_FACTOR * chunk * min(counted, QUANTILE_PATCHES) * FLOAT32 + sample
     nearest = nearest_bytes(cfg, exemplar_sides, (height, width), channels)
     canvas = CANVAS_BYTES * channels / 3 * height * width
     return int(ours + theirs + nearest + canvas + PATCH_WORKSPACE)
@@ -163,7 +166,7 @@ def nearest_bytes(
     The exemplar patches, the output's grid patches and their matches, and blocks of
     distances (each with its temporaries)."""
     from losses.nearest import DISTANCES, NEAREST_STRIDE
-    from optimize.patches import LARGE_SPAN, large_patches
+    from optimize.patches import LARGE_SPAN, NEAREST_KEYS, large_patches
 
     if not cfg.nearest_iterations:
         return 0.0
@@ -172,7 +175,10 @@ def nearest_bytes(
     area[max(area)] = min(0.25, (LARGE_SPAN * cfg.coarsest / short) ** 2)
     theirs = sum(h * w for h, w in exemplar_sides)
     ours = canvas[0] * canvas[1] / NEAREST_STRIDE**2
-    need = max(2 * channels * q * q * (theirs + ours) * a for q, a in area.items())
+    # a search holds at most NEAREST_KEYS exemplar patches
+    need = max(
+        2 * channels * q * q * (min(theirs * a, NEAREST_KEYS) + ours * a) for q, a in area.items()
+    )
     return (need + 3 * DISTANCES) * FLOAT32
 
 

@@ -27,6 +27,48 @@ NEAREST_STRIDE = 4
 NEAREST_DIMS = 32
 
 
+def patch_count(image: torch.Tensor, patch: int) -> int:
+    """Number of ``patch`` x ``patch`` patches that lie wholly inside a (..., h, w) image."""
+    return max(0, image.shape[-2] - patch + 1) * max(0, image.shape[-1] - patch + 1)
+
+
+def sampled_patches(
+    exemplars: list[torch.Tensor],
+    patch: int,
+    count: int,
+    valid: list[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """(count, C p p): a fixed random sample (seed 0, no patch twice) of the pooled inner
+    ``patch`` x ``patch`` patches of (1, C, h, w) ``exemplars``, flattened in a convolution
+    weight's (c, dy, dx) order (``F.unfold``'s); all of them, in order, where they are at most
+    ``count``. ``valid``: per exemplar, None (all its patches) or a (P,) bool over its P inner
+    patches, row-major, of the ones to count."""
+    valid = valid or [None] * len(exemplars)
+    corners = []  # per exemplar: the flat index of each counted patch's top-left pixel
+    for u, v in zip(exemplars, valid, strict=True):
+        cols = u.shape[-1] - patch + 1
+        flat = torch.arange(patch_count(u, patch)) if v is None else torch.nonzero(v.cpu())[:, 0]
+        corners.append((flat // cols) * u.shape[-1] + flat % cols)
+    sizes = [len(c) for c in corners]
+    pick = torch.randperm(sum(sizes), generator=torch.Generator().manual_seed(0))[:count]
+    pick = pick.sort().values
+    out, first = [], 0
+    for u, c, n in zip(exemplars, corners, sizes, strict=True):
+        mine = pick[(pick >= first) & (pick < first + n)] - first
+        first += n
+        channels, h, w = u.shape[-3:]
+        flat, start = u.reshape(-1), c[mine].to(u.device)
+        rows = torch.empty(len(start), channels, patch, patch, dtype=u.dtype, device=u.device)
+        # one patch row at a time: an index of every pixel of half a million patches at
+        # once is 0.6 GB of int64
+        for k in range(channels):
+            for dy in range(patch):
+                at = start + (k * h * w + dy * w)
+                rows[:, k, dy] = flat[at[:, None] + torch.arange(patch, device=u.device)]
+        out.append(rows.flatten(1))
+    return torch.cat(out)
+
+
 class PatchIndex:
     """All p x p patches of one or more exemplars, for nearest-neighbour search.
 
@@ -53,15 +95,10 @@ class PatchIndex:
         valid: list[torch.Tensor | None] | None = None,
     ):
         self.patch = patch
-        unfolded = (F.unfold(u.float(), patch)[0].T for u in exemplars)
-        valid = valid or [None] * len(exemplars)
-        self.patches = torch.cat(
-            [q if v is None else q[v] for q, v in zip(unfolded, valid, strict=True)]
-        )
-        if limit is not None and limit < self.patches.shape[0]:
-            keep = torch.randperm(self.patches.shape[0], generator=torch.Generator().manual_seed(0))
-            self.patches = self.patches[keep[:limit].sort().values.to(self.patches.device)]
-        self.patches = self.patches.contiguous()  # (N, C p p)
+        # gathered, not unfolded: a 12-megapixel photo's 7 x 7 patches unfolded take 7 GB
+        everything = sum(patch_count(u, patch) for u in exemplars)
+        exemplars = [u.float() for u in exemplars]
+        self.patches = sampled_patches(exemplars, patch, limit or everything, valid)  # (N, C p p)
         self.basis = None
         keys = self.patches
         if dims is not None and dims < keys.shape[1]:

@@ -14,7 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from losses.nearest import NEAREST_DIMS, NEAREST_STRIDE, PatchIndex, project_to_nearest
+from losses.nearest import (
+    NEAREST_DIMS,
+    NEAREST_STRIDE,
+    PatchIndex,
+    patch_count,
+    project_to_nearest,
+    sampled_patches,
+)
 from losses.sliced import resample_sorted
 
 # Without a DirectionBank, the exemplar's quantiles come from TARGET_SAMPLE x the output's
@@ -34,11 +41,6 @@ def pyramid_scales(side: int, coarsest: int, factor: float) -> list[float]:
 
 def scaled(size: tuple[int, int], scale: float, minimum: int) -> tuple[int, int]:
     return tuple(max(minimum, round(s * scale)) for s in size)
-
-
-def patch_count(image: torch.Tensor, patch: int) -> int:
-    """Number of ``patch`` x ``patch`` patches that lie wholly inside a (..., h, w) image."""
-    return max(0, image.shape[-2] - patch + 1) * max(0, image.shape[-1] - patch + 1)
 
 
 def downscaled(
@@ -298,30 +300,51 @@ def colour_distance(img: torch.Tensor, exemplars: list[torch.Tensor], count: int
     return float(gap / theirs.var(1).mean().clamp_min(1e-12))
 
 
+# The exemplars' quantiles (``exemplar_quantiles``) are those of all their patches up to
+# QUANTILE_PATCHES of them, else of a fixed random sample of that many. A 2456 x 1760 photo
+# has 4.3M patches: sorting their projections took 52 s a bank of 256 directions, and a
+# 512 px output of it over 20 minutes. The quantiles of half a million patches are off by
+# about a thousandth of the distribution, finer than the output's own 65536 patches resolve.
+# 2^19 holds every patch of each photo in ../shared/exemplars (metal_plate: 315k), so their
+# outputs are unchanged (docs/decisions.md, session 20).
+QUANTILE_PATCHES = 2**19
+
+
 def exemplar_quantiles(
     exemplars: list[torch.Tensor],
     directions: torch.Tensor,
     count: int,
     chunk: int = 64,
     valid: list[torch.Tensor | None] | None = None,
+    limit: int = QUANTILE_PATCHES,
 ) -> torch.Tensor:
-    """(1, D, min(count, N)) quantiles of all N patches of the exemplars on ``directions``
-    (exact, no sample), ``chunk`` directions at a time to bound memory. ``valid``: per
+    """(1, D, min(count, N)) quantiles of the N patches of the exemplars on ``directions``:
+    all of them (exact) where N is at most ``limit``, else ``limit`` of them
+    (``sampled_patches``); ``chunk`` directions at a time to bound memory. ``valid``: per
     exemplar, None (all its patches) or a (P,) bool over its P inner patches, row-major, of
     the ones to count (a repaired image's patches that lie wholly in its known pixels)."""
     valid = valid or [None] * len(exemplars)
+    p = directions.shape[-1]
+    counted = sum(
+        patch_count(u, p) if v is None else int(v.sum())
+        for u, v in zip(exemplars, valid, strict=True)
+    )
+    sample = sampled_patches(exemplars, p, limit, valid) if counted > limit else None
     out = []
     with torch.no_grad():
         for d in torch.split(directions, chunk):
-            proj = torch.cat(
-                [
-                    p if v is None else p[..., v]
-                    for p, v in zip(
-                        (project_patches(u, d, False) for u in exemplars), valid, strict=True
-                    )
-                ],
-                dim=-1,
-            )
+            if sample is not None:
+                proj = (d.reshape(len(d), -1).to(sample) @ sample.T)[None]
+            else:
+                proj = torch.cat(
+                    [
+                        q if v is None else q[..., v]
+                        for q, v in zip(
+                            (project_patches(u, d, False) for u in exemplars), valid, strict=True
+                        )
+                    ],
+                    dim=-1,
+                )
             if proj.device.type == "cpu":
                 values = torch.from_numpy(np.sort(proj.float().numpy(), axis=-1))
             else:

@@ -11,9 +11,11 @@ import synth
 from data.errors import UserError
 from data.procedural import make
 from losses import patches
+from losses.nearest import sampled_patches
 from losses.patches import patch_directions, patch_sliced_wasserstein, project_patches
 from optimize.patches import PatchSynthesizer, pyramid_scales, upsample
 
+EXACT = "donot_use_mm_for_euclid_dist"  # torch.cdist without the matmul shortcut's rounding
 QUICK = {"coarse_iterations": 30, "iterations": 10, "final_fraction": 1}
 
 
@@ -195,6 +197,35 @@ def test_direction_bank_quantiles_are_exact_and_renewed():
     assert bank.directions is first  # three draws from one bank
     bank.draw(4, g)
     assert bank.directions is not first
+
+
+def test_a_large_exemplars_quantiles_come_from_a_fixed_sample_of_its_patches():
+    ex = make("cells", 64, seed=1)[None]  # 58 x 58 = 3364 patches of 7 x 7
+    d = patch_directions(3, 7, 8, gen(9))
+    exact = patches.exemplar_quantiles([ex], d, 10**6)
+    assert torch.equal(patches.exemplar_quantiles([ex], d, 10**6, limit=3364), exact)
+    sampled = patches.exemplar_quantiles([ex], d, 10**6, limit=1000)
+    assert sampled.shape == (1, 8, 1000)
+    assert torch.equal(patches.exemplar_quantiles([ex], d, 10**6, limit=1000), sampled)
+    # the sample's quantiles are the exact ones' to a few hundredths of their spread
+    at = torch.linspace(0, 3363, 1000).round().long()
+    gap = (sampled - exact[..., at]).abs().mean(-1) / exact.std(-1)
+    assert gap.max() < 0.05
+    # each sampled patch is one of the exemplar's, counted once; valid ones only
+    unfolded = torch.nn.functional.unfold(ex, 7)[0].T
+    assert torch.equal(sampled_patches([ex], 7, 10**6), unfolded)
+    noise = torch.rand(1, 3, 30, 30, generator=gen(10))  # every patch distinct
+    valid = torch.arange(24 * 24) % 3 == 0
+    drawn = sampled_patches([noise, ex], 7, 500, [valid, None])
+    assert len(torch.unique(drawn, dim=0)) == 500
+    mine = torch.cat([torch.nn.functional.unfold(noise, 7)[0].T[valid], unfolded])
+    assert torch.cdist(drawn, mine, compute_mode=EXACT).amin(1).max() < 1e-5
+    assert (
+        torch.cdist(
+            drawn, torch.nn.functional.unfold(noise, 7)[0].T[~valid], compute_mode=EXACT
+        ).amin()
+        > 1e-3
+    )
 
 
 def test_argsort_rows_sorts_negatives_zeros_and_ties():
