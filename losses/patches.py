@@ -302,8 +302,8 @@ def colour_distance(img: torch.Tensor, exemplars: list[torch.Tensor], count: int
 
 # The exemplars' quantiles (``exemplar_quantiles``) are those of all their patches up to
 # QUANTILE_PATCHES of them, else of a fixed random sample of that many. A 2456 x 1760 photo
-# has 4.3M patches: sorting their projections took 52 s a bank of 256 directions, and a
-# 512 px output of it over 20 minutes. The quantiles of half a million patches are off by
+# has 4.3M patches: sorting their projections took 52 s a bank of 256 directions (5.3 s
+# sampled), and a 512 px output of it 776 s (423 s). The quantiles of half a million are off by
 # about a thousandth of the distribution, finer than the output's own 65536 patches resolve.
 # 2^19 holds every patch of each photo in ../shared/exemplars (metal_plate: 315k), so their
 # outputs are unchanged (docs/decisions.md, session 20).
