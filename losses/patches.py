@@ -310,6 +310,23 @@ def colour_distance(img: torch.Tensor, exemplars: list[torch.Tensor], count: int
 QUANTILE_PATCHES = 2**19
 
 
+def quantile_sample(
+    exemplars: list[torch.Tensor],
+    patch: int,
+    valid: list[torch.Tensor | None] | None = None,
+    limit: int = QUANTILE_PATCHES,
+) -> torch.Tensor | None:
+    """(limit, C p p): the fixed sample of the exemplars' patches whose quantiles stand for
+    theirs where they hold more than ``limit`` (``sampled_patches``); None where they do not
+    (their quantiles are exact). ``valid`` as ``exemplar_quantiles``'."""
+    valid = valid or [None] * len(exemplars)
+    counted = sum(
+        patch_count(u, patch) if v is None else int(v.sum())
+        for u, v in zip(exemplars, valid, strict=True)
+    )
+    return sampled_patches(exemplars, patch, limit, valid) if counted > limit else None
+
+
 def exemplar_quantiles(
     exemplars: list[torch.Tensor],
     directions: torch.Tensor,
@@ -317,19 +334,17 @@ def exemplar_quantiles(
     chunk: int = 64,
     valid: list[torch.Tensor | None] | None = None,
     limit: int = QUANTILE_PATCHES,
+    sample: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(1, D, min(count, N)) quantiles of the N patches of the exemplars on ``directions``:
     all of them (exact) where N is at most ``limit``, else ``limit`` of them
-    (``sampled_patches``); ``chunk`` directions at a time to bound memory. ``valid``: per
-    exemplar, None (all its patches) or a (P,) bool over its P inner patches, row-major, of
-    the ones to count (a repaired image's patches that lie wholly in its known pixels)."""
+    (``quantile_sample``, or ``sample`` where it is given: a ``DirectionBank`` gathers it
+    once); ``chunk`` directions at a time to bound memory. ``valid``: per exemplar, None (all
+    its patches) or a (P,) bool over its P inner patches, row-major, of the ones to count (a
+    repaired image's patches that lie wholly in its known pixels)."""
     valid = valid or [None] * len(exemplars)
-    p = directions.shape[-1]
-    counted = sum(
-        patch_count(u, p) if v is None else int(v.sum())
-        for u, v in zip(exemplars, valid, strict=True)
-    )
-    sample = sampled_patches(exemplars, p, limit, valid) if counted > limit else None
+    if sample is None:
+        sample = quantile_sample(exemplars, directions.shape[-1], valid, limit)
     out = []
     with torch.no_grad():
         for d in torch.split(directions, chunk):
@@ -354,10 +369,11 @@ def exemplar_quantiles(
 
 
 class DirectionBank:
-    """Random patch directions with the exemplars' exact quantiles on them, drawn in banks:
-    each step takes ``projections`` of the bank's ``size`` at random, and a new bank is drawn
-    every ``refresh`` steps. Sorting all the exemplar's patches once per bank costs less than
-    sorting a fresh sample every step, and its quantiles carry no sampling noise.
+    """Random patch directions with the exemplars' exact quantiles on them (a large
+    exemplar's: those of its ``quantile_sample``, gathered once for all banks), drawn in
+    banks: each step takes ``projections`` of the bank's ``size`` at random, and a new bank is
+    drawn every ``refresh`` steps. Sorting all the exemplar's patches once per bank costs less
+    than sorting a fresh sample every step, and its quantiles carry no sampling noise.
 
     Args:
         exemplars: (1, C, h, w) images at one scale; their patches are pooled.
@@ -371,6 +387,7 @@ class DirectionBank:
         self.exemplars, self.patch, self.size, self.valid = exemplars, patch, size, valid
         self.refresh, self.count, self.steps = refresh, quantiles, 0
         self.directions = self.quantiles = None
+        self.sample = quantile_sample(exemplars, patch, valid)  # the same for every bank
 
     def draw(self, projections: int, generator: torch.Generator):
         """-> (projections, C, p, p) directions and their (1, projections, Q) quantiles."""
@@ -379,7 +396,7 @@ class DirectionBank:
             self.directions = patch_directions(c, self.patch, self.size, generator)
             self.directions = self.directions.to(self.exemplars[0].device)
             self.quantiles = exemplar_quantiles(
-                self.exemplars, self.directions, self.count, valid=self.valid
+                self.exemplars, self.directions, self.count, valid=self.valid, sample=self.sample
             )
         self.steps += 1
         pick = torch.randperm(self.size, generator=generator)[:projections]
