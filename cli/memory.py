@@ -205,8 +205,10 @@ def optimize_estimate(synth, size: tuple[int, int]) -> int:
     if synth.config.objective == "patches":
         sides = [tuple(u.shape[-2:]) for u in synth.exemplars]
         channels = len(synth.exemplars[0])
+        editor = isinstance(synth, PatchEditor)
+        size = synth.window_size() if editor else size  # it synthesises around the hole
         need = patches_estimate(synth.config, sides, size, channels)
-        if isinstance(synth, PatchEditor):
+        if editor:
             need += boundary_bytes(synth.config, sides, channels)
         return need
     return features_estimate(synth, size)

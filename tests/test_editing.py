@@ -11,7 +11,8 @@ from PIL import Image
 
 from data.images import save_image
 from data.procedural import make
-from optimize.editing import PatchEditor, expand_canvas, kept_at, seam_ratio
+from optimize import editing
+from optimize.editing import PatchEditor, expand_canvas, hole_window, kept_at, seam_ratio
 
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
 
@@ -87,6 +88,31 @@ def test_repair_of_half_the_image_or_a_border_strip(where):
     assert (out[:, fill] - img[:, fill]).abs().amax(0).gt(0).float().mean() > 0.5
     flat = torch.where(fill, img[:, ~fill].mean(1).view(3, 1, 1), img)
     assert seam_ratio(out, fill) < min(1.6, 0.6 * seam_ratio(flat, fill))  # 1.42, 0.95 (3.3, 2.1)
+
+
+def test_a_small_hole_is_filled_in_a_window_around_it(monkeypatch):
+    assert hole_window(torch.ones(4, 6, dtype=torch.bool)) == (slice(0, 4), slice(0, 6))
+    fill = torch.zeros(96, 96, dtype=torch.bool)
+    fill[44:52, 60:66] = True  # 8 x 6: its extent is 8
+    assert hole_window(fill, least=4) == (slice(36, 60), slice(52, 74))
+    assert hole_window(fill, least=40) == (slice(4, 92), slice(20, 96))  # clipped at the right
+    monkeypatch.setattr(editing, "hole_window", lambda f: hole_window(f, least=8))
+    img = make("cells", 96, seed=3)
+    editor = PatchEditor.repair(img, fill, log=lambda m: None, **FAST)
+    seen = []
+    result = editor.synthesize(seed=0, on_iter=lambda level, step, x, loss: seen.append(x.shape))
+    out = result.image[0]
+    assert out.shape == img.shape and seen[-1][-2:] == (24, 22)  # rows 36-60, columns 52-74
+    assert torch.equal(out[:, ~fill], img[:, ~fill])
+    assert (out[:, fill] - img[:, fill]).abs().amax(0).gt(0).float().mean() > 0.5
+    assert editor.engine_metadata()["edit"]["window"] == [36, 52, 24, 22]
+    # its memory is the window's synthesis, with all of the image's patches to learn from
+    from cli.memory import boundary_bytes, optimize_estimate
+    from optimize.patches import PatchSynthesizer
+
+    plain = PatchSynthesizer([editor.canvas.cpu()], log=lambda m: None, **FAST)
+    extra = boundary_bytes(editor.config, [(96, 96)])
+    assert optimize_estimate(editor, (96, 96)) == optimize_estimate(plain, (24, 22)) + extra
 
 
 def test_repair_from_the_alpha_channel_stopped_by_ctrl_c_keeps_the_kept_pixels(tmp_path):
