@@ -74,7 +74,11 @@ def whole_blocks(valid: torch.Tensor, side: int) -> torch.Tensor:
     corners whose ``side`` x ``side`` block lies wholly in valid pixels."""
     if min(valid.shape) < side:
         return torch.zeros(0, 0, dtype=torch.bool)
-    holes = F.max_pool2d((~valid).float()[None, None], side, stride=1)[0, 0]
+    # invalid pixels per block from an integral image: a max-pool over side x side windows
+    # cost H W side^2 (a 4000 x 2866 photo's 300 px blocks: minutes)
+    total = F.pad((~valid).long().cumsum(0).cumsum(1), (1, 0, 1, 0))
+    s = side
+    holes = total[s:, s:] - total[:-s, s:] - total[s:, :-s] + total[:-s, :-s]
     return holes == 0
 
 
