@@ -81,7 +81,7 @@ QUILT_SMALLEST = 4
 # meets the pixels near it (the blocks' overlaps, the projections' p - 1 px, the membrane's
 # ring), but every step and projection ran over the whole image, and the projections searched
 # all of its kept patches (now NEAREST_KEYS, as a synthesis does): a 128 px hole in a 921 x 660
-# photo 294 -> 77 s, a 256 px hole in a 1228 x 880 one 560 -> 115 s (docs/decisions.md,
+# photo 294 -> 77 s, a 256 px hole in a 1228 x 880 one 560 -> 140 s (docs/decisions.md,
 # session 21). Every hole the README measures lies within its extent of each edge, so its
 # window is the whole image and its output is unchanged (checked byte for byte).
 WINDOW_REACH = 1.0
