@@ -47,7 +47,7 @@ from data.errors import UserError
 from data.images import load_exemplars, load_image
 from data.masks import alpha_fill_mask, image_format, load_fill_mask
 from data.sizes import parse_size
-from losses.nearest import NEAREST_DIMS, PatchIndex, project_boundary
+from losses.nearest import NEAREST_DIMS, PatchIndex, project_boundary, sampled_patches
 from losses.patches import downscaled
 from optimize.patches import (
     BANK_REFRESH,
@@ -59,7 +59,7 @@ from optimize.patches import (
     DirectionBank,
     PatchSynthesizer,
 )
-from optimize.quilting import block_side, quilt
+from optimize.quilting import block_side, quilt, whole_blocks
 
 KNOWN_TOLERANCE = 1e-4  # a downscaled pixel is kept when its hole share is below this
 MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from it there
@@ -98,8 +98,7 @@ def kept_at(fill: torch.Tensor, scale: float, patch: int) -> torch.Tensor:
 def whole_patches(kept: torch.Tensor, patch: int) -> torch.Tensor:
     """(1, 1, h, w) bool kept pixels -> (P,) bool over the P = (h - p + 1)(w - p + 1) inner
     patches, row-major: those wholly in kept pixels."""
-    hole = F.max_pool2d((~kept).float(), patch, stride=1)
-    return hole.flatten() == 0
+    return whole_blocks(kept[0, 0], patch).flatten()
 
 
 def seam_ratio(img: torch.Tensor, fill: torch.Tensor) -> float:
@@ -389,8 +388,8 @@ class PatchEditor(PatchSynthesizer):
         with torch.no_grad():
             view = x[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
             valid = [self._whole[level]] if self.own else None
-            # exact (no basis), at most as many patches as the plain projections search
-            patches = PatchIndex(self._pyramid[level], p, None, NEAREST_KEYS, valid).patches
+            # exact (no basis), the same patches as the plain projections search
+            patches = sampled_patches(self._pyramid[level], p, NEAREST_KEYS, valid)
             y = project_boundary(
                 view.detach().clamp(0, 1), ~kept, patches, p, BOUNDARY_STRIDE,
                 BOUNDARY_FILL_WEIGHT,
