@@ -381,13 +381,20 @@ class DirectionBank:
         size, refresh: directions in a bank; steps between banks.
         quantiles: quantiles kept per direction (at most the exemplars' patch count).
         valid: the patches counted, per exemplar (``exemplar_quantiles``); None = all.
+        sample: (N, C p p) patches whose quantiles are the target instead of the exemplars'
+            (a repair's conditional target, ``optimize.editing``); None: the exemplars'.
     """
 
-    def __init__(self, exemplars, patch: int, size: int, refresh: int, quantiles: int, valid=None):
+    def __init__(
+        self, exemplars, patch: int, size: int, refresh: int, quantiles: int, valid=None,
+        sample: torch.Tensor | None = None,
+    ):  # fmt: skip
         self.exemplars, self.patch, self.size, self.valid = exemplars, patch, size, valid
         self.refresh, self.count, self.steps = refresh, quantiles, 0
         self.directions = self.quantiles = None
-        self.sample = quantile_sample(exemplars, patch, valid)  # the same for every bank
+        if sample is None:  # the same for every bank
+            sample = quantile_sample(exemplars, patch, valid)
+        self.sample = sample
 
     def draw(self, projections: int, generator: torch.Generator):
         """-> (projections, C, p, p) directions and their (1, projections, Q) quantiles."""

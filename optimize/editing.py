@@ -24,6 +24,13 @@ steps and nearest-patch projections, with some pixels kept.
   blended into the ring (``optimize.quilting``, ``optimize.blending``), refined at full
   scale only: grown from noise, a large hole in a brick wall had broken courses, and on
   every hole measured the blocks joined better (docs/decisions.md, sessions 16-17).
+- The full-scale refinement of a start (copied blocks, or ``init``) compares the hole's
+  patches with the start's own patches' nearest kept (or exemplar) patches
+  (``conditional_patches``), not with every kept patch of the image: a hole of one element
+  in a large photo cannot hold the whole photo's patch distribution, and matching it pushed
+  its whites whiter and the rest dark and smooth (a 4000 x 2866 daisies photo, a 300 px
+  hole: a dark box). Its projections are the boundary's only (``_project``).
+  docs/decisions.md, session 22.
 - Expand is repair of a larger canvas whose hole is everything outside the image, learnt
   from the image itself (``expand_canvas``).
 - Only a window around the hole is synthesised (``hole_window``): the hole's bounding box
@@ -86,6 +93,9 @@ QUILT_SMALLEST = 4
 # window is the whole image and its output is unchanged (checked byte for byte).
 WINDOW_REACH = 1.0
 WINDOW_LEAST = 128
+# The conditional target (``conditional_patches``) searches the start's hole patches on a grid
+# of this stride: a sample of their distribution, in a quarter of the search.
+CONDITIONAL_STRIDE = 2
 
 
 def kept_at(fill: torch.Tensor, scale: float, patch: int) -> torch.Tensor:
@@ -116,6 +126,21 @@ def seam_ratio(img: torch.Tensor, fill: torch.Tensor) -> float:
     if not len(across) or not len(inside):
         return float("nan")
     return float(across.mean() / inside.mean().clamp_min(1e-12))
+
+
+def conditional_patches(
+    image: torch.Tensor, fill: torch.Tensor, index: PatchIndex, stride: int = 1
+) -> torch.Tensor:
+    """(1, C, H, W) image, (H, W) bool fill mask -> (M, C p p): for each of the image's M
+    inner p x p patches (p: ``index.patch``) on a grid of ``stride`` that hold a filled
+    pixel, the indexed patch nearest to it. Their distribution is the one the fill should
+    have given what it already holds: a small hole's share of the image's, not all of it."""
+    p = index.patch
+    hole = fill[None, None].float().to(image.device)
+    touches = F.max_pool2d(hole, p, stride).flatten() > 0
+    with torch.no_grad():
+        queries = F.unfold(image.float(), p, stride=stride)[0].T[touches]  # (M, C p p)
+        return index.patches[index.nearest(queries)]
 
 
 def hole_window(
@@ -200,6 +225,7 @@ class PatchEditor(PatchSynthesizer):
         self.fill, self.own, self.sources = fill, own, names
         self.canvas = canvas.to(self.device)
         self.window = hole_window(fill)
+        self._conditional = None  # the full-scale refinement's target patches (``_begin``)
         self.block = self._block_side()
         self._set_scales()
         if self.block:
@@ -308,6 +334,18 @@ class PatchEditor(PatchSynthesizer):
         start = quilt(window, self.fill[self.window], sources, valid, self.block, g)
         return super().synthesize(None, seed, iterations, start, on_iter)
 
+    def _begin(self, size, init, g):
+        """As ``PatchSynthesizer._begin``; a start refined at full scale (blocks or ``init``)
+        also sets the conditional target its steps match (``conditional_patches``)."""
+        x, size, block = super()._begin(size, init, g)
+        self._conditional = None
+        if x is not None:
+            level = len(self.scales) - 1
+            index = self._index(level, self.config.patch_size)
+            fill = self.fill[self.window]
+            self._conditional = conditional_patches(x, fill, index, CONDITIONAL_STRIDE)
+        return x, size, block
+
     def _lr(self, level: int) -> float:
         # with blocks, every run refines a start at full scale only (``_quilted`` or ``init``)
         return min(START_LR, self.config.lr) if self.block else super()._lr(level)
@@ -351,7 +389,11 @@ class PatchEditor(PatchSynthesizer):
         quantiles = cfg.max_patches or QUANTILES
         valid = [self._whole[level]] if self.own else None
         pyramid = self._pyramid[level]
-        return DirectionBank(pyramid, cfg.patch_size, size, BANK_REFRESH, quantiles, valid)
+        # a start refined at full scale matches its conditional target (``_begin``)
+        sample = self._conditional if level == len(self.scales) - 1 else None
+        return DirectionBank(
+            pyramid, cfg.patch_size, size, BANK_REFRESH, quantiles, valid, sample=sample
+        )
 
     def _patch_sizes(self, level: int) -> list[int]:
         # No large patches (optimize.patches.LARGE_SPAN) here: a fill made of large exemplar
@@ -380,8 +422,12 @@ class PatchEditor(PatchSynthesizer):
     def _project(self, x: torch.Tensor, level: int) -> None:
         """The engine's projections, then ``project_boundary``: the patches that straddle the
         hole's edge are matched by their kept pixels, so the fill continues what lies beside
-        it (BOUNDARY_FILL_WEIGHT)."""
-        super()._project(x, level)
+        it (BOUNDARY_FILL_WEIGHT). A start refined at full scale gets the boundary's only:
+        the plain projection's mean of overlapping matches smeared the blocks' cuts into
+        blotches (cells) and smudges (bricks); without it, seed 0, seam 0.75 -> 0.58 and
+        0.85 -> 0.57 (docs/decisions.md, session 22)."""
+        if self._conditional is None:
+            super()._project(x, level)
         kept = self._kept[level]
         m = (x.shape[-1] - kept.shape[-1]) // 2
         p = self.config.patch_size

@@ -4,14 +4,17 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from edit_cli import FAST, QUICK, run
 
 from data.errors import UserError
 from data.images import load_image, save_image
 from data.procedural import make
 from judge import seam_ratio
+from losses.nearest import PatchIndex
+from optimize import editing
 from optimize.blending import membrane
-from optimize.editing import PatchEditor
+from optimize.editing import PatchEditor, conditional_patches
 from optimize.patches import LATTICE_SHARE, START_SHARE, PatchSynthesizer
 from optimize.quilting import _cut, block_side, quilt, quilt_periodic, whole_blocks
 
@@ -136,6 +139,46 @@ def test_a_fill_started_from_blocks_continues_the_pattern_and_keeps_its_ring():
     assert grown.block is None
     grown_error = (grown.synthesize(seed=0).image[0][:, fill] - img[:, fill]).abs().mean()
     assert error < 0.3 * grown_error, (error, grown_error)  # measured 0.017 against 0.100
+
+
+def test_a_start_is_refined_towards_the_nearest_patches_of_what_it_holds(monkeypatch):
+    img = tiled()
+    fill = torch.zeros(128, 128, dtype=torch.bool)
+    fill[40:88, 40:88] = True
+    # a hole holding the tile's continuation: its patches' nearest are themselves
+    index = PatchIndex([img[None]], 7)
+    target = conditional_patches(img[None], fill, index)
+    touching = F.max_pool2d(fill[None, None].float(), 7, 1).flatten() > 0
+    assert len(target) == (48 + 6) ** 2
+    assert torch.equal(target, F.unfold(img[None], 7)[0].T[touching])
+    banks = []
+
+    class Recorded(editing.DirectionBank):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            banks.append(self)
+
+    plain = []  # the engine's own projections (an edit's boundary pass comes after them)
+    project = PatchSynthesizer._project
+    monkeypatch.setattr(editing, "DirectionBank", Recorded)
+    monkeypatch.setattr(
+        PatchSynthesizer,
+        "_project",
+        lambda self, x, level: plain.append(level) or project(self, x, level),
+    )
+    blocks = PatchEditor.repair(img, fill, log=lambda m: None, fill_start="blocks", **FAST)
+    blocks.synthesize(seed=0, iterations=3)
+    assert plain == []  # a start refined: the boundary's projection only
+    # the start's refinement matches the nearest kept patches of its hole's patches (on a
+    # stride-2 grid: corners 34, 36, ..., 86, 27 a side), not all of the image's kept
+    # patches (a hole of one element in a photo came out a box)
+    assert editing.CONDITIONAL_STRIDE == 2
+    assert len(banks) == 1 and banks[0].sample.shape == (27**2, 3 * 7 * 7)
+    banks.clear()
+    grown = PatchEditor.repair(img, fill, log=lambda m: None, fill_start="grow", **FAST)
+    grown.synthesize(seed=0, iterations=3)
+    assert len(banks) == len(grown.scales) and all(b.sample is None for b in banks)
+    assert plain == list(range(len(grown.scales)))
 
 
 def test_the_default_copies_blocks_where_the_kept_pixels_hold_them_else_grows():
