@@ -1,6 +1,7 @@
 """A deep hole's start from copied blocks (optimize.quilting) and its use by the editor."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -151,6 +152,9 @@ def test_a_start_is_refined_towards_the_nearest_patches_of_what_it_holds(monkeyp
     touching = F.max_pool2d(fill[None, None].float(), 7, 1).flatten() > 0
     assert len(target) == (48 + 6) ** 2
     assert torch.equal(target, F.unfold(img[None], 7)[0].T[touching])
+    # a large hole's search is a sample: the finest grid with at most ``limit`` patches
+    assert len(conditional_patches(img[None], fill, index, 1, limit=27**2)) == 27**2  # stride 2
+    assert len(conditional_patches(img[None], fill, index, 1, limit=27**2 - 1)) == 18**2  # 3
     banks = []
 
     class Recorded(editing.DirectionBank):
@@ -179,6 +183,21 @@ def test_a_start_is_refined_towards_the_nearest_patches_of_what_it_holds(monkeyp
     grown.synthesize(seed=0, iterations=3)
     assert len(banks) == len(grown.scales) and all(b.sample is None for b in banks)
     assert plain == list(range(len(grown.scales)))
+
+
+def test_an_edits_seconds_count_its_copied_blocks(monkeypatch):
+    quilted = editing.quilt
+
+    def slow(*args, **kw):
+        time.sleep(0.3)
+        return quilted(*args, **kw)
+
+    monkeypatch.setattr(editing, "quilt", slow)
+    fill = torch.zeros(128, 128, dtype=torch.bool)
+    fill[40:88, 40:88] = True
+    editor = PatchEditor.repair(tiled(), fill, log=lambda m: None, fill_start="blocks", **FAST)
+    result = editor.synthesize(seed=0, iterations=1)
+    assert result.iterations == 1 and result.seconds >= 0.3
 
 
 def test_the_default_copies_blocks_where_the_kept_pixels_hold_them_else_grows():
