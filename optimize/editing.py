@@ -402,10 +402,9 @@ class PatchEditor(PatchSynthesizer):
         quantiles = cfg.max_patches or QUANTILES
         valid = [self._whole[level]] if self.own else None
         pyramid = self._pyramid[level]
-        # a start refined at full scale matches its conditional target (``_begin``)
-        sample = self._conditional if level == len(self.scales) - 1 else None
+        # a start refined (full scale only) matches its conditional target (``_begin``)
         return DirectionBank(
-            pyramid, cfg.patch_size, size, BANK_REFRESH, quantiles, valid, sample=sample
+            pyramid, cfg.patch_size, size, BANK_REFRESH, quantiles, valid, self._conditional
         )
 
     def _patch_sizes(self, level: int) -> list[int]:
