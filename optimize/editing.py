@@ -67,7 +67,7 @@ from optimize.patches import (
     DirectionBank,
     PatchSynthesizer,
 )
-from optimize.quilting import block_side, quilt, whole_blocks
+from optimize.quilting import RING_WEIGHT, block_side, quilt, whole_blocks
 
 KNOWN_TOLERANCE = 1e-4  # a downscaled pixel is kept when its hole share is below this
 MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from it there
@@ -342,7 +342,8 @@ class PatchEditor(PatchSynthesizer):
         g = torch.Generator().manual_seed(seed)
         sources, valid = self._quilt_sources(), self._quilt_valid()
         window = self.canvas[(slice(None), *self.window)].cpu()
-        start = quilt(window, self.fill[self.window], sources, valid, self.block, g)
+        fill = self.fill[self.window]
+        start = quilt(window, fill, sources, valid, self.block, g, ring_weight=RING_WEIGHT)
         return super().synthesize(None, seed, iterations, start, on_iter)
 
     def _begin(self, size, init, g):

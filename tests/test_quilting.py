@@ -13,7 +13,7 @@ from data.images import load_image, save_image
 from data.procedural import make
 from judge import seam_ratio
 from losses.nearest import PatchIndex
-from optimize import editing
+from optimize import editing, quilting
 from optimize.blending import membrane
 from optimize.editing import PatchEditor, conditional_patches
 from optimize.patches import LATTICE_SHARE, START_SHARE, PatchSynthesizer
@@ -100,6 +100,39 @@ def test_block_side_halves_until_the_sources_hold_whole_blocks_free_to_move():
     assert block_side([valid], fill, 8) == 16  # off a lattice the larger blocks are kept
     valid[16:48, 16:20] = True  # a ring 20 px wide on the left: 16 px blocks move 4 px
     assert block_side([valid], valid.logical_not(), 8, free=True) == 16
+
+
+def test_blocks_are_at_most_a_quarter_of_the_sources_short_side():
+    # an expand: the canvas is twice the image; a quarter of the canvas's short side (the
+    # rule before session 23) would be half of the image's and match its ring badly
+    fill = torch.ones(256, 256, dtype=torch.bool)
+    fill[64:192, 64:192] = False
+    image = [torch.ones(128, 128, dtype=torch.bool)]
+    assert block_side(image, fill, 8) == 32
+    assert block_side([~fill], fill, 8) == 64  # a repair's source is its canvas
+
+
+def test_the_ring_next_to_the_hole_weighs_more_in_the_pick():
+    # kept columns 0-3 of a 16 px canvas, the hole right of them; RING px of them (1-3) are
+    # the ring. The source holds block A at x = 0 (exact on column 0, 0.2 off on the ring)
+    # and block B at x = 32 (0.5 off on column 0, exact on the ring); elsewhere noise.
+    g = torch.Generator().manual_seed(0)
+    source = 0.6 + 0.4 * torch.rand(1, 16, 48, generator=g)
+    source[:, :, 0], source[:, :, 1:4] = 0.0, 0.2
+    source[:, :, 32], source[:, :, 33:36] = 0.5, 0.0
+    fill = torch.zeros(16, 16, dtype=torch.bool)
+    fill[:, 4:] = True
+    canvas = torch.zeros(1, 16, 16)
+    every = [torch.ones(16, 48, dtype=torch.bool)]
+
+    def pasted(weight):
+        out = quilt(canvas, fill, [source], every, 16, torch.Generator().manual_seed(0),
+                    blend=False, ring_weight=weight)  # fmt: skip
+        return out[:, :, 4:]
+
+    assert quilting.RING == 3
+    assert torch.equal(pasted(0.0), source[:, :, 4:16])  # A: 48 x 0.2^2 < 16 x 0.5^2
+    assert torch.equal(pasted(quilting.RING_WEIGHT), source[:, :, 36:48])  # B: 480 x 0.04 > 4
 
 
 def test_a_half_image_hole_in_a_lattice_is_filled_in_phase_with_its_ring():
