@@ -29,12 +29,13 @@ OVERLAP = 1 / 4  # of the block side: how far each block reaches into its neighb
 # The blend below takes its values on the kept pixels next to the hole: where a block picked
 # by its whole overlap disagrees with them sharply (the hole's edge cuts a daisy, a disc),
 # the blend spreads that step into the fill as a glow fading over tens of pixels (a daisies
-# photo expanded 2x: a white frame). Weighting the kept pixels within RING px of the hole
-# 1 + RING_WEIGHT in the pick makes the blocks agree where the blend reads them. Edge judge
-# (bench.edges, 1 = real surroundings) and seam, seed 0: daisies expanded 2x 0.92 -> 0.72,
-# 0.41 -> 0.39; red_dots expanded 5.24 -> 3.78, 0.61 -> 0.73; a 128 px hole in a daisies
-# photo, seeds 0-2, mean 1.72 -> 1.45, 0.70 -> 0.91; cells, wall, knit within 0.03
-# (docs/decisions.md, session 23).
+# photo expanded 2x: a white frame). In the pick, the kept pixels within RING px of the hole
+# weigh 1 + RING_WEIGHT against the other kept pixels (their total unchanged, so that the
+# overlap with earlier blocks keeps its share): the blocks agree where the blend reads them.
+# Edge judge (bench.edges, 1 = the real surroundings) and seam, seed 0: daisies expanded 2x
+# 0.92 -> 0.74, 0.41 -> 0.53; red_dots expanded 5.24 -> 3.48, 0.61 -> 0.44. Its cost: a
+# 300 px hole in a 4000 px daisies photo, seam 0.74 -> 1.47, a block's cut through a daisy's
+# centre (docs/decisions.md, session 23).
 RING = 3
 RING_WEIGHT = 9.0
 
@@ -116,9 +117,10 @@ def quilt(
     side into the known pixels around it (the kept ring included), and each is the source
     block with the least squared difference there (one of those within TOLERANCE of it).
     A block replaces the pixels pasted before it on its side of the least-error cuts through
-    its left and top overlaps (``_cut_side``); kept pixels are never written. A kept pixel
-    within RING px of the hole weighs ``1 + ring_weight`` in that difference (RING_WEIGHT:
-    the editor's), the others 1. With ``blend``,
+    its left and top overlaps (``_cut_side``); kept pixels are never written. In that
+    difference a kept pixel within RING px of the hole weighs ``1 + ring_weight`` (the
+    editor's: RING_WEIGHT) against the window's other kept pixels, their total weight that
+    of their count; pasted pixels weigh 1. With ``blend``,
     the fill is corrected by the membrane (``optimize.blending.membrane``) of the kept
     pixels' difference from what the pasted blocks continue into them (``_continuation``):
     the hole's edge no longer steps where the light drifts.
@@ -148,7 +150,13 @@ def quilt(
             todo = fill[window] & ~known[window]
             if not todo.any():
                 continue
-            k = known[window].to(canvas.dtype) * emphasis[window]
+            k = known[window].to(canvas.dtype)
+            kept = ~fill[window]
+            if ring_weight and kept.any():
+                # the kept pixels' weight moved towards the ring, their total kept: the
+                # overlap with earlier blocks keeps its share of the pick
+                e = emphasis[window][kept]
+                k[kept] = e * (len(e) / e.sum())
             view = out[(slice(None), *window)]
             source, sy, sx = _pick(view, k, usable, generator)
             block = sources[source][:, sy : sy + side, sx : sx + side]

@@ -132,7 +132,8 @@ def test_the_ring_next_to_the_hole_weighs_more_in_the_pick():
 
     assert quilting.RING == 3
     assert torch.equal(pasted(0.0), source[:, :, 4:16])  # A: 48 x 0.2^2 < 16 x 0.5^2
-    assert torch.equal(pasted(quilting.RING_WEIGHT), source[:, :, 36:48])  # B: 480 x 0.04 > 4
+    # weighted, the kept total 4 a row: A 48 x 0.04 x 40 / 31 = 2.5 > B 16 x 0.25 x 4 / 31
+    assert torch.equal(pasted(quilting.RING_WEIGHT), source[:, :, 36:48])
 
 
 def test_a_half_image_hole_in_a_lattice_is_filled_in_phase_with_its_ring():
