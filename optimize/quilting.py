@@ -120,10 +120,10 @@ def quilt(
     its left and top overlaps (``_cut_side``); kept pixels are never written. In that
     difference a kept pixel within RING px of the hole weighs ``1 + ring_weight`` (the
     editor's: RING_WEIGHT) against the window's other kept pixels, their total weight that
-    of their count; pasted pixels weigh 1. With ``blend``,
-    the fill is corrected by the membrane (``optimize.blending.membrane``) of the kept
-    pixels' difference from what the pasted blocks continue into them (``_continuation``):
-    the hole's edge no longer steps where the light drifts.
+    of their count; pasted pixels weigh 1. With ``blend``, the fill is corrected by the
+    membrane (``optimize.blending.membrane``) of the kept pixels' difference from what the
+    pasted blocks continue into them (``_continuation``): the hole's edge no longer steps
+    where the light drifts.
 
     Returns (C, H, W), the filled canvas (a new tensor), in [0, 1] where the sources are.
     """
