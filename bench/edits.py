@@ -178,7 +178,7 @@ def main(
         unknown = [n for n in names if n not in CASES]
         if unknown:
             raise UserError(f"unknown case {unknown[0]}; choose from {', '.join(CASES)}")
-        seed_list = parse_list(seeds, int, "--seeds")
+        seed_list = parse_list(seeds, int, "seeds")
         say(HEADER)
         rows = run(names, seed_list, controls)
         if json_out is not None:

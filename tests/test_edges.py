@@ -54,9 +54,12 @@ def test_blocks_pasted_without_the_blend_are_seen_cut_at_the_edge():
     assert edge_score(pasted, truth, fill).ratios[0] > 1.2  # cut at the edge
 
 
-def test_an_unknown_case_is_one_line(tmp_path):
+def test_an_unknown_case_or_a_bad_seed_is_one_line():
     result = CliRunner().invoke(edits.app, ["--cases", "nope"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: unknown case nope; choose from {', '.join(edits.CASES)}"
     ]
+    result = CliRunner().invoke(edits.app, ["--seeds", "x"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --seeds expects comma-separated int values, got 'x'"
