@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from losses.nearest import NEAREST_DIMS, PatchIndex
+from losses.nearest import NEAREST_DIMS, PatchIndex, sampled_patches
 
 PATCH = 7
 BANDS = ((1, 4), (4, 8), (8, 16), (16, 32), (32, 64))  # px from the nearest kept pixel
@@ -67,18 +67,12 @@ def band_distances(image: torch.Tensor, bands: list[torch.Tensor], index: PatchI
     r = PATCH // 2
     out = []
     for band in bands:
-        where = torch.nonzero(band.flatten())[:, 0]
-        if not len(where):
+        # a pixel at least r from the border centres the inner patch whose corner is r up-left
+        corners = band[r : band.shape[0] - r, r : band.shape[1] - r].flatten()
+        if not corners.any():
             out.append(float("nan"))
             continue
-        g = torch.Generator().manual_seed(0)
-        where = where[torch.randperm(len(where), generator=g)[:QUERIES]]
-        w = band.shape[1]
-        ys, xs = where // w, where % w
-        offsets = torch.arange(-r, r + 1)
-        rows = (ys[:, None] + offsets)[:, :, None].expand(-1, PATCH, PATCH)
-        cols = (xs[:, None] + offsets)[:, None, :].expand(-1, PATCH, PATCH)
-        patches = image[:, rows, cols].permute(1, 0, 2, 3).flatten(1)  # (M, C p p)
+        patches = sampled_patches([image[None]], PATCH, QUERIES, [corners])  # (M, C p p)
         nearest = index.patches[index.nearest(patches)]
         out.append(float((patches - nearest).pow(2).mean()))
     return out
