@@ -100,13 +100,10 @@ def editor_for(case: Case, truth: torch.Tensor) -> PatchEditor:
     if case.hole is not None:
         return PatchEditor.repair(truth, centred_hole(h, w, case.hole), log=quiet)
     kh, kw = round(h * case.keep), round(w * case.keep)
-    top, left = (h - kh) // 2, (w - kw) // 2
-    kept = truth[:, top : top + kh, left : left + kw].contiguous()
-    editor = PatchEditor.expand(kept, (h, w), log=quiet)
-    # the canvas places the image at the centre as the truth has it (rounding alike)
-    if not torch.equal(expand_canvas(kept, (h, w))[1], editor.fill):
-        raise AssertionError("the expand's canvas does not place the image as cut")
-    return editor
+    # cut where the expand puts it back (the anchor's rounding: 153.5 -> 154, not 153)
+    _, fill = expand_canvas(truth[:, :kh, :kw], (h, w))
+    kept = truth[:, ~fill].reshape(-1, kh, kw)
+    return PatchEditor.expand(kept, (h, w), log=quiet)
 
 
 def filled(editor: PatchEditor, truth: torch.Tensor, fill: str, seed: int) -> torch.Tensor:
