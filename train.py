@@ -43,6 +43,7 @@ from cli.options import (
     AutocorrWeight,
     Backbone,
     Coarsest,
+    ExemplarWraps,
     GeneratorName,
     Layers,
     LayerWeights,
@@ -154,6 +155,13 @@ def main(
     pyramid_factor: PyramidFactor = None,
     coarsest: Coarsest = None,
     max_patches: MaxPatches = None,
+    exemplar_wraps: Annotated[
+        ExemplarWraps | None,
+        Opt(
+            help="patches: the exemplar tiles, so its patches across the edges count too; "
+            "auto: where its opposite edges join seamlessly."
+        ),
+    ] = None,
     tile: Annotated[
         bool | None,
         Opt("--tile/--no-tile", help="Periodic objective; generate seamless by default."),

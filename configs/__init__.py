@@ -73,6 +73,10 @@ class PatchFields:
     max_patches: int = 65536  # output patches compared a step at most, a strided grid (0 = all)
     # optimize: projections per patch size and scale (0 = none; at most 1 at full size)
     nearest_iterations: int = 0
+    # the exemplars tile, so their patches across the edges count (optimize.patches; training:
+    # losses.patches.PatchPyramidLoss). auto | on | off; auto: where each one's edges join
+    # (losses.patches.tiles)
+    exemplar_wraps: str = "auto"
 
 
 @dataclass
@@ -98,9 +102,6 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # a lattice keeps one period and angle over the whole output (optimize.patches).
     # auto | on | off; auto: where the exemplar is a lattice (losses.spectrum.lattice_share)
     spectrum_projection: str = "auto"
-    # patches: the exemplars tile, so their patches across the edges count (optimize.patches).
-    # auto | on | off; auto: where each one's edges join (losses.patches.tiles)
-    exemplar_wraps: str = "auto"
     # patches: how a synthesis starts: noise (grown coarse to fine) | blocks (the exemplars
     # quilted, refined at full size; quilted to wrap with --tile) | auto: blocks where the
     # exemplar is a lattice (optimize.patches.STARTS)
@@ -486,6 +487,8 @@ def check_training(cfg: TrainConfig) -> None:
         raise UserError("--nearest-weight needs the patches objective (--objective patches)")
     if cfg.nearest_weight < 0:
         raise UserError("--nearest-weight must be >= 0")
+    if cfg.objective != "patches" and cfg.exemplar_wraps != "auto":
+        raise UserError("--exemplar-wraps needs the patches objective (--objective patches)")
     if cfg.objective == "patches" and cfg.diversity_weight:
         raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
     if cfg.diversity_weight and cfg.batch_size < 2:

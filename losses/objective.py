@@ -149,12 +149,15 @@ def generator_objective(cfg, exemplars: list[torch.Tensor], backbone, channels=N
 
     stack = channels is not None and len(channels) > 1
     if cfg.objective == "patches":
-        from losses.patches import PatchPyramidLoss
+        from losses.patches import PatchPyramidLoss, exemplars_wrap
 
         targets = [u * map_weights(channels)[0].to(u) for u in exemplars] if stack else exemplars
-        objective = PatchPyramidLoss(targets, cfg, cfg.tile, cfg.nearest_weight)
+        wraps = exemplars_wrap(cfg.exemplar_wraps, [u.cpu() for u in exemplars])
+        objective = PatchPyramidLoss(targets, cfg, cfg.tile, cfg.nearest_weight, wraps)
         size = f"{cfg.patch_size}x{cfg.patch_size}"
         description = f"none: pixel patches {size}, {len(objective.scales)} scales"
+        if wraps:
+            description += "; the exemplar tiles, its patches across the edges count too"
         if stack:
             return WeightedStack(objective, channels), f"{description}, spanning every map"
         return objective, description

@@ -73,9 +73,17 @@ def downscaled(
 # photos and their crops (64-256 px; session 14).
 WRAP_SEAM = 2.0
 WRAP_SEAM_MEDIAN = 1.4
-# SynthConfig.exemplar_wraps: ``auto`` treats the exemplars as periodic where ``tiles`` says
-# they tile, ``on`` and ``off`` always and never.
+# exemplar_wraps (synthesis and training): ``auto`` treats the exemplars as periodic where
+# ``tiles`` says they tile, ``on`` and ``off`` always and never.
 EXEMPLAR_WRAPS = ("auto", "on", "off")
+
+
+def exemplars_wrap(mode: str, exemplars: list[torch.Tensor]) -> bool:
+    """Whether (C, H, W) ``exemplars`` are treated as periodic under ``exemplar_wraps``
+    ``mode``: ``on``, or ``auto`` where every one ``tiles``."""
+    if mode != "auto":
+        return mode == "on"
+    return all(tiles(u) for u in exemplars)
 
 
 def seam_ratios(u: torch.Tensor) -> tuple[float, float]:
@@ -437,17 +445,30 @@ class PatchPyramidLoss:
         circular: the images' patches wrap around (periodic training).
         nearest_weight: weight of the nearest-patch term (0 = none), averaged over the scales
             with at most ``NEAREST_KEYS`` exemplar patches.
+        wraps: the exemplars tile (``exemplars_wrap``): their patches across their edges
+            count too.
     """
 
     def __init__(
-        self, exemplars: list[torch.Tensor], cfg, circular: bool = False, nearest_weight=0.0
+        self,
+        exemplars: list[torch.Tensor],
+        cfg,
+        circular: bool = False,
+        nearest_weight=0.0,
+        wraps: bool = False,
     ):
         self.cfg, self.circular, self.nearest_weight = cfg, circular, nearest_weight
         side = min(min(u.shape[-2:]) for u in exemplars)
         self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
+        p = cfg.patch_size
+        # a periodic exemplar's pyramid is filtered across its edges, and its patches across
+        # them are among the targets (as in optimize.patches): at the coarsest scales they
+        # are most of its patches
         self.targets = [
-            [downscaled(u[None].float(), s, cfg.patch_size) for u in exemplars] for s in self.scales
+            [downscaled(u[None].float(), s, p, wraps) for u in exemplars] for s in self.scales
         ]
+        if wraps:
+            self.targets = [[wrapped(t, p) for t in level] for level in self.targets]
         self.indexes = {}  # scale -> PatchIndex, at the scales whose patches it holds all of
         if nearest_weight:
             for k, targets in enumerate(self.targets):

@@ -48,10 +48,10 @@ from losses.patches import (
     DirectionBank,
     colour_distance,
     downscaled,
+    exemplars_wrap,
     patch_sliced_wasserstein,
     pyramid_scales,
     scaled,
-    tiles,
     wrapped,
 )
 from losses.spectrum import lattice_fit, lattice_share, spectrum_projection, spectrum_target
@@ -277,10 +277,8 @@ class PatchSynthesizer(PerImageSynthesizer):
         every one tiles, ``losses.patches.tiles``): their patches then include those across
         their edges, and their pyramid is filtered across them."""
         mode = self.config.exemplar_wraps
-        if mode != "auto":
-            return mode == "on"
-        wraps = all(tiles(u) for u in self.exemplars)
-        if wraps:
+        wraps = exemplars_wrap(mode, self.exemplars)
+        if wraps and mode == "auto":
             self.log(
                 "the exemplar tiles seamlessly: its patches across the edges count too "
                 "(--exemplar-wraps off to disable)"

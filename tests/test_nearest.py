@@ -162,3 +162,11 @@ def test_the_generator_term_needs_the_patch_objective():
 
     with pytest.raises(UserError, match="nearest-weight needs the patches objective"):
         default_config(TrainConfig, objective="features", nearest_weight=1.0)
+
+
+def test_exemplar_wraps_needs_the_patch_objective_in_training():
+    from configs import TrainConfig, default_config
+    from data.errors import UserError
+
+    with pytest.raises(UserError, match="exemplar-wraps needs the patches objective"):
+        default_config(TrainConfig, objective="features", exemplar_wraps="on")

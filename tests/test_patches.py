@@ -461,3 +461,27 @@ def test_an_edit_never_takes_its_canvas_as_periodic():
     hole[20:40, 20:40] = True
     editor = PatchEditor.repair(img, hole, log=lambda m: None, exemplar_wraps="on")
     assert not editor.wraps
+
+
+def test_the_training_loss_of_a_tiling_exemplar_counts_its_patches_across_the_edges():
+    from configs import TrainConfig, default_config
+    from losses.objective import generator_objective
+    from losses.patches import PatchPyramidLoss
+
+    exemplar = make("cells", 64)
+    cfg = default_config(
+        TrainConfig, objective="patches", coarsest=16, projections=16, max_patches=0
+    )
+    # a periodic output (circular training) that is the exemplar shifted: its patches are the
+    # periodic exemplar's, so only the loss that counts those across the edges is ~0
+    shifted = exemplar.roll((20, 30), (-2, -1))[None]
+    plain = PatchPyramidLoss([exemplar], cfg, circular=True)
+    wrapping = PatchPyramidLoss([exemplar], cfg, circular=True, wraps=True)
+    assert float(wrapping(shifted)["total"]) < 0.05 * float(plain(shifted)["total"])
+    # exemplar_wraps "auto" (the default) decides it, and the run says so
+    _, described = generator_objective(cfg, [exemplar], None)
+    assert "across the edges" in described
+    _, described = generator_objective(cfg, [exemplar[:, 5:60, 3:50]], None)
+    assert "across the edges" not in described
+    off = default_config(TrainConfig, objective="patches", coarsest=16, exemplar_wraps="off")
+    assert "across the edges" not in generator_objective(off, [exemplar], None)[1]
