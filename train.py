@@ -132,6 +132,13 @@ def main(
             "(layout) scales; 1 draws a lattice on honeycomb."
         ),
     ] = None,
+    patch_weight: Annotated[
+        float | None,
+        Opt(
+            help="features: add the patch objective (with --nearest-weight) at this share of "
+            "the loss; 1 draws honeycomb's lattice with the features' grain."
+        ),
+    ] = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,

@@ -377,6 +377,9 @@ class TrainConfig(PatchFields, LossConfig):
     warmup_steps: int = 50  # linear learning-rate warm-up
     diversity_weight: float = 0.0  # Ulyanov 2017 diversity term (needs batch_size >= 2)
     nearest_weight: float = 0.0  # patches: pull towards the nearest-patch projection (0 = none)
+    # features: plus the patch objective (with nearest_weight) at this share of the loss, each
+    # objective divided by its value on a flat start (losses.objective.Shares); 0 = none
+    patch_weight: float = 0.0
     mixed_precision: str = "no"  # no | bf16 | auto (accelerate autocast; Gram and FFT stay fp32)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
@@ -483,12 +486,18 @@ def check_training(cfg: TrainConfig) -> None:
         )
     if cfg.objective not in ("features", "patches"):
         raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
-    if cfg.objective != "patches" and cfg.nearest_weight:
-        raise UserError("--nearest-weight needs the patches objective (--objective patches)")
+    if not 0 <= cfg.patch_weight < math.inf:
+        raise UserError("--patch-weight must be >= 0")
+    if cfg.patch_weight and cfg.objective != "features":
+        raise UserError("--patch-weight adds the patch objective to --objective features")
+    patches = cfg.objective == "patches" or cfg.patch_weight > 0
+    hint = "(--objective patches, or --patch-weight with features)"
+    if not patches and cfg.nearest_weight:
+        raise UserError(f"--nearest-weight needs the patches objective {hint}")
     if cfg.nearest_weight < 0:
         raise UserError("--nearest-weight must be >= 0")
-    if cfg.objective != "patches" and cfg.exemplar_wraps != "auto":
-        raise UserError("--exemplar-wraps needs the patches objective (--objective patches)")
+    if not patches and cfg.exemplar_wraps != "auto":
+        raise UserError(f"--exemplar-wraps needs the patches objective {hint}")
     if cfg.objective == "patches" and cfg.diversity_weight:
         raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
     if cfg.diversity_weight and cfg.batch_size < 2:

@@ -148,6 +148,16 @@ def generator_objective(cfg, exemplars: list[torch.Tensor], backbone, channels=N
     from losses.stacks import StackFeatures, WeightedStack, map_weights
 
     stack = channels is not None and len(channels) > 1
+    if cfg.objective == "features" and getattr(cfg, "patch_weight", 0):
+        unmixed = {"patch_weight": 0.0, "nearest_weight": 0.0, "exemplar_wraps": "auto"}
+        alone = dataclasses.replace(cfg, **unmixed)
+        features, described = generator_objective(alone, exemplars, backbone, channels)
+        alone = dataclasses.replace(cfg, objective="patches", patch_weight=0.0)
+        patches, patch_described = generator_objective(alone, exemplars, None, channels)
+        size = (len(exemplars[0]), cfg.image_size, cfg.image_size)
+        objective = Shares(features, patches, cfg.patch_weight, flat_start(exemplars, size))
+        patch_described = patch_described.removeprefix("none: ")
+        return objective, f"{described} + (share {cfg.patch_weight:g}) {patch_described}"
     if cfg.objective == "patches":
         from losses.patches import PatchPyramidLoss, exemplars_wrap
 
@@ -165,6 +175,48 @@ def generator_objective(cfg, exemplars: list[torch.Tensor], backbone, channels=N
         backbone = StackFeatures(backbone, channels)
     rescale_to(cfg, backbone, exemplars)
     return build_objective(cfg, exemplars, backbone, cfg.tile), backbone.description
+
+
+def flat_start(exemplars: list[torch.Tensor], size: tuple[int, int, int]) -> torch.Tensor:
+    """(1, *size): the exemplars' mean colour with faint fixed noise, where a generator starts
+    (``TextureGenerator.start_at_colour``): the image ``Shares`` scales the objectives on."""
+    mean = torch.stack([u.mean((1, 2)) for u in exemplars]).mean(0)
+    g = torch.Generator().manual_seed(0)
+    noise = 0.02 * torch.randn(1, *size, generator=g).to(mean)
+    return (mean.view(1, -1, 1, 1) + noise).clamp(0, 1)
+
+
+class Shares:
+    """Two training objectives as shares of one loss: ``first / a + weight * second / b``,
+    ``a`` and ``b`` their totals on ``start`` (fixed: a resumed run divides by the same).
+
+    The features objective draws a material's grain and colour, and on a lattice blobs; the
+    patch objective with its nearest-patch term draws the lattice with a speckled grain
+    (docs/decisions.md, session 11). Their raw totals differ by orders of magnitude, so each
+    is measured in units of where the generator starts. Called like both (``loss(x,
+    crop=None, generator=g)`` -> dict with ``total``); their terms are kept under
+    ``features/`` and ``patches/``.
+    """
+
+    def __init__(self, first, second, weight: float, start: torch.Tensor):
+        self.first, self.second, self.weight = first, second, weight
+        with torch.no_grad():
+            self.scales = [float(f(start)["total"]) for f in (first, second)]
+
+    def __call__(self, x: torch.Tensor, crop=None, generator: torch.Generator | None = None):
+        a = self.first(x, crop=crop, generator=generator)
+        b = self.second(x, crop=crop, generator=generator)
+        terms = {f"features/{k}": v for k, v in a.items()}
+        terms.update({f"patches/{k}": v for k, v in b.items()})
+        first, second = self.scales
+        terms["total"] = a["total"] / first + self.weight * b["total"] / second
+        return terms
+
+    def __getattr__(self, name):  # what else the training reads (the diversity term's layers)
+        first = self.__dict__.get("first")
+        if first is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(first, name)
 
 
 def rescale_to(cfg: LossConfig, backbone, exemplars: list[torch.Tensor]) -> None:

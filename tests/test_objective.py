@@ -94,3 +94,38 @@ def test_autocorrelation_layers_are_added_to_the_backbone_without_a_gram_term():
     assert backbone.layers == ["conv1_1", "pool2"]
     loss = build_objective(cfg, [u], backbone, tile=False)
     assert loss.layer_weights == [1.0, 0.0] and loss.autocorr_weights == [0.0, 1.0]
+
+
+def test_the_patch_share_adds_the_patch_objective_in_units_of_the_flat_start():
+    from configs import TrainConfig, default_config
+    from losses.objective import flat_start, generator_objective
+
+    u = make("cells", 64, seed=2)
+    values = dict(backbone="random-tiny", octaves=1, image_size=64, coarsest=16, projections=16)
+    plain = default_config(TrainConfig, **values)
+    mixed = default_config(TrainConfig, patch_weight=2.0, nearest_weight=1.0, **values)
+    features, _ = generator_objective(plain, [u], build_backbone_for(plain, False, "cpu"))
+    loss, described = generator_objective(mixed, [u], build_backbone_for(mixed, False, "cpu"))
+    assert "(share 2) pixel patches 7x7" in described
+    start = flat_start([u], (3, 64, 64))
+    # each objective counts in units of its value on the flat start: 1 + 2 there
+    assert abs(float(loss(start)["total"]) - 3.0) < 1e-4
+    terms = loss(u[None])
+    assert {"features/total", "patches/total", "patches/nearest"} <= set(terms)
+    # the features part is the features objective itself, scaled
+    torch.testing.assert_close(terms["features/total"], features(u[None])["total"])
+    assert float(terms["total"]) < 0.2 * float(loss(start)["total"])  # the exemplar is near
+
+
+def test_the_patch_share_needs_the_features_objective():
+    import pytest
+
+    from configs import TrainConfig, default_config
+    from data.errors import UserError
+
+    with pytest.raises(UserError, match="--patch-weight adds the patch objective"):
+        default_config(TrainConfig, objective="patches", patch_weight=1.0)
+    with pytest.raises(UserError, match="--patch-weight must be >= 0"):
+        default_config(TrainConfig, patch_weight=-1.0)
+    # with a share, the patch objective's own fields are allowed
+    default_config(TrainConfig, patch_weight=1.0, nearest_weight=1.0, exemplar_wraps="on")
