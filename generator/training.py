@@ -45,7 +45,13 @@ def check_config(cfg: TrainConfig, min_view: int) -> None:
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint trained with a different objective or architecture."""
     current = dataclasses.asdict(cfg)
-    changed = sorted(k for k in current if k not in RESUMABLE and saved.get(k) != current[k])
+    # a checkpoint saved before a field existed ran with that field's default
+    defaults = {
+        f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(cfg)
+    }
+    saved = {k: saved.get(k, defaults[k]) for k in current}
+    changed = sorted(k for k in current if k not in RESUMABLE and saved[k] != current[k])
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
         raise UserError(f"the checkpoint was trained with other settings ({diffs}); use its config")

@@ -201,7 +201,8 @@ class Shares:
     def __init__(self, first, second, weight: float, start: torch.Tensor):
         self.first, self.second, self.weight = first, second, weight
         with torch.no_grad():
-            self.scales = [float(f(start)["total"]) for f in (first, second)]
+            # a flat exemplar's totals can be 0 at a flat start: no share to divide out there
+            self.scales = [max(float(f(start)["total"]), 1e-12) for f in (first, second)]
 
     def __call__(self, x: torch.Tensor, crop=None, generator: torch.Generator | None = None):
         a = self.first(x, crop=crop, generator=generator)

@@ -176,3 +176,18 @@ def test_random_crops_are_seeded_and_bounded():
     b = random_crops(x, 16, torch.Generator().manual_seed(1))
     assert a.shape == (3, 3, 16, 16) and torch.equal(a, b)
     assert random_crops(x, 64, None) is x
+
+
+def test_a_checkpoint_saved_before_a_field_existed_resumes_with_its_default():
+    import dataclasses
+
+    from configs import TrainConfig, default_config
+    from data.errors import UserError
+    from generator.training import check_resumable
+
+    cfg = default_config(TrainConfig)
+    saved = dataclasses.asdict(cfg)
+    del saved["patch_weight"], saved["exemplar_wraps"]  # fields added in session 24
+    check_resumable(saved, cfg)
+    with pytest.raises(UserError, match="patch_weight: 0.0 -> 1.0"):
+        check_resumable(saved, dataclasses.replace(cfg, patch_weight=1.0))
