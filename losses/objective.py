@@ -162,7 +162,7 @@ def generator_objective(cfg, exemplars: list[torch.Tensor], backbone, channels=N
         from losses.patches import PatchPyramidLoss, exemplars_wrap
 
         targets = [u * map_weights(channels)[0].to(u) for u in exemplars] if stack else exemplars
-        wraps = exemplars_wrap(cfg.exemplar_wraps, [u.cpu() for u in exemplars])
+        wraps = exemplars_wrap(cfg.exemplar_wraps, exemplars)
         objective = PatchPyramidLoss(targets, cfg, cfg.tile, cfg.nearest_weight, wraps)
         size = f"{cfg.patch_size}x{cfg.patch_size}"
         description = f"none: pixel patches {size}, {len(objective.scales)} scales"
