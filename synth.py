@@ -206,8 +206,16 @@ def main(
     refine_steps: Annotated[
         int | None,
         Opt(
-            help="generate: Adam steps of the patch engine at full size from each sample, "
-            "against the exemplars given (default 100 with exemplars; 0: the sample as drawn).",
+            help="generate: Adam steps of the patch engine at each scale of the refinement of "
+            "each sample, against the exemplars given (default 100 with exemplars; 0: the "
+            "sample as drawn).",
+        ),
+    ] = None,
+    refine_scale: Annotated[
+        float | None,
+        Opt(
+            help="generate: the pyramid scale the refinement starts at, the sample downscaled "
+            "there (default 0.5; 1: full size only, faster, walls stay broken).",
         ),
     ] = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,
@@ -239,8 +247,10 @@ def synthesize(cli: dict) -> None:
         checkpoint = None if cli["checkpoint"] is None else str(cli["checkpoint"])
         cfg = generate_config({**cli, "checkpoint": checkpoint})
     else:
-        if cli["refine_steps"] is not None:
-            raise UserError("--refine-steps: only --mode generate refines a generator's sample")
+        for flag in ("refine_steps", "refine_scale"):
+            if cli[flag] is not None:
+                name = "--" + flag.replace("_", "-")
+                raise UserError(f"{name}: only --mode generate refines a generator's sample")
         parse_objective_lists(cli)
         cfg = synth_config(cli["config"], cli)
     output, overwrite, progress = Path(cli["output"]), cli["overwrite"], cli["progress"]
@@ -253,6 +263,12 @@ def synthesize(cli: dict) -> None:
         return run_batch(cfg, exemplars, output, overwrite, progress, fit_octaves=fit)
     if generate:
         from cli.generate import run_generate
+
+        if cli["refine_scale"] is not None and not exemplars:
+            raise UserError(
+                "--refine-scale: give the exemplar(s) to refine against "
+                "(synth.py EXEMPLAR --mode generate --checkpoint ...)"
+            )
 
         return run_generate(cfg, output, overwrite, progress, exemplars)
     if not exemplars:

@@ -1,6 +1,7 @@
 """``synth.py --mode generate``: textures from a trained generator, each variation streamed to
 a PNG with its sidecar. The objective and architecture come from the checkpoint. Given
-exemplars, each sample is refined by the patch engine at full size (``REFINE_STEPS``)."""
+exemplars, each sample is refined by the patch engine from the middle of its pyramid
+(``refine_scale``) to full size, ``refine_steps`` Adam steps at each scale."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from data.sidecar import file_sha256
 from data.sizes import parse_size
 from data.stacks import stack_outputs
 
-# Adam steps of a refinement by default: honeycomb's patch generator at 1024 px went from
-# structure 2.76 and score 1.17 to 1.84 and 0.87 in 60 s (docs/decisions.md, session 15).
+# Adam steps of a refinement at each of its scales by default: at full size only, honeycomb's
+# patch generator at 1024 px went from structure 2.76 and score 1.17 to 1.84 and 0.87 in 60 s
+# (docs/decisions.md, session 15); entered at 0.56 (``GenerateConfig.refine_scale``), the
+# features-and-patches generator's samples at 512 px from 2.39-3.04 to 1.34-1.59, against
+# 1.71-2.31 at full size only (session 25).
 REFINE_STEPS = 100
 
 
@@ -64,12 +68,13 @@ def run_generate(
     precision, why = resolve_precision(cfg.precision, torch.device(device))
     if cfg.precision != "fp32":
         print(f"precision: {precision} ({why})")
-    # (Or, with exemplars, each whole sample refined by the patch engine at full size.)
+    # (Or, with exemplars, each whole sample refined by the patch engine from the middle of
+    # its pyramid: the sample's layout, the exemplar's cells and grain.)
     if steps:
         engine = _refiner(exemplars, cfg, size, seamless, device)
         for i, path in enumerate(outputs):
             sample = generate(model, size, cfg.seed + i, seamless, precision=precision)
-            _write_refined(engine, sample, meta, path, cfg.seed + i, steps, overwrite, progress)
+            _write_refined(engine, sample, meta, path, cfg, i, steps, overwrite, progress)
         return
     advice = f"give a narrower --size (one band of {BLOCK} rows is held at a time)"
     check_fits(generate_estimate(model, size, BLOCK, cfg.bits), device, advice)
@@ -106,13 +111,20 @@ def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bo
     return engine
 
 
-def _write_refined(engine, sample, meta, path, seed, steps, overwrite, progress) -> None:
-    """Refine ``sample`` (3, H, W) ``steps`` Adam steps at full size, write it and its
-    sidecar (the engine's, with the checkpoint's); Ctrl-C writes the image reached."""
+def _write_refined(engine, sample, meta, path, cfg: GenerateConfig, i, steps, overwrite, progress):
+    """Refine ``sample`` (3, H, W) from ``cfg.refine_scale`` to full size, ``steps`` Adam
+    steps at each scale, write it and its sidecar (the engine's, with the checkpoint's);
+    Ctrl-C writes the image reached."""
+    seed = cfg.seed + i
+    levels = engine.levels_from(cfg.refine_scale)
     with progress_bar(progress) as bar:
-        task = bar.add_task(f"{path.name} refine", total=steps, loss=None)
-        on_iter = lambda level, it, x, loss: bar.update(task, completed=it, loss=loss)  # noqa: E731
-        result = engine.synthesize(seed=seed, iterations=steps, init=sample, on_iter=on_iter)
+        task = bar.add_task(f"{path.name} refine", total=steps * len(levels), loss=None)
+        done = lambda level, it, x, loss: bar.update(  # noqa: E731
+            task, completed=(level - levels[0]) * steps + it, loss=loss
+        )
+        result = engine.synthesize(
+            seed=seed, iterations=steps, init=sample, on_iter=done, init_scale=cfg.refine_scale
+        )
     sidecar = engine.metadata(result, seed)
     sidecar.update(
         mode="generate",
@@ -120,6 +132,8 @@ def _write_refined(engine, sample, meta, path, seed, steps, overwrite, progress)
         checkpoint_sha256=file_sha256(meta["path"]),
         generator=meta["arch"],
         refine_steps=steps,
+        refine_scale=cfg.refine_scale,
+        refine_scales=[round(engine.scales[k], 4) for k in levels],
     )
     save_image(result.image[0], path, bits=engine.config.bits, overwrite=overwrite, sidecar=sidecar)
     print(f"wrote {path} (sample refined {result.iterations} steps, {result.seconds:.1f} s)")

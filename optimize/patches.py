@@ -323,6 +323,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         iterations: int | None = None,
         init: torch.Tensor | None = None,
         on_iter=None,
+        init_scale: float = 1.0,
     ) -> OptimizeResult:
         """Synthesize one texture.
 
@@ -331,9 +332,11 @@ class PatchSynthesizer(PerImageSynthesizer):
             seed: seeds the start noise, the directions and the exemplar patch subsets.
             iterations: Adam steps at every scale (coarse ones included); default the
                 config's ``iterations`` and ``coarse_iterations``.
-            init: (3, H, W) or (1, 3, H, W) image in [0, 1] to refine at the finest scale
-                only; it fixes the size.
+            init: (3, H, W) or (1, 3, H, W) image in [0, 1] to refine; it fixes the size.
             on_iter: ``on_iter(level, step, x, loss)`` after every step.
+            init_scale: ``init`` enters the pyramid at the first scale of at least this
+                (``levels_from``), downscaled as the exemplars are, and is refined there and
+                at every finer scale; 1: at full size only.
 
         Returns:
             ``OptimizeResult``, ``image`` (1, 3, H, W) in [0, 1]; ``iterations`` counts the
@@ -343,7 +346,11 @@ class PatchSynthesizer(PerImageSynthesizer):
         seed = cfg.seed if seed is None else seed
         g = torch.Generator().manual_seed(seed)
         x, size, block = self._begin(size, init, g)
-        levels = [len(self.scales) - 1] if x is not None else list(range(len(self.scales)))
+        levels = self.levels_from(init_scale if init is not None else 1.0)
+        if x is None:
+            levels = list(range(len(self.scales)))
+        elif levels[0] < len(self.scales) - 1:
+            x = downscaled(x, self.scales[levels[0]], cfg.patch_size, cfg.tile)
         steps = self.level_iterations(size)
         if iterations is not None:
             steps = [iterations] * len(steps)
@@ -401,6 +408,14 @@ class PatchSynthesizer(PerImageSynthesizer):
         result.terms = {"total": loss + sum(terms.values()), "patches": loss, **terms}
         result.seconds = time.perf_counter() - start
         return result
+
+    def levels_from(self, scale: float) -> list[int]:
+        """The pyramid levels from the first whose scale is at least ``scale`` (in (0, 1]) to
+        full size."""
+        if not 0 < scale <= 1:
+            raise UserError(f"a refinement's scale must be in (0, 1], not {scale}")
+        first = next(k for k, s in enumerate(self.scales) if s >= scale - 1e-9)
+        return list(range(first, len(self.scales)))
 
     def _begin(self, size, init, g) -> tuple[torch.Tensor | None, tuple[int, int], int | None]:
         """The canvas a run refines at full size only (``init``, or the quilted blocks of

@@ -95,6 +95,24 @@ def test_synthesis_matches_patches_deterministically(stripes):
     assert not torch.equal(synth_.synthesize(size=(64, 80), seed=2).image, result.image)
 
 
+def test_a_start_refined_from_a_middle_scale_keeps_its_layout(stripes):
+    """``init`` with ``init_scale``: downscaled to the first scale of at least it, refined
+    there and at every finer scale (generate mode's refinement of a sample)."""
+    synth_ = PatchSynthesizer(stripes, log=lambda m: None, coarsest=16, **QUICK)
+    last = len(synth_.scales) - 1
+    assert synth_.levels_from(1.0) == [last]
+    levels = synth_.levels_from(0.5)
+    assert len(levels) > 1 and levels[-1] == last and synth_.scales[levels[0]] >= 0.5
+    assert synth_.scales[levels[0] - 1] < 0.5
+    init = stripes.roll(9, dims=-1)[:, :48, :56]  # a layout no noise start would draw
+    refined = synth_.synthesize(seed=1, iterations=4, init=init, init_scale=0.5)
+    assert refined.image.shape == (1, 3, 48, 56) and refined.iterations == 4 * len(levels)
+    fresh = synth_.synthesize(size=(48, 56), seed=1).image
+    assert (refined.image[0] - init).abs().mean() < 0.5 * (fresh[0] - init).abs().mean()
+    with pytest.raises(UserError, match=r"in \(0, 1\]"):
+        synth_.synthesize(init=init, init_scale=0)
+
+
 def test_tiled_output_wraps_without_a_seam(stripes):
     synth_ = PatchSynthesizer(stripes, log=lambda m: None, tile=True, **QUICK)
     x = synth_.synthesize(size=(64, 64), seed=0).image[0]

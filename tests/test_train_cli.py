@@ -247,7 +247,10 @@ def test_generate_with_an_exemplar_refines_the_sample_towards_it(checkpoint, exe
     assert result.exit_code == 0, result.output
     sidecar = json.loads(refined.with_suffix(".json").read_text())
     assert sidecar["mode"] == "generate" and sidecar["refine_steps"] == 6
-    assert sidecar["iterations"] == 6 and sidecar["exemplars"] == [str(exemplar)]
+    # entered mid-pyramid by default: 6 steps at each scale from the first >= 0.5 to full size
+    scales = sidecar["refine_scales"]
+    assert len(scales) >= 2 and scales[0] >= 0.5 and scales[-1] == 1 and scales == sorted(scales)
+    assert sidecar["iterations"] == 6 * len(scales) and sidecar["exemplars"] == [str(exemplar)]
     assert sidecar["checkpoint"].endswith("model.safetensors") and sidecar["checkpoint_sha256"]
 
     def colour_gap(path):  # distance between sorted pixel values, per channel
@@ -260,6 +263,12 @@ def test_generate_with_an_exemplar_refines_the_sample_towards_it(checkpoint, exe
         assert im.size == (64, 48)
     assert colour_gap(refined) < 0.5 * colour_gap(drawn)
 
+    full = tmp_path / "full.png"
+    args = [exemplar, *base, "--refine-steps", "6", "--refine-scale", "1", "-o", full]
+    assert run(synth.app, args).exit_code == 0
+    sidecar = json.loads(full.with_suffix(".json").read_text())
+    assert sidecar["refine_scales"] == [1] and sidecar["iterations"] == 6
+
 
 @pytest.mark.parametrize(
     "args, message",
@@ -267,6 +276,10 @@ def test_generate_with_an_exemplar_refines_the_sample_towards_it(checkpoint, exe
         (["--mode", "generate", "--refine-steps", "4"], "give the exemplar"),
         (["EX", "--mode", "generate", "--refine-steps", "-1"], "--refine-steps must be"),
         (["EX", "--refine-steps", "4"], "only --mode generate"),
+        (["EX", "--refine-scale", "0.5"], "only --mode generate"),
+        (["--mode", "generate", "--refine-scale", "0.5"], "give the exemplar"),
+        (["EX", "--mode", "generate", "--refine-scale", "0"], "--refine-scale must be"),
+        (["EX", "--mode", "generate", "--refine-scale", "1.5"], "--refine-scale must be"),
     ],
 )
 def test_refine_refusals_are_one_line_exit_2(checkpoint, exemplar, tmp_path, args, message):
