@@ -418,8 +418,9 @@ class PatchSynthesizer(PerImageSynthesizer):
         return list(range(first, len(self.scales)))
 
     def _begin(self, size, init, g) -> tuple[torch.Tensor | None, tuple[int, int], int | None]:
-        """The canvas a run refines at full size only (``init``, or the quilted blocks of
-        ``start_block``; None: grow from noise), the output size, and the blocks' side."""
+        """The canvas a run refines (``init``, from ``init_scale``; or the quilted blocks of
+        ``start_block``, at full size only; None: grow from noise), the output size, and the
+        blocks' side."""
         if init is not None:
             x = (init[None] if init.dim() == 3 else init).float().clamp(0, 1).to(self.device)
             return x, tuple(x.shape[-2:]), None
