@@ -257,18 +257,12 @@ def synthesize(cli: dict) -> None:
     exemplars = [Path(p) for p in cli["exemplars"] or []]
     if is_batch(generate, exemplars, output, cfg, cli["batch"]):
         refuse_edits(cli, "a batch (one image is edited at a time)")
-        if generate and (exemplars or cfg.refine_steps):
+        if generate and (exemplars or cfg.refine_steps or cfg.refine_scale):
             raise UserError("a batch of checkpoints is not refined; give one checkpoint")
         fit = cli["octaves"] is None
         return run_batch(cfg, exemplars, output, overwrite, progress, fit_octaves=fit)
     if generate:
         from cli.generate import run_generate
-
-        if cli["refine_scale"] is not None and not exemplars:
-            raise UserError(
-                "--refine-scale: give the exemplar(s) to refine against "
-                "(synth.py EXEMPLAR --mode generate --checkpoint ...)"
-            )
 
         return run_generate(cfg, output, overwrite, progress, exemplars)
     if not exemplars:

@@ -23,6 +23,7 @@ from data.stacks import stack_outputs
 # features-and-patches generator's samples at 512 px from 2.39-3.04 to 1.34-1.59, against
 # 1.71-2.31 at full size only (session 25).
 REFINE_STEPS = 100
+REFINE_SCALE = 0.5  # where a refinement enters the pyramid by default (session 25)
 
 
 def run_generate(
@@ -44,11 +45,12 @@ def run_generate(
     seamless = meta["config"]["tile"] if cfg.tile is None else cfg.tile
     canvas_size(model, size, seamless)
     steps = cfg.refine_steps if cfg.refine_steps is not None else REFINE_STEPS * bool(exemplars)
-    if steps and not exemplars:
-        raise UserError(
-            "--refine-steps: give the exemplar(s) to refine against "
-            "(synth.py EXEMPLAR --mode generate --checkpoint ...)"
-        )
+    for flag, given in (("--refine-steps", steps), ("--refine-scale", cfg.refine_scale)):
+        if given and not exemplars:
+            raise UserError(
+                f"{flag}: give the exemplar(s) to refine against "
+                "(synth.py EXEMPLAR --mode generate --checkpoint ...)"
+            )
     if exemplars and not steps:
         print("note: --refine-steps 0: the exemplars are not used")
 
@@ -116,14 +118,15 @@ def _write_refined(engine, sample, meta, path, cfg: GenerateConfig, i, steps, ov
     steps at each scale, write it and its sidecar (the engine's, with the checkpoint's);
     Ctrl-C writes the image reached."""
     seed = cfg.seed + i
-    levels = engine.levels_from(cfg.refine_scale)
+    scale = cfg.refine_scale if cfg.refine_scale is not None else REFINE_SCALE
+    levels = engine.levels_from(scale)
     with progress_bar(progress) as bar:
         task = bar.add_task(f"{path.name} refine", total=steps * len(levels), loss=None)
         done = lambda level, it, x, loss: bar.update(  # noqa: E731
             task, completed=(level - levels[0]) * steps + it, loss=loss
         )
         result = engine.synthesize(
-            seed=seed, iterations=steps, init=sample, on_iter=done, init_scale=cfg.refine_scale
+            seed=seed, iterations=steps, init=sample, on_iter=done, init_scale=scale
         )
     sidecar = engine.metadata(result, seed)
     sidecar.update(
@@ -132,7 +135,7 @@ def _write_refined(engine, sample, meta, path, cfg: GenerateConfig, i, steps, ov
         checkpoint_sha256=file_sha256(meta["path"]),
         generator=meta["arch"],
         refine_steps=steps,
-        refine_scale=cfg.refine_scale,
+        refine_scale=scale,
         refine_scales=[round(engine.scales[k], 4) for k in levels],
     )
     save_image(result.image[0], path, bits=engine.config.bits, overwrite=overwrite, sidecar=sidecar)

@@ -449,14 +449,15 @@ class GenerateConfig:
     # The pyramid scale a refinement enters at: the sample downscaled to the patch engine's
     # first scale of at least this, refined there and at every finer scale (``refine_steps``
     # each). 1: at full size only, which kept the sample's broken walls (docs/generator.md).
-    refine_scale: float = 0.5
+    # None: cli.generate.REFINE_SCALE.
+    refine_scale: float | None = None
 
     def __post_init__(self):
         if self.bits not in (8, 16) or self.variations < 1:
             raise UserError("--bits must be 8 or 16 and --variations at least 1")
         if self.refine_steps is not None and self.refine_steps < 0:
             raise UserError("--refine-steps must be 0 (no refinement) or more")
-        if not 0 < self.refine_scale <= 1:
+        if self.refine_scale is not None and not 0 < self.refine_scale <= 1:
             raise UserError("--refine-scale must be in (0, 1] (1: full size only)")
         check_seed(self.seed, self.variations)
         check_choice("--precision", self.precision, "models.devices", "PRECISIONS")

@@ -346,10 +346,9 @@ class PatchSynthesizer(PerImageSynthesizer):
         seed = cfg.seed if seed is None else seed
         g = torch.Generator().manual_seed(seed)
         x, size, block = self._begin(size, init, g)
-        levels = self.levels_from(init_scale if init is not None else 1.0)
-        if x is None:
-            levels = list(range(len(self.scales)))
-        elif levels[0] < len(self.scales) - 1:
+        levels = list(range(len(self.scales)))
+        if x is not None:  # an init from init_scale, quilted blocks at full size only
+            levels = self.levels_from(init_scale if init is not None else 1.0)
             x = downscaled(x, self.scales[levels[0]], cfg.patch_size, cfg.tile)
         steps = self.level_iterations(size)
         if iterations is not None:
