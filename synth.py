@@ -215,7 +215,8 @@ def main(
         float | None,
         Opt(
             help="generate: the pyramid scale the refinement starts at, the sample downscaled "
-            "there (default 0.5; 1: full size only, faster, walls stay broken).",
+            "there (default 0.25: shapes redrawn, the sample sets where they go; 0.5 keeps more "
+            "of its shapes; 1: full size only, faster, walls stay broken).",
         ),
     ] = None,
     overwrite: Annotated[bool, Opt(help="Replace existing output files.")] = False,

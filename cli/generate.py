@@ -23,7 +23,11 @@ from data.stacks import stack_outputs
 # features-and-patches generator's samples at 512 px from 2.39-3.04 to 1.34-1.59, against
 # 1.71-2.31 at full size only (session 25).
 REFINE_STEPS = 100
-REFINE_SCALE = 0.5  # where a refinement enters the pyramid by default (session 25)
+# Where a refinement enters the pyramid by default: from 0.32 (the first scale >= 0.25) the
+# engine redraws shapes larger than a 7 px patch at 0.56 spans: red_dots' blobs became round
+# discs (structure 2.14-2.33 -> 1.78-2.20 over four samples of two generators), knit 1.87 ->
+# 1.73 (session 26). The sample then sets little more than where things are.
+REFINE_SCALE = 0.25
 
 
 def run_generate(

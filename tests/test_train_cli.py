@@ -247,9 +247,9 @@ def test_generate_with_an_exemplar_refines_the_sample_towards_it(checkpoint, exe
     assert result.exit_code == 0, result.output
     sidecar = json.loads(refined.with_suffix(".json").read_text())
     assert sidecar["mode"] == "generate" and sidecar["refine_steps"] == 6
-    # entered mid-pyramid by default: 6 steps at each scale from the first >= 0.5 to full size
+    # entered mid-pyramid by default: 6 steps at each scale from the first >= 0.25 to full size
     scales = sidecar["refine_scales"]
-    assert len(scales) >= 2 and scales[0] >= 0.5 and scales[-1] == 1 and scales == sorted(scales)
+    assert len(scales) >= 2 and scales[0] >= 0.25 and scales[-1] == 1 and scales == sorted(scales)
     assert sidecar["iterations"] == 6 * len(scales) and sidecar["exemplars"] == [str(exemplar)]
     assert sidecar["checkpoint"].endswith("model.safetensors") and sidecar["checkpoint_sha256"]
 
