@@ -37,7 +37,7 @@ from data.procedural import make
 from data.sidecar import write_files_atomic
 from experiments.regular import bricks
 from optimize.editing import PatchEditor, expand_canvas, seam_ratio
-from optimize.quilting import RING_WEIGHT, quilt
+from optimize.quilting import OFFSET_LIMIT, RING_WEIGHT, quilt
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "exemplars"
 
@@ -119,7 +119,7 @@ def filled(editor: PatchEditor, truth: torch.Tensor, fill: str, seed: int) -> to
         canvas = editor.canvas.cpu()
         sources, valid = editor._quilt_sources(), editor._quilt_valid()
         return quilt(canvas, hole, sources, valid, editor.block, g, fill == "blended",
-                     RING_WEIGHT)  # fmt: skip
+                     RING_WEIGHT, OFFSET_LIMIT)  # fmt: skip
     raise ValueError(fill)
 
 

@@ -27,19 +27,22 @@ MAX_ITERATIONS = 4000
 COARSE_PIXELS = 4096
 
 
-def membrane(offset: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """The harmonic interpolation of ``offset`` into the hole.
+def membrane(offset: torch.Tensor, fill: torch.Tensor, reach: float | None = None) -> torch.Tensor:
+    """The harmonic interpolation of ``offset`` into the hole, or with ``reach`` its screened
+    form, which fades within about ``reach`` px of the hole's edge.
 
     Args:
         offset: (C, H, W); read only on the pixels outside ``fill`` next to it; nan there:
             no value (that neighbour is left out, as the canvas's edge is).
         fill: (H, W) bool, the hole.
+        reach: None, or the screened Poisson equation's length in px: (L + 1/reach^2) d = 0
+            in the hole, whose solution decays as exp(-distance / reach) from the edge.
 
     Returns:
-        (C, H, W) ``d``: on ``fill``, the solution of the 5-point Laplace equation with
-        ``d = offset`` on the hole's 4-neighbours outside it that have a value (elsewhere
-        the hole's edge is free: Neumann); 0 outside the hole. A part of the hole that
-        touches no value gets 0.
+        (C, H, W) ``d``: on ``fill``, the solution of the 5-point Laplace equation (screened
+        with ``reach``) with ``d = offset`` on the hole's 4-neighbours outside it that have a
+        value (elsewhere the hole's edge is free: Neumann); 0 outside the hole. A part of the
+        hole that touches no value gets 0.
     """
     c, h, w = offset.shape
     inside = fill.to(offset.dtype)
@@ -53,11 +56,15 @@ def membrane(offset: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
 
     degree = neighbours((inside + given).expand(c, -1, -1))  # the neighbours in the system
 
+    screen = 0.0 if reach is None else 1 / reach**2
+
     def laplacian(z: torch.Tensor) -> torch.Tensor:  # the hole's rows of the system
-        return (degree * z - neighbours(z * inside)) * inside
+        return ((degree + screen) * z - neighbours(z * inside)) * inside
 
     b = neighbours(ring) * inside
-    d = _coarse_start(offset, fill) if int(fill.sum()) > COARSE_PIXELS else torch.zeros_like(b)
+    # a screened system is well conditioned (CG converges in ~reach iterations from zero)
+    coarse = reach is None and int(fill.sum()) > COARSE_PIXELS
+    d = _coarse_start(offset, fill) if coarse else torch.zeros_like(b)
     r = b - laplacian(d)
     p = r.clone()
     rs = (r * r).sum()

@@ -67,7 +67,7 @@ from optimize.patches import (
     DirectionBank,
     PatchSynthesizer,
 )
-from optimize.quilting import RING_WEIGHT, block_side, quilt, whole_blocks
+from optimize.quilting import OFFSET_LIMIT, RING_WEIGHT, block_side, quilt, whole_blocks
 
 KNOWN_TOLERANCE = 1e-4  # a downscaled pixel is kept when its hole share is below this
 MIN_PATCHES = 256  # whole patches the image must hold at a scale to learn from it there
@@ -343,7 +343,8 @@ class PatchEditor(PatchSynthesizer):
         sources, valid = self._quilt_sources(), self._quilt_valid()
         window = self.canvas[(slice(None), *self.window)].cpu()
         fill = self.fill[self.window]
-        start = quilt(window, fill, sources, valid, self.block, g, ring_weight=RING_WEIGHT)
+        start = quilt(window, fill, sources, valid, self.block, g, ring_weight=RING_WEIGHT,
+                      offset_limit=OFFSET_LIMIT)  # fmt: skip
         return super().synthesize(None, seed, iterations, start, on_iter)
 
     def _begin(self, size, init, g):

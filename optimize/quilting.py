@@ -38,6 +38,20 @@ OVERLAP = 1 / 4  # of the block side: how far each block reaches into its neighb
 # centre (docs/decisions.md, session 23).
 RING = 3
 RING_WEIGHT = 9.0
+# The blend is for light that drifts (a few hundredths). Where the hole's edge cuts an element
+# that no block continues (a daisy's white against a block's leaves), the ring's offset is
+# large (up to 0.7): spread harmonically, it made a glow tens of px wide, tinted (white minus
+# green is bluish), and shifted the fill's colour around it (a daisies photo expanded 2x: a
+# bluish glow and a brown smudge at a corner of the photo). The editor splits each channel's
+# offset: its part within OFFSET_LIMIT of its median over the ring is spread harmonically
+# (the light), the rest only within STEP_REACH px (``membrane``'s screened form: the cut
+# element's step softened, not spread). Edge judge (bench.edits, 1 = the real surroundings)
+# / seam, seed 0: red_dots expanded 3.48 / 0.44 -> 2.60 / 0.62 (the limit alone 2.55 / 1.48:
+# a hard cut; reach 6 2.57 / 0.50, its 4-8 px band 1.94 against 1.58); daisies 0.74 / 0.45
+# -> 0.74 / 0.49; the daisies photo expanded 2x (CLI): no glow, seam 0.47 -> 0.58
+# (docs/decisions.md, session 27).
+OFFSET_LIMIT = 0.1
+STEP_REACH = 3.0
 
 
 def correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -109,6 +123,7 @@ def quilt(
     generator: torch.Generator,
     blend: bool = True,
     ring_weight: float = 0.0,
+    offset_limit: float | None = None,
 ) -> torch.Tensor:
     """Fill ``canvas`` (C, H, W) where ``fill`` (H, W) is set with ``side`` x ``side`` blocks
     of ``sources`` (each (C, h, w), with (h, w) bool ``valid`` pixels that may be copied).
@@ -123,7 +138,9 @@ def quilt(
     of their count; pasted pixels weigh 1. With ``blend``, the fill is corrected by the
     membrane (``optimize.blending.membrane``) of the kept pixels' difference from what the
     pasted blocks continue into them (``_continuation``): the hole's edge no longer steps
-    where the light drifts.
+    where the light drifts. With ``offset_limit`` (the editor's: OFFSET_LIMIT) only each
+    channel's difference within that of its median over the ring is spread so; the rest
+    (an element the edge cuts) fades within STEP_REACH px (``_blend``).
 
     Returns (C, H, W), the filled canvas (a new tensor), in [0, 1] where the sources are.
     """
@@ -168,8 +185,21 @@ def quilt(
             known[window] |= todo
     if not blend:
         return out
-    continued = _continuation(origin, fill, sources, valid)
-    return torch.where(fill, (out + membrane(canvas - continued, fill)).clamp(0, 1), canvas)
+    offset = canvas - _continuation(origin, fill, sources, valid)
+    return torch.where(fill, (out + _blend(offset, fill, offset_limit)).clamp(0, 1), canvas)
+
+
+def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> torch.Tensor:
+    """(C, H, W) correction of the fill for the ring's ``offset`` (nan where it has no
+    value): its membrane; with ``limit``, the membrane of each channel's offset clamped to
+    its median over the ring +- ``limit``, plus the rest's screened membrane of reach
+    STEP_REACH."""
+    known = ~offset[0].isnan()
+    if limit is None or not known.any():
+        return membrane(offset, fill)
+    median = offset[:, known].median(1).values.view(-1, 1, 1)
+    light = torch.minimum(torch.maximum(offset, median - limit), median + limit)
+    return membrane(light, fill) + membrane(offset - light, fill, STEP_REACH)
 
 
 def _ring(fill: torch.Tensor) -> torch.Tensor:

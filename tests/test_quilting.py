@@ -56,6 +56,34 @@ def test_blocks_from_a_brighter_source_are_blended_into_the_ring():
     assert torch.allclose(out, img, atol=1e-3)
 
 
+def test_an_element_cut_by_the_edge_is_not_spread_into_the_hole_as_a_glow():
+    img = 0.1 + 0.3 * columns()
+    fill = torch.zeros(96, 96, dtype=torch.bool)
+    fill[24:72, 24:72] = True
+    canvas = torch.where(fill, torch.full((3, 1, 1), 0.5), img)
+    canvas[:, 14:30, 40:52] = 1.0  # a white element that the hole's top edge cuts
+    every = [torch.ones(96, 96, dtype=torch.bool)]
+    blocks = lambda **kw: quilt(canvas, fill, [img], every, 16,  # noqa: E731
+                                torch.Generator().manual_seed(0), **kw)  # fmt: skip
+    pasted = blocks(blend=False)
+    far = fill.clone()
+    far[:34] = False  # 10 px and more inside the hole's top edge
+    glow = (blocks() - pasted)[:, far].abs().max()
+    limited = (blocks(offset_limit=0.1) - pasted)[:, far].abs().max()
+    assert glow > 0.15  # the element's white, spread harmonically deep into the hole
+    assert limited <= 0.1  # the ring agrees elsewhere (median 0): the light's part is clamped
+
+
+def test_a_screened_membrane_fades_within_its_reach():
+    fill = torch.zeros(64, 64, dtype=torch.bool)
+    fill[2:62, 2:62] = True
+    ring = torch.ones(1, 64, 64)
+    assert torch.allclose(membrane(ring, fill)[:, fill], torch.ones(1, int(fill.sum())), atol=1e-3)
+    d = membrane(ring, fill, reach=3.0)[0]
+    assert d[2, 32] > 0.5  # beside the edge: most of the ring's value
+    assert d[12, 32] < 0.05 and d[32, 32] < 1e-3  # 10 px in: faded; the middle: nothing
+
+
 def test_the_membrane_is_harmonic_and_meets_the_ring():
     fill = torch.zeros(40, 50, dtype=torch.bool)
     fill[8:30, 12:41] = True
