@@ -198,7 +198,7 @@ def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> tor
     if limit is None or not known.any():
         return membrane(offset, fill)
     median = offset[:, known].median(1).values.view(-1, 1, 1)
-    light = torch.minimum(torch.maximum(offset, median - limit), median + limit)
+    light = offset.clamp(median - limit, median + limit)
     return membrane(light, fill) + membrane(offset - light, fill, STEP_REACH)
 
 
