@@ -5,7 +5,8 @@
     accelerate launch train.py EXEMPLAR --output-dir runs/knit --mixed-precision bf16
 
 The loss is the optimize mode's texture objective (Gram pyramid + spectrum + TV); coarse
-octaves see each generated image whole, finer ones random --crop views. Writes
+octaves see each generated image whole, finer ones random --crop views; --adversarial-weight
+adds a multi-scale patch discriminator's term (docs/generator.md). Writes
 OUTDIR/checkpoint-{step}/ (continue with --resume latest), OUTDIR/final/, OUTDIR/best/ and
 TensorBoard logs in OUTDIR/logs. Then:
 
@@ -139,6 +140,9 @@ def main(
             "the loss; 1 draws honeycomb's lattice with the features' grain."
         ),
     ] = None,
+    adversarial_weight: Annotated[
+        float | None, Opt(help="Weight of a patch discriminator's term (0 = none; try 0.01).")
+    ] = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,
@@ -229,6 +233,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
 
     from data.sidecar import reporting_write_errors
     from generator import training as T
+    from generator.adversary import Adversary
     from generator.checkpoints import save_generator
     from losses.objective import build_backbone_for, generator_objective
     from models.generator import build_generator
@@ -264,6 +269,9 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     net = accelerator.unwrap_model(model)  # the generator itself, for evaluation and saving
+    adversary = None
+    if cfg.adversarial_weight:  # a patch discriminator, registered for the checkpoints
+        adversary = Adversary(images, cfg.image_size, accelerator)
 
     # 5. Resume from the newest complete checkpoint (a kill -9 loses at most one interval).
     check = lambda saved: T.check_resumable(saved["config"], cfg)  # noqa: E731
@@ -272,7 +280,8 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     start_logs(accelerator, output_dir, "train", dataclasses.asdict(cfg))
     writer = accelerator.get_tracker("tensorboard", unwrap=True) if is_main else None
 
-    # 6. Train: G(noise) -> texture loss (+ diversity) -> Adam, logging and checkpointing by step.
+    # 6. Train: G(noise) -> texture loss (+ diversity, + the discriminator's term after its own
+    # step) -> Adam, logging and checkpointing by step.
     evaluation = T.Evaluation(net, objective, cfg, device)
     rank = accelerator.process_index
 
@@ -291,7 +300,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
         global_step, seconds = run_steps(
             accelerator, model, optimizer, scheduler,
             T.step_batches(net, cfg, global_step, rank, device),
-            functools.partial(T.step_loss, model, objective, cfg),
+            functools.partial(T.step_loss, model, objective, cfg, adversary=adversary),
             start=global_step, cfg=cfg, save=save, bar=bar, on_step=on_step, log=log,
         )  # fmt: skip
 

@@ -380,6 +380,8 @@ class TrainConfig(PatchFields, LossConfig):
     # features: plus the patch objective (with nearest_weight) at this share of the loss, each
     # objective divided by its value on a flat start (losses.objective.Shares); 0 = none
     patch_weight: float = 0.0
+    # weight of a multi-scale patch discriminator's hinge term (generator.adversary); 0 = none
+    adversarial_weight: float = 0.0
     mixed_precision: str = "no"  # no | bf16 | auto (accelerate autocast; Gram and FFT stay fp32)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
@@ -491,10 +493,17 @@ def check_training(cfg: TrainConfig) -> None:
         raise UserError(
             f"--image-size must be a multiple of {multiple} for generator {cfg.generator}"
         )
+    check_training_terms(cfg)
+    parse_maps(cfg.maps)
+
+
+def check_training_terms(cfg: TrainConfig) -> None:
+    """The generator's objective and the terms added to it: each needs its objective."""
     if cfg.objective not in ("features", "patches"):
         raise UserError(f"unknown objective '{cfg.objective}'; use features or patches")
-    if not 0 <= cfg.patch_weight < math.inf:
-        raise UserError("--patch-weight must be >= 0")
+    for option, weight in (("patch", cfg.patch_weight), ("adversarial", cfg.adversarial_weight)):
+        if not 0 <= weight < math.inf:
+            raise UserError(f"--{option}-weight must be a number >= 0")
     if cfg.patch_weight and cfg.objective != "features":
         raise UserError("--patch-weight adds the patch objective to --objective features")
     patches = cfg.objective == "patches" or cfg.patch_weight > 0
@@ -509,7 +518,6 @@ def check_training(cfg: TrainConfig) -> None:
         raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
     if cfg.diversity_weight and cfg.batch_size < 2:
         raise UserError("--diversity-weight needs --batch-size 2 or more")
-    parse_maps(cfg.maps)
 
 
 def generate_config(values: dict) -> GenerateConfig:

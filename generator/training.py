@@ -88,9 +88,12 @@ def step_batches(model: TextureGenerator, cfg: TrainConfig, start: int, rank: in
         step += 1
 
 
-def step_loss(model, objective, cfg: TrainConfig, batch):
+def step_loss(model, objective, cfg: TrainConfig, batch, adversary=None):
     """(loss to minimise, {"loss/TERM": value}) of one step's ``batch``: the texture loss of
-    G(noise) with the step's crops, less the weighted diversity term if it is on."""
+    G(noise) with the step's crops, less the weighted diversity term if it is on, plus the
+    weighted adversarial term if there is an ``adversary`` (``generator.adversary``), which
+    first takes its own step against these samples and real crops drawn after the objective's
+    (from the same step-seeded generator, so a resumed run repeats them)."""
     noises, crops = batch
     x = model(noises).float()
     terms = objective(x, crop=cfg.crop or None, generator=crops)
@@ -98,6 +101,10 @@ def step_loss(model, objective, cfg: TrainConfig, batch):
     if cfg.diversity_weight:
         terms["diversity"] = diversity(objective, x)
         loss = loss - cfg.diversity_weight * terms["diversity"]
+    if adversary is not None:
+        terms |= adversary.update(x.detach(), crops)
+        terms["adversarial"] = adversary.generator_loss(x)
+        loss = loss + cfg.adversarial_weight * terms["adversarial"]
     return loss, {f"loss/{k}": v for k, v in terms.items()}
 
 

@@ -125,7 +125,7 @@ def test_the_patch_share_needs_the_features_objective():
 
     with pytest.raises(UserError, match="--patch-weight adds the patch objective"):
         default_config(TrainConfig, objective="patches", patch_weight=1.0)
-    with pytest.raises(UserError, match="--patch-weight must be >= 0"):
+    with pytest.raises(UserError, match="--patch-weight must be a number >= 0"):
         default_config(TrainConfig, patch_weight=-1.0)
     # with a share, the patch objective's own fields are allowed
     default_config(TrainConfig, patch_weight=1.0, nearest_weight=1.0, exemplar_wraps="on")

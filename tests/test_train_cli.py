@@ -417,3 +417,40 @@ def test_generator_trains_on_the_patch_objective_and_resumes_exactly(exemplar, t
     bad = run(train.app, [exemplar, "--output-dir", tmp_path / "x", *TINY, *patches,
                           "--diversity-weight", "1"])  # fmt: skip
     assert bad.exit_code == 2 and "features objective" in bad.output
+
+
+def test_adversarial_training_logs_its_discriminator_and_resumes_exactly(exemplar, tmp_path):
+    full, resumed, plain = tmp_path / "full", tmp_path / "resumed", tmp_path / "plain"
+    args = ["--steps", "6", "--checkpoint-every", "3", "--keep-checkpoints", "0"]
+    train_run(exemplar, full, *args, "--adversarial-weight", "0.01")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(full / "logs" / "train"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/adversarial", "loss/discriminator", "loss/real_logit"} <= tags
+    saved = json.loads((full / "final" / "config.json").read_text())["config"]
+    assert saved["adversarial_weight"] == 0.01
+    # The discriminator and its optimizer travel in the checkpoint: resuming repeats the run.
+    assert sorted(p.name for p in (full / "checkpoint-3" / "state").glob("custom_*")) == [
+        "custom_checkpoint_0.pkl",
+        "custom_checkpoint_1.pkl",
+    ]
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-3", resumed / "checkpoint-3")
+    train_run(exemplar, resumed, *args, "--adversarial-weight", "0.01", "--resume", "latest")
+    a = weights(full / "final" / "model.safetensors")
+    b = weights(resumed / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The term moves the generator: the same run without it ends elsewhere.
+    train_run(exemplar, plain, *args)
+    c = weights(plain / "final" / "model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    # Another weight is another objective: not resumable; a negative weight is refused.
+    other = run(train.app, [exemplar, "--output-dir", full, *TINY, *args,
+                            "--adversarial-weight", "0.02", "--resume", "latest"])  # fmt: skip
+    assert other.exit_code == 2 and "adversarial_weight: 0.01 -> 0.02" in other.output
+    bad = run(train.app, [exemplar, "--output-dir", tmp_path / "x", *TINY,
+                          "--adversarial-weight", "-1"])  # fmt: skip
+    assert bad.exit_code == 2 and "--adversarial-weight must be" in bad.output
+    assert not (tmp_path / "x").exists()
