@@ -72,7 +72,7 @@ class MultiScaleDiscriminator(nn.Module):
 
 def hinge_discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     """Hinge loss of the discriminator (Lim and Ye 2017), summed over scales: the mean over
-    patches of relu(1 - real) + relu(1 + fake). 4 per scale at chance (all logits 0)."""
+    patches of relu(1 - real) + relu(1 + fake): 2 per scale at chance (all logits 0)."""
     return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake, strict=True))
 
 
