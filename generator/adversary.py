@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from data.errors import UserError
+from losses.texture import random_crops
 from models.discriminator import (
     SCALES,
     MultiScaleDiscriminator,
@@ -63,9 +64,7 @@ class Adversary:
         crops = []
         for _ in range(n):
             u = self.images[int(torch.randint(len(self.images), (1,), generator=generator))]
-            y = int(torch.randint(u.shape[1] - self.side + 1, (1,), generator=generator))
-            x = int(torch.randint(u.shape[2] - self.side + 1, (1,), generator=generator))
-            crops.append(u[:, y : y + self.side, x : x + self.side])
+            crops.append(random_crops(u[None], self.side, generator)[0])
         return torch.stack(crops)
 
     def update(self, fake: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
