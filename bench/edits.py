@@ -37,7 +37,6 @@ from data.procedural import make
 from data.sidecar import write_files_atomic
 from experiments.regular import bricks
 from optimize.editing import PatchEditor, expand_canvas, seam_ratio
-from optimize.quilting import OFFSET_LIMIT, RING_WEIGHT, quilt
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "exemplars"
 
@@ -115,11 +114,10 @@ def filled(editor: PatchEditor, truth: torch.Tensor, fill: str, seed: int) -> to
         h, w = truth.shape[-2:]
         return torch.where(hole, truth.roll((h // 3, w // 3), (-2, -1)), truth)
     if fill in ("pasted", "blended"):
-        g = torch.Generator().manual_seed(seed)
-        canvas = editor.canvas.cpu()
-        sources, valid = editor._quilt_sources(), editor._quilt_valid()
-        return quilt(canvas, hole, sources, valid, editor.block, g, fill == "blended",
-                     RING_WEIGHT, OFFSET_LIMIT)  # fmt: skip
+        whole = editor.canvas.cpu().clone()
+        blocks = editor.blocks(torch.Generator().manual_seed(seed), fill == "blended")
+        whole[(slice(None), *editor.window)] = blocks
+        return whole
     raise ValueError(fill)
 
 

@@ -52,6 +52,13 @@ RING_WEIGHT = 9.0
 # (docs/decisions.md, session 27).
 OFFSET_LIMIT = 0.1
 STEP_REACH = 3.0
+# Where the hole's edge cuts an element, the pixels beside it must continue that element;
+# a kept pixel is never rewritten, so the only cut there is the edge itself, and a block
+# whose long overlap holds several cut elements rarely continues them all (red_dots
+# expanded: discs with a straight bite). The editor first grows a band along the edge from
+# blocks of RING_SIDE of its block side, each placed where the front is most known
+# (``_grown``), then fills the rest with its blocks, whose cuts may run through the band.
+RING_SIDE = 1 / 2
 
 
 def correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -124,6 +131,8 @@ def quilt(
     blend: bool = True,
     ring_weight: float = 0.0,
     offset_limit: float | None = None,
+    grow: bool = False,
+    ring_side: int | None = None,
 ) -> torch.Tensor:
     """Fill ``canvas`` (C, H, W) where ``fill`` (H, W) is set with ``side`` x ``side`` blocks
     of ``sources`` (each (C, h, w), with (h, w) bool ``valid`` pixels that may be copied).
@@ -142,51 +151,88 @@ def quilt(
     channel's difference within that of its median over the ring is spread so; the rest
     (an element the edge cuts) fades within STEP_REACH px (``_blend``).
 
+    With ``grow`` the blocks are placed in the order of a fill growing from the known pixels
+    (``_grown``) instead of raster order, and cut through the overlaps of all four sides
+    (``_cut_sides``). With ``ring_side`` the hole's pixels within a ``ring_side`` block's
+    reach of the kept ones are first grown from ``ring_side`` x ``ring_side`` blocks (the
+    editor's: RING_SIDE of its block side); the ``side`` blocks then fill the rest, their
+    cuts free to run through that band.
+
     Returns (C, H, W), the filled canvas (a new tensor), in [0, 1] where the sources are.
     """
     out = canvas.clone()
     origin = torch.full((3, *fill.shape), -1, dtype=torch.long)  # (source, y, x) of a pixel
     known = ~fill
     h, w = fill.shape
-    overlap = max(1, round(side * OVERLAP))
-    stride = side - overlap
-    rows, cols = torch.nonzero(fill, as_tuple=True)
-    top = max(0, min(int(rows.min()) - overlap, h - side))
-    left = max(0, min(int(cols.min()) - overlap, w - side))
-    # the last blocks reach OVERLAP into the kept pixels beyond the hole too
-    ys = _starts(top, int(rows.max()) + 1 + overlap, side, stride, h)
-    xs = _starts(left, int(cols.max()) + 1 + overlap, side, stride, w)
-    # each source with its squares and where its whole blocks start, if it has any
-    usable = [(k, u, u.pow(2), ok) for k, (u, v) in enumerate(zip(sources, valid, strict=True))
-              if (ok := whole_blocks(v, side)).any()]  # fmt: skip
     emphasis = 1 + ring_weight * _ring(fill).to(canvas.dtype)
-    dy, dx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-    for y in ys:
-        for x in xs:
+    paste = _Paste(out, origin, known, fill, sources, valid, emphasis, ring_weight, generator)
+    if ring_side:
+        near = max(1, ring_side - max(1, round(ring_side * OVERLAP)))
+        band = fill & (F.max_pool2d((~fill)[None, None].float(), 2 * near + 1, 1, near)[0, 0] > 0)
+        paste(band, ring_side, grow=True)
+    paste(fill, side, grow)
+    if not blend:
+        return out
+    offset = canvas - _continuation(origin, fill, sources, valid)
+    return torch.where(fill, (out + _blend(offset, fill, offset_limit)).clamp(0, 1), canvas)
+
+
+class _Paste:
+    """The block-pasting loop of ``quilt``, over the canvas ``out`` (C, H, W) it writes into
+    with each pasted pixel's ``origin`` (3, H, W) and ``known`` (H, W), both updated."""
+
+    def __init__(self, out, origin, known, fill, sources, valid, emphasis, ring_weight, g):
+        self.out, self.origin, self.known, self.fill = out, origin, known, fill
+        self.sources, self.valid, self.g = sources, valid, g
+        self.emphasis, self.ring_weight = emphasis, ring_weight
+
+    def __call__(self, target: torch.Tensor, side: int, grow: bool) -> None:
+        """Paste ``side`` x ``side`` blocks until no ``target`` (H, W) pixel is unknown: in
+        raster order over its bounding box, or grown from the known pixels (``_grown``)."""
+        out, origin, known, fill = self.out, self.origin, self.known, self.fill
+        if not (target & ~known).any():
+            return
+        h, w = fill.shape
+        overlap = max(1, round(side * OVERLAP))
+        if grow:
+            places = _grown(target, known, side, overlap)
+        else:
+            stride = side - overlap
+            rows, cols = torch.nonzero(target, as_tuple=True)
+            top = max(0, min(int(rows.min()) - overlap, h - side))
+            left = max(0, min(int(cols.min()) - overlap, w - side))
+            # the last blocks reach OVERLAP into the kept pixels beyond the hole too
+            ys = _starts(top, int(rows.max()) + 1 + overlap, side, stride, h)
+            xs = _starts(left, int(cols.max()) + 1 + overlap, side, stride, w)
+            places = ((y, x) for y in ys for x in xs)
+        # each source with its squares and where its whole blocks start, if it has any
+        usable = [(k, u, u.pow(2), ok)
+                  for k, (u, v) in enumerate(zip(self.sources, self.valid, strict=True))
+                  if (ok := whole_blocks(v, side)).any()]  # fmt: skip
+        dy, dx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+        for y, x in places:
             window = (slice(y, y + side), slice(x, x + side))
-            todo = fill[window] & ~known[window]
+            todo = target[window] & ~known[window]
             if not todo.any():
                 continue
-            k = known[window].to(canvas.dtype)
+            k = known[window].to(out.dtype)
             kept = ~fill[window]
-            if ring_weight and kept.any():
+            if self.ring_weight and kept.any():
                 # the kept pixels' weight moved towards the ring, their total kept: the
                 # overlap with earlier blocks keeps its share of the pick
-                e = emphasis[window][kept]
+                e = self.emphasis[window][kept]
                 k[kept] = e * (len(e) / e.sum())
             view = out[(slice(None), *window)]
-            source, sy, sx = _pick(view, k, usable, generator)
-            block = sources[source][:, sy : sy + side, sx : sx + side]
-            take = todo | (fill[window] & _cut_side((block - view).pow(2).sum(0) * k, overlap))
+            source, sy, sx = _pick(view, k, usable, self.g)
+            block = self.sources[source][:, sy : sy + side, sx : sx + side]
+            error = (block - view).pow(2).sum(0) * k
+            cut = _cut_sides(error, overlap) if grow else _cut_side(error, overlap)
+            take = todo | (fill[window] & cut)
             view.copy_(torch.where(take, block, view))
             at = torch.stack([torch.full_like(dy, source), sy + dy, sx + dx])
             here = origin[(slice(None), *window)]
             here.copy_(torch.where(take, at, here))
             known[window] |= todo
-    if not blend:
-        return out
-    offset = canvas - _continuation(origin, fill, sources, valid)
-    return torch.where(fill, (out + _blend(offset, fill, offset_limit)).clamp(0, 1), canvas)
 
 
 def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> torch.Tensor:
@@ -200,6 +246,66 @@ def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> tor
     median = offset[:, known].median(1).values.view(-1, 1, 1)
     light = offset.clamp(median - limit, median + limit)
     return membrane(light, fill) + membrane(offset - light, fill, STEP_REACH)
+
+
+def _grown(fill: torch.Tensor, known: torch.Tensor, side: int, overlap: int):
+    """Yield block windows' top-left corners (y, x) in the order of a fill that grows from
+    the kept pixels inwards (Criminisi et al. 2004's confidence order), reading ``known``
+    (H, W) bool, which the caller updates after each block.
+
+    Each window holds the unknown pixel of the hole's front (beside a known pixel) whose
+    neighbourhood (the square of odd side about ``side`` centred on it) is the most known,
+    first in raster order among equals: concave corners of the front first, then along its
+    straight stretches. The window reaches ``overlap`` into the known pixels on each side of
+    that pixel that has them, and is centred on it along an axis that has none.
+    """
+    h, w = fill.shape
+    half = side // 2
+    while True:
+        unknown = fill & ~known
+        if not unknown.any():
+            return
+        pad = F.pad(known[None, None].float(), (1, 1, 1, 1))[0, 0]
+        above, below = pad[:-2, 1:-1] > 0, pad[2:, 1:-1] > 0
+        left, right = pad[1:-1, :-2] > 0, pad[1:-1, 2:] > 0
+        front = unknown & (above | below | left | right)
+        if not front.any():  # a hole with no kept pixels at all
+            front = unknown
+        total = F.pad(known.long().cumsum(0).cumsum(1), (1, 0, 1, 0))
+        y0 = (torch.arange(h) - half).clamp(0, h)
+        y1 = (torch.arange(h) + half + 1).clamp(0, h)
+        x0 = (torch.arange(w) - half).clamp(0, w)
+        x1 = (torch.arange(w) + half + 1).clamp(0, w)
+        near = total[y1][:, x1] - total[y0][:, x1] - total[y1][:, x0] + total[y0][:, x0]
+        near = torch.where(front, near, -1).flatten()
+        at = int(near.argmax())
+        py, px = divmod(at, w)
+        y = _reach(py, bool(above[py, px]), bool(below[py, px]), side, overlap, h)
+        x = _reach(px, bool(left[py, px]), bool(right[py, px]), side, overlap, w)
+        yield y, x
+
+
+def _reach(p: int, before: bool, after: bool, side: int, overlap: int, limit: int) -> int:
+    """A window's start along one axis for the front pixel at ``p``: ``overlap`` into the
+    known pixels before it, or after it, or centred on it where both or neither are known;
+    clamped so that the window fits in ``limit``."""
+    if before and not after:
+        start = p - overlap
+    elif after and not before:
+        start = p + overlap + 1 - side
+    else:
+        start = p - side // 2
+    return max(0, min(start, limit - side))
+
+
+def _cut_sides(error: torch.Tensor, overlap: int) -> torch.Tensor:
+    """As ``_cut_side``, through the ``overlap`` bands of all four sides: a grown fill's
+    block meets known pixels on any of them."""
+    left = _cut(error, overlap)
+    right = _cut(error.flip(1), overlap).flip(1)
+    top = _cut(error.T, overlap).T
+    bottom = _cut(error.flip(0).T, overlap).T.flip(0)
+    return left & right & top & bottom
 
 
 def _ring(fill: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,37 @@ def test_blocks_placed_by_the_pixels_around_them_continue_a_pattern_exactly():
     assert torch.allclose(out, img)
 
 
+@pytest.mark.parametrize("ring_side", [None, 8])
+def test_an_expand_grown_from_its_kept_middle_continues_a_pattern_to_the_corners(ring_side):
+    img = columns()
+    fill = torch.ones(96, 96, dtype=torch.bool)
+    fill[32:64, 24:72] = False  # an expand: the kept middle, the hole all around it
+    canvas = torch.where(fill, torch.full((3, 1, 1), 0.5), img)
+
+    def blocks(**kw):
+        g = torch.Generator().manual_seed(0)
+        return quilt(canvas, fill, [canvas], [~fill], 16, g, blend=False, **kw)
+
+    grown = blocks(grow=True, ring_side=ring_side)
+    assert torch.equal(grown[:, ~fill], img[:, ~fill])
+    # every grown block meets known pixels, so each takes the period's phase from them; in
+    # raster order the first block, in the corner, meets nothing and draws a phase at random
+    assert torch.allclose(grown, img)
+    assert not torch.allclose(blocks(), img)
+
+
+def test_a_grown_fill_starts_beside_the_kept_pixels_and_reaches_an_overlap_into_them():
+    fill = torch.ones(64, 64, dtype=torch.bool)
+    fill[24:40, 20:44] = False
+    known = ~fill
+    y, x = next(quilting._grown(fill, known, 16, 4))
+    window = known[y : y + 16, x : x + 16]
+    # the first front pixel with the most known around it lies along the kept block's top
+    # edge, away from its corners; its window holds 4 kept rows and no unknown pixel among them
+    assert window[-4:].all() and not window[:-4].any()
+    assert (y, x) == (24 + 4 - 16, 20)
+
+
 def test_blocks_from_a_brighter_source_are_blended_into_the_ring():
     img = 0.1 + 0.6 * columns()
     brighter = img + 0.2  # the same pattern in other light, as a second photo would be
@@ -177,6 +208,24 @@ def test_a_half_image_hole_in_a_lattice_is_filled_in_phase_with_its_ring():
     # hole was 0.33 off the pattern; 16 px blocks, free to move, continue it exactly
     assert side == 16
     assert (out - img)[:, fill].abs().mean() < 0.01
+
+
+def test_an_edit_off_a_lattice_grows_its_first_band_from_half_size_blocks():
+    img = make("cells", 128, seed=3)
+    editor = PatchEditor.expand(img, (256, 256), log=lambda m: None, fill_start="blocks", **FAST)
+    assert not editor._lattice_fill() and editor.block is not None
+    smallest = editing.QUILT_SMALLEST * editor.config.patch_size  # at least 4 patches
+    assert editor.ring_block == max(smallest, round(editor.block / 2))
+    assert editor.engine_metadata()["edit"]["quilt_ring_block"] == editor.ring_block
+
+
+def test_a_lattice_edit_keeps_the_raster_quilt():
+    img = tiled(128)
+    fill = torch.zeros(128, 128, dtype=torch.bool)
+    fill[40:88, 40:88] = True
+    editor = PatchEditor.repair(img, fill, log=lambda m: None, fill_start="blocks", **FAST)
+    assert editor._lattice_fill() and editor.block is not None
+    assert editor.ring_block is None
 
 
 def tiled(size=128, period=(24, 36)):
