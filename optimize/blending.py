@@ -48,11 +48,12 @@ def membrane(offset: torch.Tensor, fill: torch.Tensor, reach: float | None = Non
     inside = fill.to(offset.dtype)
     given = (~offset[:1].isnan() & ~fill).to(offset.dtype)  # (1, H, W): the ring's values
     ring = torch.nan_to_num(offset) * given
-    cross = torch.tensor([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=offset.dtype)
-    cross = cross.view(1, 1, 3, 3).expand(c, 1, 3, 3)
 
     def neighbours(z: torch.Tensor) -> torch.Tensor:  # sum over the 4 neighbours, 0 beyond
-        return F.conv2d(F.pad(z[None], (1, 1, 1, 1)), cross, groups=c)[0]
+        # shifted slices, not a depthwise 3x3 convolution: 16-27x faster on a 1228 x 880
+        # canvas here, and CG calls it thousands of times (session 30)
+        p = F.pad(z, (1, 1, 1, 1))
+        return p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]
 
     degree = neighbours((inside + given).expand(c, -1, -1))  # the neighbours in the system
     screen = 0.0 if reach is None else 1 / reach**2
