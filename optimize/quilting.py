@@ -163,7 +163,6 @@ def quilt(
     out = canvas.clone()
     origin = torch.full((3, *fill.shape), -1, dtype=torch.long)  # (source, y, x) of a pixel
     known = ~fill
-    h, w = fill.shape
     emphasis = 1 + ring_weight * _ring(fill).to(canvas.dtype)
     paste = _Paste(out, origin, known, fill, sources, valid, emphasis, ring_weight, generator)
     if ring_side:
@@ -261,6 +260,9 @@ def _grown(fill: torch.Tensor, known: torch.Tensor, side: int, overlap: int):
     """
     h, w = fill.shape
     half = side // 2
+    # each pixel's neighbourhood, clipped to the canvas, as integral-image bounds
+    y0, y1 = (torch.arange(h) - half).clamp(0, h), (torch.arange(h) + half + 1).clamp(0, h)
+    x0, x1 = (torch.arange(w) - half).clamp(0, w), (torch.arange(w) + half + 1).clamp(0, w)
     while True:
         unknown = fill & ~known
         if not unknown.any():
@@ -272,10 +274,6 @@ def _grown(fill: torch.Tensor, known: torch.Tensor, side: int, overlap: int):
         if not front.any():  # a hole with no kept pixels at all
             front = unknown
         total = F.pad(known.long().cumsum(0).cumsum(1), (1, 0, 1, 0))
-        y0 = (torch.arange(h) - half).clamp(0, h)
-        y1 = (torch.arange(h) + half + 1).clamp(0, h)
-        x0 = (torch.arange(w) - half).clamp(0, w)
-        x1 = (torch.arange(w) + half + 1).clamp(0, w)
         near = total[y1][:, x1] - total[y0][:, x1] - total[y1][:, x0] + total[y0][:, x0]
         near = torch.where(front, near, -1).flatten()
         at = int(near.argmax())
