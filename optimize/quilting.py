@@ -166,9 +166,8 @@ def quilt(
     emphasis = 1 + ring_weight * _ring(fill).to(canvas.dtype)
     paste = _Paste(out, origin, known, fill, sources, valid, emphasis, ring_weight, generator)
     if ring_side:
-        near = max(1, ring_side - max(1, round(ring_side * OVERLAP)))
-        band = fill & (F.max_pool2d((~fill)[None, None].float(), 2 * near + 1, 1, near)[0, 0] > 0)
-        paste(band, ring_side, grow=True)
+        reach = max(1, ring_side - max(1, round(ring_side * OVERLAP)))
+        paste(fill & _within(~fill, reach), ring_side, grow=True)
     paste(fill, side, grow)
     if not blend:
         return out
@@ -191,19 +190,8 @@ class _Paste:
         out, origin, known, fill = self.out, self.origin, self.known, self.fill
         if not (target & ~known).any():
             return
-        h, w = fill.shape
         overlap = max(1, round(side * OVERLAP))
-        if grow:
-            places = _grown(target, known, side, overlap)
-        else:
-            stride = side - overlap
-            rows, cols = torch.nonzero(target, as_tuple=True)
-            top = max(0, min(int(rows.min()) - overlap, h - side))
-            left = max(0, min(int(cols.min()) - overlap, w - side))
-            # the last blocks reach OVERLAP into the kept pixels beyond the hole too
-            ys = _starts(top, int(rows.max()) + 1 + overlap, side, stride, h)
-            xs = _starts(left, int(cols.max()) + 1 + overlap, side, stride, w)
-            places = ((y, x) for y in ys for x in xs)
+        places = _grown(target, known, side, overlap) if grow else _raster(target, side, overlap)
         # each source with its squares and where its whole blocks start, if it has any
         usable = [(k, u, u.pow(2), ok)
                   for k, (u, v) in enumerate(zip(self.sources, self.valid, strict=True))
@@ -245,6 +233,20 @@ def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> tor
     median = offset[:, known].median(1).values.view(-1, 1, 1)
     light = offset.clamp(median - limit, median + limit)
     return membrane(light, fill) + membrane(offset - light, fill, STEP_REACH)
+
+
+def _raster(target: torch.Tensor, side: int, overlap: int) -> list[tuple[int, int]]:
+    """Block windows' top-left corners (y, x) in raster order over the bounding box of
+    ``target`` (H, W) bool, each reaching ``overlap`` into the pixels before it."""
+    h, w = target.shape
+    stride = side - overlap
+    rows, cols = torch.nonzero(target, as_tuple=True)
+    top = max(0, min(int(rows.min()) - overlap, h - side))
+    left = max(0, min(int(cols.min()) - overlap, w - side))
+    # the last blocks reach OVERLAP into the kept pixels beyond the hole too
+    ys = _starts(top, int(rows.max()) + 1 + overlap, side, stride, h)
+    xs = _starts(left, int(cols.max()) + 1 + overlap, side, stride, w)
+    return [(y, x) for y in ys for x in xs]
 
 
 def _grown(fill: torch.Tensor, known: torch.Tensor, side: int, overlap: int):
@@ -308,8 +310,12 @@ def _cut_sides(error: torch.Tensor, overlap: int) -> torch.Tensor:
 
 def _ring(fill: torch.Tensor) -> torch.Tensor:
     """(H, W) bool hole -> (H, W) bool: the kept pixels within RING px (Chebyshev) of it."""
-    near = F.max_pool2d(fill[None, None].float(), 2 * RING + 1, 1, RING)[0, 0] > 0
-    return near & ~fill
+    return _within(fill, RING) & ~fill
+
+
+def _within(mask: torch.Tensor, reach: int) -> torch.Tensor:
+    """(H, W) bool -> (H, W) bool: the pixels within ``reach`` px (Chebyshev) of ``mask``."""
+    return F.max_pool2d(mask[None, None].float(), 2 * reach + 1, 1, reach)[0, 0] > 0
 
 
 def quilt_periodic(
