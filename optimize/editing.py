@@ -68,6 +68,7 @@ from optimize.patches import (
     PatchSynthesizer,
 )
 from optimize.quilting import (
+    CANDIDATES,
     OFFSET_LIMIT,
     RING_SIDE,
     RING_WEIGHT,
@@ -359,14 +360,15 @@ class PatchEditor(PatchSynthesizer):
     def blocks(self, generator: torch.Generator, blend: bool = True) -> torch.Tensor:
         """(C, h, w): the window's canvas with its hole filled from copied blocks
         (``optimize.quilting.quilt``: a first band of ``ring_block`` blocks grown from the
-        kept pixels, then ``block`` ones, also grown; on a lattice ``block`` ones in raster
-        order), as the refinement starts from it."""
+        kept pixels, each the most coherent of CANDIDATES, then ``block`` ones, also grown; on
+        a lattice ``block`` ones in raster order), as the refinement starts from it."""
         sources, valid = self._quilt_sources(), self._quilt_valid()
         window = self.canvas[(slice(None), *self.window)].cpu()
         fill = self.fill[self.window]
         grow = self.ring_block is not None
         return quilt(window, fill, sources, valid, self.block, generator, blend, RING_WEIGHT,
-                     OFFSET_LIMIT, grow=grow, ring_side=self.ring_block)  # fmt: skip
+                     OFFSET_LIMIT, grow=grow, ring_side=self.ring_block,
+                     candidates=CANDIDATES)  # fmt: skip
 
     def _begin(self, size, init, g):
         """As ``PatchSynthesizer._begin``; a start refined at full scale (blocks or ``init``)
@@ -497,6 +499,7 @@ class PatchEditor(PatchSynthesizer):
                 "skipped_scales": self.skipped,
                 "quilt_block": self.block,
                 "quilt_ring_block": self.ring_block,
+                "quilt_ring_candidates": CANDIDATES if self.ring_block else None,
                 "window": [self.window[0].start, self.window[1].start, *self.window_size()],
             },
         }

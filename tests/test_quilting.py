@@ -15,6 +15,7 @@ from judge import seam_ratio
 from losses.nearest import PatchIndex
 from optimize import editing, quilting
 from optimize.blending import membrane
+from optimize.coherence import Coherence
 from optimize.editing import PatchEditor, conditional_patches
 from optimize.patches import LATTICE_SHARE, START_SHARE, PatchSynthesizer
 from optimize.quilting import _cut, block_side, quilt, quilt_periodic, whole_blocks
@@ -193,6 +194,61 @@ def test_the_ring_next_to_the_hole_weighs_more_in_the_pick():
     assert torch.equal(pasted(0.0), source[:, :, 4:16])  # A: 48 x 0.2^2 < 16 x 0.5^2
     # weighted, the kept total 4 a row: A 48 x 0.04 x 40 / 31 = 2.5 > B 16 x 0.25 x 4 / 31
     assert torch.equal(pasted(quilting.RING_WEIGHT), source[:, :, 36:48])
+
+
+def discs(size=96, count=14, seed=0):
+    """(3, size, size): red discs of radius 6-12 px on white, some overlapping."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    inside = torch.zeros(size, size, dtype=torch.bool)
+    for _ in range(count):
+        cy, cx = (torch.rand(2, generator=g) * size).tolist()
+        r = 6 + 6 * float(torch.rand(1, generator=g))
+        inside |= (y - cy) ** 2 + (x - cx) ** 2 <= r * r
+    red = torch.tensor([0.9, 0.3, 0.3]).view(3, 1, 1)
+    return torch.where(inside, red, torch.ones(3, 1, 1))
+
+
+def test_coherence_scores_a_discs_true_continuation_below_a_bite():
+    img = discs()
+    known = torch.ones(96, 96, dtype=torch.bool)
+    known[:, 48:] = False  # the right half is the hole, the whole image the source
+    judge = Coherence([img], [torch.ones(96, 96, dtype=torch.bool)])
+    out = torch.where(known, img, torch.full((3, 1, 1), 0.5))
+    take = torch.ones(24, 24, dtype=torch.bool)
+    true = judge.score(out, known, (36, 48), img[:, 36:60, 48:72], take)
+    # the same block with a quarter of it white: a disc with a straight bite, or a blank
+    bitten = img[:, 36:60, 48:72].clone()
+    bitten[:, :12, :12] = 1.0
+    worse = [judge.score(out, known, (36, 48), bitten, take)]
+    # blocks copied from the source that do not continue what lies beside the window
+    worse += [judge.score(out, known, (36, 48), img[:, y : y + 24, 4:28], take) for y in (0, 60)]
+    assert true < 0.1 * min(worse)
+
+
+def test_the_bands_blocks_are_the_lowest_scored_of_the_candidates(monkeypatch):
+    img = discs()
+    fill = torch.ones(96, 96, dtype=torch.bool)
+    fill[24:72, 24:72] = False
+    canvas = torch.where(fill, torch.full((3, 1, 1), 0.5), img)
+    band = fill & quilting._within(~fill, 12 - 3)  # 12 px blocks reach 9 px past the kept
+    calls = []  # the side of each candidate block judged
+
+    def quilted(sign):  # a score rigged to the block's brightness, or to its darkness
+        def score(self, out, known, corner, block, take):
+            calls.append(block.shape[-1])
+            return sign * float(block.mean())
+
+        monkeypatch.setattr(Coherence, "score", score)
+        g = torch.Generator().manual_seed(0)
+        return quilt(canvas, fill, [canvas], [~fill], 24, g, False, grow=True, ring_side=12,
+                     candidates=4)  # fmt: skip
+
+    darkest, brightest = quilted(1.0), quilted(-1.0)
+    # only the band's 12 px blocks are judged, and the pick follows the score
+    assert calls and set(calls) == {12}
+    assert darkest[:, band].mean() < brightest[:, band].mean() - 0.05
+    assert torch.equal(darkest[:, ~fill], img[:, ~fill])
 
 
 def test_a_half_image_hole_in_a_lattice_is_filled_in_phase_with_its_ring():
