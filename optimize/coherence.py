@@ -79,6 +79,8 @@ class Coherence:
         after, new = known[y0:y1, x0:x1].clone(), torch.zeros_like(known[y0:y1, x0:x1])
         after[inner] |= take
         new[inner] = take
+        # an odd corner puts the box's half-scale grid half a pixel off the sources'; the
+        # same for every candidate of a window, so it does not change their order
         small = _half(trial)
         if self.index is None or min(small.shape[-2:]) < PATCH:
             return 0.0
