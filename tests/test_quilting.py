@@ -272,7 +272,9 @@ def test_an_edit_off_a_lattice_grows_its_first_band_from_half_size_blocks():
     assert not editor._lattice_fill() and editor.block is not None
     smallest = editing.QUILT_SMALLEST * editor.config.patch_size  # at least 4 patches
     assert editor.ring_block == max(smallest, round(editor.block / 2))
-    assert editor.engine_metadata()["edit"]["quilt_ring_block"] == editor.ring_block
+    edit = editor.engine_metadata()["edit"]
+    assert edit["quilt_ring_block"] == editor.ring_block
+    assert edit["quilt_ring_candidates"] == quilting.CANDIDATES > 1
 
 
 def test_a_lattice_edit_keeps_the_raster_quilt():
@@ -282,6 +284,7 @@ def test_a_lattice_edit_keeps_the_raster_quilt():
     editor = PatchEditor.repair(img, fill, log=lambda m: None, fill_start="blocks", **FAST)
     assert editor._lattice_fill() and editor.block is not None
     assert editor.ring_block is None
+    assert editor.engine_metadata()["edit"]["quilt_ring_candidates"] is None
 
 
 def tiled(size=128, period=(24, 36)):
