@@ -39,6 +39,13 @@ def _whole(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(mask[None, None].float(), size, mode="area")[0, 0] > 1 - 1e-6
 
 
+def _patches_in(mask: torch.Tensor) -> torch.Tensor:
+    """(h, w) bool -> ((h - PATCH + 1) (w - PATCH + 1),) bool, row-major: the PATCH x PATCH
+    patches whose pixels are all set (a max-pool: unfolded, a 4000 px photo's half-scale
+    patches took 0.5 GB)."""
+    return F.max_pool2d((~mask)[None, None].float(), PATCH, 1)[0, 0].flatten() == 0
+
+
 class Coherence:
     """The half-scale patches of ``sources`` (each (C, h, w)) that lie wholly in their
     ``valid`` (h, w) bool pixels, and the score of a candidate paste against them."""
@@ -49,11 +56,8 @@ class Coherence:
             small = _half(u)
             if min(small.shape[-2:]) < PATCH:
                 continue
-            invalid = ~_whole(v, small.shape[-2:])
             images.append(small[None])
-            # the patches with no invalid pixel (a max-pool: unfolded, a 4000 px photo's
-            # half-scale patches took 0.5 GB)
-            whole.append(F.max_pool2d(invalid[None, None].float(), PATCH, 1)[0, 0].flatten() == 0)
+            whole.append(_patches_in(_whole(v, small.shape[-2:])))
         self.index = None
         if any(w.any() for w in whole):
             self.index = PatchIndex(images, PATCH, None, KEYS, whole)
@@ -70,6 +74,8 @@ class Coherence:
         that ``block`` (C, b, b) pasted at ``corner`` (y, x) of ``out`` (C, H, W) where
         ``take`` (b, b) is set would change, among those wholly known afterwards (``known``
         (H, W), before the paste) within MARGIN of the window; 0 where there are none."""
+        if self.index is None:
+            return 0.0
         (h, w), b, (y, x) = out.shape[-2:], block.shape[-1], corner
         y0, x0 = max(0, y - MARGIN), max(0, x - MARGIN)
         y1, x1 = min(h, y + b + MARGIN), min(w, x + b + MARGIN)
@@ -82,12 +88,10 @@ class Coherence:
         # an odd corner puts the box's half-scale grid half a pixel off the sources'; the
         # same for every candidate of a window, so it does not change their order
         small = _half(trial)
-        if self.index is None or min(small.shape[-2:]) < PATCH:
+        if min(small.shape[-2:]) < PATCH:
             return 0.0
-        whole = _whole(after, small.shape[-2:])
-        touched = F.interpolate(new[None, None].float(), small.shape[-2:], mode="area")[0, 0] > 0
-        counts = F.unfold(whole[None, None].float(), PATCH)[0].min(0).values > 0
-        counts &= F.unfold(touched[None, None].float(), PATCH)[0].max(0).values > 0
+        untouched = F.interpolate(new[None, None].float(), small.shape[-2:], mode="area") == 0
+        counts = _patches_in(_whole(after, small.shape[-2:])) & ~_patches_in(untouched[0, 0])
         if not counts.any():
             return 0.0
         queries = F.unfold(small[None], PATCH)[0].T[counts]
