@@ -143,6 +143,13 @@ def main(
     adversarial_weight: Annotated[
         float | None, Opt(help="Weight of a patch discriminator's term (0 = none; try 0.01).")
     ] = None,
+    layout: Annotated[
+        int | None,
+        Opt(
+            help="2, 4 or 8: train a network that paints the exemplar quilted at 1/LAYOUT of "
+            "the size (structure from the photo's own blocks); 0 = a generator of noise."
+        ),
+    ] = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,
@@ -235,8 +242,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     from generator import training as T
     from generator.adversary import Adversary
     from generator.checkpoints import save_generator
-    from losses.objective import build_backbone_for, generator_objective
-    from models.generator import build_generator
+    from losses.objective import build_backbone_for
     from training.loop import Schedule, run_steps
     from training.runs import best_loss, resolved_precision, resume_run, start_logs, start_run
 
@@ -248,13 +254,15 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     log = print if is_main else lambda *_: None
 
     # 3. Objective (a backbone's feature statistics, or pixel patches), exemplars, targets.
+    # (--layout: a painter of the exemplar's quilted layouts, whose objective is its own crops.)
     patches = cfg.objective == "patches"
-    backbone = None if patches else build_backbone_for(cfg, cfg.tile, device, log)
+    no_backbone = patches or cfg.layout
+    backbone = None if no_backbone else build_backbone_for(cfg, cfg.tile, device, log)
     T.check_config(cfg, backbone.min_input_size() if backbone else 0)
     images, sources, layout = T.load_training_images(cfg, exemplars, log)
     images = [u.to(device) for u in images]
     channels = [m["channels"] for m in layout]
-    objective, description = generator_objective(cfg, images, backbone, channels)
+    model, objective, description = build_model(cfg, images, backbone, channels)
     info = {"backbone": description, "exemplars": sources}
     if cfg.maps:
         info["stack"] = layout  # map names, channels and bit depths: how generate splits
@@ -262,8 +270,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
 
     # 4. Generator (one output channel per stack channel), Adam and the learning-rate
     # schedule, prepared for the devices.
-    model = build_generator(cfg.generator, cfg.output, out_channels=sum(channels)).to(device)
-    model.start_at_colour(torch.stack([u.mean((1, 2)) for u in images]).mean(0))
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = Schedule(cfg, accelerator.num_processes)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -282,8 +289,10 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
 
     # 6. Train: G(noise) -> texture loss (+ diversity, + the discriminator's term after its own
     # step) -> Adam, logging and checkpointing by step.
-    evaluation = T.Evaluation(net, objective, cfg, device)
     rank = accelerator.process_index
+    evaluation, batches, loss_fn = training_steps(
+        cfg, net, objective, images, adversary, global_step, rank, device
+    )
 
     def on_step(step):
         if is_main and step % cfg.sample_every == 0:
@@ -299,8 +308,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     with reporting_write_errors(output_dir), progress_bar(progress and is_main) as bar:
         global_step, seconds = run_steps(
             accelerator, model, optimizer, scheduler,
-            T.step_batches(net, cfg, global_step, rank, device),
-            functools.partial(T.step_loss, model, objective, cfg, adversary=adversary),
+            batches, functools.partial(loss_fn, model),
             start=global_step, cfg=cfg, save=save, bar=bar, on_step=on_step, log=log,
         )  # fmt: skip
 
@@ -314,6 +322,44 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
             result["final"] = path
         accelerator.end_training()
     return result
+
+
+def build_model(cfg: TrainConfig, images, backbone, channels):
+    """(model, objective, description): with ``cfg.layout`` a painter of the one exemplar's
+    quilted layouts, whose objective is its own crops (``generator.layout``); else a generator
+    of noise started at the exemplars' mean colour and its objective on ``backbone``."""
+    import torch
+
+    from generator.layout import build_painter, painter_objective
+    from losses.objective import generator_objective
+    from models.generator import build_generator
+    from models.layout import WIDTH
+
+    if cfg.layout:
+        description = painter_objective(images, cfg)
+        return build_painter(images[0], cfg.layout, WIDTH), None, description
+    objective, description = generator_objective(cfg, images, backbone, channels)
+    model = build_generator(cfg.generator, cfg.output, out_channels=sum(channels))
+    model.start_at_colour(torch.stack([u.mean((1, 2)) for u in images]).mean(0).cpu())
+    return model, objective, description
+
+
+def training_steps(cfg: TrainConfig, net, objective, images, adversary, start, rank, device):
+    """(evaluation, batches, loss_fn) of a run from step ``start`` on process ``rank``:
+    ``evaluation(step)`` -> (inference form, eval loss, sample images), the steps' inputs
+    and ``loss_fn(model, batch)`` -> (loss, logged scalars)."""
+    from generator import training as T
+    from generator.layout import LayoutTraining
+
+    if cfg.layout:
+        painter = LayoutTraining(net, images[0], cfg, device)
+        return painter, painter.batches(start, rank), painter.loss
+
+    def loss_fn(model, batch):
+        return T.step_loss(model, objective, cfg, batch, adversary=adversary)
+
+    batches = T.step_batches(net, cfg, start, rank, device)
+    return T.Evaluation(net, objective, cfg, device), batches, loss_fn
 
 
 if __name__ == "__main__":

@@ -237,12 +237,22 @@ def optimize_advice(cfg) -> str:
 
 def generate_estimate(model, size: tuple[int, int], block: int, bits: int) -> int:
     """Bytes ``generator.render.write_texture`` adds: one block, one band of rows."""
+    from generator.layout import paint_region
     from generator.render import render_region
+    from models.layout import LayoutPainter
 
     side = 2 * model.multiple
 
     def run(s):
         render_region(model, (0, s, 0, s), (s, s), 0)
+
+    if isinstance(model, LayoutPainter):  # its halo is large beside 2 factors: a wider region
+        side = 64 * model.factor
+
+        def run(s):
+            n = s // model.factor
+            layout = model.source.new_zeros(model.out_channels, n, n)
+            paint_region(model, layout, (0, n, 0, n), 0, False)
 
     per_pixel = activation_bytes_per_pixel(model, run, side)
     rows = min(block, size[0])

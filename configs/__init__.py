@@ -382,6 +382,9 @@ class TrainConfig(PatchFields, LossConfig):
     patch_weight: float = 0.0
     # weight of a multi-scale patch discriminator's hinge term (generator.adversary); 0 = none
     adversarial_weight: float = 0.0
+    # 2, 4 or 8: train a painter of the exemplar quilted at 1/layout of the size instead of a
+    # generator of noise (models.layout; the objective is then the crops' own); 0 = none
+    layout: int = 0
     mixed_precision: str = "no"  # no | bf16 | auto (accelerate autocast; Gram and FFT stay fp32)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
@@ -489,12 +492,22 @@ def check_training(cfg: TrainConfig) -> None:
     from models.generator import GENERATORS
 
     multiple = 2 ** (len(GENERATORS[cfg.generator]["channels"]) - 1)
-    if cfg.image_size % multiple:
+    if cfg.image_size % multiple and not cfg.layout:
         raise UserError(
             f"--image-size must be a multiple of {multiple} for generator {cfg.generator}"
         )
     check_training_terms(cfg)
     parse_maps(cfg.maps)
+    if cfg.layout not in (0, 2, 4, 8):
+        raise UserError("--layout must be 0 (none), 2, 4 or 8")
+    if cfg.layout and cfg.image_size % cfg.layout:
+        raise UserError(f"--image-size must be a multiple of --layout ({cfg.layout})")
+    terms = cfg.adversarial_weight or cfg.diversity_weight or cfg.patch_weight
+    if cfg.layout and (terms or cfg.nearest_weight or cfg.objective != "features"):
+        raise UserError(
+            "--layout learns to paint the exemplar's own crops: no --objective, "
+            "--patch-weight, --nearest-weight, --adversarial-weight or --diversity-weight"
+        )
 
 
 def check_training_terms(cfg: TrainConfig) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from data.errors import UserError
 from data.sidecar import json_bytes, recover_leftovers, write_files_atomic
 from models.generator import TextureGenerator
+from models.layout import LayoutPainter
 from models.weights import read_safetensors, safetensors_bytes
 
 FORMAT = "texsynth-generator-1"
@@ -75,7 +76,11 @@ def load_generator(path: str | Path) -> tuple[TextureGenerator, dict]:
         raise UserError(f"{file}: not a texsynth generator checkpoint (no '{FORMAT}' metadata)")
     try:
         arch = json.loads(metadata["arch"])
-        model = TextureGenerator(**arch, norm=False)
+        if arch.get("kind") == "layout":  # a painter of quilted layouts (models.layout)
+            args = {k: arch[k] for k in ("factor", "width", "channels", "source_size")}
+            model = LayoutPainter(**args)
+        else:
+            model = TextureGenerator(**arch, norm=False)
         model.load_state_dict(state)
         meta = {k: json.loads(metadata[k]) for k in ("config", "info")}
     except (KeyError, TypeError, ValueError, RuntimeError) as e:

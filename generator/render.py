@@ -37,7 +37,9 @@ from data.images import PngStream, check_output_path, quantise
 from data.sidecar import file_sha256
 from data.stacks import ALBEDO, split_stack, stack_outputs
 from generator.checkpoints import load_generator
+from generator.layout import layout_bands
 from models.generator import TextureGenerator
+from models.layout import LayoutPainter
 from models.noise import hash_noise
 
 __all__ = ["generate", "load_generator", "render_bands", "render_region", "write_texture"]
@@ -125,6 +127,9 @@ def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None, 
         (C, h, W) float32 CPU tensors in [0, 1], C = ``model.out_channels``.
     """
     canvas = canvas_size(model, size, seamless)
+    if isinstance(model, LayoutPainter):  # a painter of quilted layouts (generator.layout)
+        yield from layout_bands(model, size, seed, seamless, block, on_block, precision)
+        return
     ys, xs = range(0, size[0], block), range(0, size[1], block)
     done = 0
     for y in ys:
