@@ -291,7 +291,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     # step) -> Adam, logging and checkpointing by step.
     rank = accelerator.process_index
     evaluation, batches, loss_fn = training_steps(
-        cfg, net, objective, images, adversary, global_step, rank, device
+        cfg, net, objective, images, adversary, global_step, rank, device, log
     )
 
     def on_step(step):
@@ -344,7 +344,7 @@ def build_model(cfg: TrainConfig, images, backbone, channels):
     return model, objective, description
 
 
-def training_steps(cfg: TrainConfig, net, objective, images, adversary, start, rank, device):
+def training_steps(cfg: TrainConfig, net, objective, images, adversary, start, rank, device, log):
     """(evaluation, batches, loss_fn) of a run from step ``start`` on process ``rank``:
     ``evaluation(step)`` -> (inference form, eval loss, sample images), the steps' inputs
     and ``loss_fn(model, batch)`` -> (loss, logged scalars)."""
@@ -352,7 +352,7 @@ def training_steps(cfg: TrainConfig, net, objective, images, adversary, start, r
     from generator.layout import LayoutTraining
 
     if cfg.layout:
-        painter = LayoutTraining(net, images[0], cfg, device)
+        painter = LayoutTraining(net, images[0], cfg, device, log)
         return painter, painter.batches(start, rank), painter.loss
 
     def loss_fn(model, batch):

@@ -53,14 +53,15 @@ class LayoutTraining:
     """The pieces ``train.py`` strings together for a painter: the steps' inputs, a step's
     loss, and the evaluation (``evaluation(step)`` -> (inference copy, loss, images))."""
 
-    def __init__(self, net: LayoutPainter, image: torch.Tensor, cfg, device):
+    def __init__(self, net: LayoutPainter, image: torch.Tensor, cfg, device, log=print):
         self.net, self.cfg, self.device = net, cfg, device
-        size, f = cfg.image_size, net.factor
-        if size % f:
+        f, short = net.factor, min(image.shape[-2:])
+        if cfg.image_size % f:
             raise UserError(f"--image-size must be a multiple of --layout ({f})")
-        if min(image.shape[-2:]) < size:
-            short = min(image.shape[-2:])
-            raise UserError(f"--image-size {size} is larger than the exemplar's side ({short} px)")
+        # crops are the exemplar's own: none larger than it
+        self.size = min(cfg.image_size, short // f * f)
+        if self.size < cfg.image_size:
+            log(f"note: training crops of {self.size} px, the exemplar's short side")
         # the crops' halo reaches past the exemplar's edge: mirrored
         pad = HALO * f
         self.image = F.pad(image[None].float(), (pad,) * 4, mode="reflect")[0].to(device)
@@ -68,7 +69,7 @@ class LayoutTraining:
 
     def inputs(self, seed: int, count: int):
         """(layouts, targets, noises) of ``count`` crops drawn with ``seed``."""
-        f, size, pad = self.net.factor, self.cfg.image_size, HALO * self.net.factor
+        f, size, pad = self.net.factor, self.size, HALO * self.net.factor
         g = torch.Generator().manual_seed(seed)
         h, w = self.image.shape[-2] - 2 * pad, self.image.shape[-1] - 2 * pad
         ys = torch.randint(0, h - size + 1, (count,), generator=g).tolist()

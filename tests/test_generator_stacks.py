@@ -197,3 +197,18 @@ def test_maps_need_one_exemplar_and_come_from_the_checkpoint_in_generate_mode(st
         ["--mode", "generate", "--checkpoint", tmp_path, "--map", h, "-o", tmp_path / "o.png"],
     )
     assert code == 2 and "the maps its checkpoint was trained with" in output
+
+
+def test_a_painter_paints_every_map_of_a_stack_aligned(stack, tmp_path):
+    """A painter (--layout) quilts the stack's maps together and paints them in one pass."""
+    out = tmp_path / "run"
+    maps = ["--map", f"height={stack / 'h.png'}"]
+    painter = ["--layout", "2", "--image-size", "32", "--steps", "20", "--no-progress"]
+    code, output = run(train.app, [stack / "a.png", *maps, "--output-dir", out, *painter])
+    assert code == 0, output
+    args = ["--mode", "generate", "--checkpoint", out / "final", "--size", "96x80"]
+    code, output = run(synth.app, [*args, "-o", tmp_path / "big.png", "--no-progress"])
+    assert code == 0, output
+    albedo, height = read(tmp_path / "big.png"), read(tmp_path / "big_height.png", 16)
+    assert height.shape == (1, 80, 96) and aligned(albedo, height)
+    assert not aligned(albedo, height.roll(SHIFT, (1, 2)))

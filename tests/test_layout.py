@@ -148,7 +148,6 @@ def test_train_and_generate_from_the_command_line(exemplar, tmp_path, fresh_acce
         (["--layout", "4", "--image-size", "30"], "multiple of --layout"),
         (["--layout", "8", "--image-size", "96"], "under 16 px a side"),
         (["--layout", "4", "--objective", "patches"], "--layout learns to paint"),
-        (["--layout", "2", "--image-size", "128"], "larger than the exemplar"),
     ],
 )
 def test_bad_layout_options_are_one_line(exemplar, tmp_path, fresh_accelerator, extra, message):
@@ -158,6 +157,16 @@ def test_bad_layout_options_are_one_line(exemplar, tmp_path, fresh_accelerator, 
     lines = result.output.strip().splitlines()
     assert message in lines[-1] and lines[-1].startswith("error: ")
     assert "Traceback" not in result.output and not (tmp_path / "run" / "final").exists()
+
+
+@pytest.mark.slow
+def test_an_exemplar_smaller_than_the_crops_trains_on_its_own_side(
+    exemplar, tmp_path, fresh_accelerator
+):
+    args = [exemplar, "--output-dir", tmp_path / "run", *FAST, "--steps", "2", "--layout", "2"]
+    result = run(train.app, [*args, "--image-size", "128"])
+    assert result.exit_code == 0, result.output
+    assert "note: training crops of 96 px" in result.output
 
 
 def test_two_exemplars_are_refused(exemplar, tmp_path, fresh_accelerator):
