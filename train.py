@@ -44,6 +44,7 @@ from cli.options import (
     AutocorrWeight,
     Backbone,
     Coarsest,
+    EvenLight,
     ExemplarWraps,
     GeneratorName,
     Layers,
@@ -142,6 +143,13 @@ def main(
     ] = None,
     adversarial_weight: Annotated[
         float | None, Opt(help="Weight of a patch discriminator's term (0 = none; try 0.01).")
+    ] = None,
+    even_light: Annotated[
+        EvenLight | None,
+        Opt(
+            help="--layout: divide out the exemplar's light before quilting; auto: where it "
+            "varies (a lamp's falloff, a highlight)."
+        ),
     ] = None,
     layout: Annotated[
         int | None,
@@ -259,8 +267,7 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     no_backbone = patches or cfg.layout
     backbone = None if no_backbone else build_backbone_for(cfg, cfg.tile, device, log)
     T.check_config(cfg, backbone.min_input_size() if backbone else 0)
-    images, sources, layout = T.load_training_images(cfg, exemplars, log)
-    images = [u.to(device) for u in images]
+    images, sources, layout = training_images(cfg, exemplars, device, log)
     channels = [m["channels"] for m in layout]
     model, objective, description = build_model(cfg, images, backbone, channels)
     info = {"backbone": description, "exemplars": sources}
@@ -324,6 +331,19 @@ def train(cfg: TrainConfig, exemplars, output_dir: Path, resume=None, progress=T
     return result
 
 
+def training_images(cfg: TrainConfig, exemplars, device, log):
+    """(images on ``device``, their names, the output's layout): ``generator.training``'s,
+    and for a painter (``cfg.layout``) its one exemplar, the light evened where it varies."""
+    from generator import training as T
+    from generator.layout import painter_image
+
+    images, sources, layout = T.load_training_images(cfg, exemplars, log)
+    images = [u.to(device) for u in images]
+    if cfg.layout:
+        images = [painter_image(images, cfg, len(layout) > 1, log)]
+    return images, sources, layout
+
+
 def build_model(cfg: TrainConfig, images, backbone, channels):
     """(model, objective, description): with ``cfg.layout`` a painter of the one exemplar's
     quilted layouts, whose objective is its own crops (``generator.layout``); else a generator
@@ -336,7 +356,7 @@ def build_model(cfg: TrainConfig, images, backbone, channels):
     from models.layout import WIDTH
 
     if cfg.layout:
-        description = painter_objective(images, cfg)
+        description = painter_objective(cfg)
         return build_painter(images[0], cfg.layout, WIDTH), None, description
     objective, description = generator_objective(cfg, images, backbone, channels)
     model = build_generator(cfg.generator, cfg.output, out_channels=sum(channels))

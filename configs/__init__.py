@@ -385,6 +385,9 @@ class TrainConfig(PatchFields, LossConfig):
     # 2, 4 or 8: train a painter of the exemplar quilted at 1/layout of the size instead of a
     # generator of noise (models.layout; the objective is then the crops' own); 0 = none
     layout: int = 0
+    # --layout: divide out the exemplar's light (data.light): auto | on | off; auto: where it
+    # varies by data.light.LIGHT_SPREAD or more (not a material stack)
+    even_light: str = "auto"
     mixed_precision: str = "no"  # no | bf16 | auto (accelerate autocast; Gram and FFT stay fp32)
     checkpoint_every: int = 250  # steps between checkpoint-{step} directories
     keep_checkpoints: int = 2  # newest checkpoint-{step} directories kept (0 = all)
@@ -500,6 +503,9 @@ def check_training(cfg: TrainConfig) -> None:
     parse_maps(cfg.maps)
     if cfg.layout not in (0, 2, 4, 8):
         raise UserError("--layout must be 0 (none), 2, 4 or 8")
+    check_choice("--even-light", cfg.even_light, "data.light", "EVEN_LIGHT")
+    if cfg.even_light != "auto" and not cfg.layout:
+        raise UserError("--even-light: only a painter (--layout) quilts the exemplar")
     if cfg.layout and cfg.image_size % cfg.layout:
         raise UserError(f"--image-size must be a multiple of --layout ({cfg.layout})")
     terms = cfg.adversarial_weight or cfg.diversity_weight or cfg.patch_weight

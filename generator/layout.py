@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from data.errors import UserError
+from data.light import LIGHT_SPREAD, even_light, light_spread
 from models.layout import HALO, LayoutPainter, region_noise
 from models.noise import derived_seed
 from optimize.quilting import block_side, quilt, quilt_periodic
@@ -42,10 +43,28 @@ def build_painter(image: torch.Tensor, factor: int, width: int) -> LayoutPainter
     return model
 
 
-def painter_objective(images: list[torch.Tensor], cfg) -> str:
-    """What a painter is trained on, for the log and the checkpoint; one exemplar only."""
+def painter_image(images: list[torch.Tensor], cfg, stack: bool, log=print) -> torch.Tensor:
+    """The one (C, H, W) exemplar a painter learns and quilts from: its light evened out
+    (``data.light``) with ``cfg.even_light`` on, or auto where it varies by LIGHT_SPREAD or
+    more. Quilted, a photo's light confined the blocks to its largest evenly lit part: wood's
+    layouts were rows of its shaded corner (docs/decisions.md, session 32). A material
+    stack's maps are kept: a normal map's "light" is a slope."""
     if len(images) != 1:
         raise UserError("--layout paints one exemplar's layouts; give one exemplar")
+    image, mode = images[0], cfg.even_light
+    if mode == "on" and stack:
+        raise UserError("--even-light on: a material stack's maps are not evened")
+    if mode == "off" or stack:
+        return image
+    spread = light_spread(image.float())
+    if mode == "auto" and spread < LIGHT_SPREAD:
+        return image
+    log(f"light: evened out (it varied by {spread:.0%} across the exemplar; --even-light off)")
+    return even_light(image.float())
+
+
+def painter_objective(cfg) -> str:
+    """What a painter is trained on, for the log and the checkpoint."""
     return f"none: the exemplar's crops painted from their 1/{cfg.layout} copies"
 
 

@@ -148,6 +148,7 @@ def test_train_and_generate_from_the_command_line(exemplar, tmp_path, fresh_acce
         (["--layout", "4", "--image-size", "30"], "multiple of --layout"),
         (["--layout", "8", "--image-size", "96"], "under 16 px a side"),
         (["--layout", "4", "--objective", "patches"], "--layout learns to paint"),
+        (["--even-light", "on"], "only a painter (--layout)"),
     ],
 )
 def test_bad_layout_options_are_one_line(exemplar, tmp_path, fresh_accelerator, extra, message):
@@ -173,3 +174,16 @@ def test_two_exemplars_are_refused(exemplar, tmp_path, fresh_accelerator):
     args = [exemplar, exemplar, "--output-dir", tmp_path / "run", "--layout", "4", *FAST]
     result = run(train.app, args)
     assert result.exit_code == 2 and "give one exemplar" in result.output
+
+
+@pytest.mark.slow
+def test_a_painter_evens_an_uneven_light_unless_told_not_to(tmp_path, fresh_accelerator):
+    lamp = torch.linspace(0.3, 1.0, 96).view(1, 1, 96)  # a falloff across the photo
+    path = tmp_path / "lit.png"
+    lit = (discs() * lamp).permute(1, 2, 0).numpy()
+    Image.fromarray((lit * 255).round().astype(np.uint8)).save(path)
+    for light, evened in (("auto", True), ("off", False)):
+        args = [path, "--output-dir", tmp_path / light, *FAST, "--steps", "2", "--layout", "2"]
+        result = run(train.app, [*args, "--even-light", light])
+        assert result.exit_code == 0, result.output
+        assert ("light: evened out" in result.output) == evened
