@@ -187,3 +187,23 @@ def test_a_painter_evens_an_uneven_light_unless_told_not_to(tmp_path, fresh_acce
         result = run(train.app, [*args, "--even-light", light])
         assert result.exit_code == 0, result.output
         assert ("light: evened out" in result.output) == evened
+
+
+@pytest.mark.slow
+def test_a_resumed_painter_equals_an_uninterrupted_one(exemplar, tmp_path, fresh_accelerator):
+    import shutil
+
+    import safetensors.torch
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    args = [exemplar, *FAST, "--layout", "4", "--steps", "6", "--checkpoint-every", "3"]
+    assert run(train.app, [*args, "--output-dir", full, "--keep-checkpoints", "0"]).exit_code == 0
+    AcceleratorState._reset_state(True)
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-3", resumed / "checkpoint-3")
+    result = run(train.app, [*args, "--output-dir", resumed, "--resume", "latest"])
+    assert result.exit_code == 0 and "resumed from" in result.output, result.output
+    a, b = (
+        safetensors.torch.load_file(str(d / "final" / "model.safetensors")) for d in (full, resumed)
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
