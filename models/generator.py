@@ -153,6 +153,12 @@ class TextureGenerator(nn.Module):
         return _ClampInward.apply(y) if self.training else y.clamp(0.0, 1.0)
 
 
+def clamp_inward(y: torch.Tensor) -> torch.Tensor:
+    """``y`` clamped to [0, 1], its gradient passed where descent moves it back in
+    (``_ClampInward``): a trained output that saturates can recover."""
+    return _ClampInward.apply(y)
+
+
 class _ClampInward(torch.autograd.Function):
     """Clamp to [0, 1]; backward passes a clamped value's gradient only when descent moves it
     back into the range. A plain clamp gives saturated values no gradient, so regions stuck

@@ -207,3 +207,13 @@ def test_a_resumed_painter_equals_an_uninterrupted_one(exemplar, tmp_path, fresh
         safetensors.torch.load_file(str(d / "final" / "model.safetensors")) for d in (full, resumed)
     )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_the_painter_preset_trains_a_painter(exemplar, tmp_path, fresh_accelerator):
+    args = [exemplar, "--output-dir", tmp_path / "run", "--config", "painter", "--steps", "2"]
+    result = run(train.app, [*args, "--image-size", "32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "painted from their 1/2 copies" in result.output
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["config"]
+    assert saved["layout"] == 2 and saved["lr"] == 5e-3

@@ -182,12 +182,13 @@ def test_ctrl_c_saves_the_image_reached(exemplar_path, tmp_path):
 
 
 def test_every_preset_resolves(exemplar_path):
-    from configs import SynthConfig, build_config, preset_names, read_config_file
+    from configs import SynthConfig, TrainConfig, build_config, preset_names, read_config_file
 
     names = preset_names()
     assert {"gatys2015", "snelgrove2017", "liu2016_spectrum", "coarse_to_fine"} <= set(names)
+    assert {"generator", "painter"} <= set(preset_names(TrainConfig))
     for name in names:
-        if name == "generator":
+        if name in ("generator", "painter"):  # train.py's
             continue
         cfg = build_config(SynthConfig, read_config_file(name), {"iterations": 3})
         assert cfg.iterations == 3
