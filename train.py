@@ -1,14 +1,19 @@
-"""Train a multi-scale texture generator on one exemplar, or several mixed (averaged targets).
+"""Train a network that makes textures of an exemplar, then render them at any size.
 
 \b
-    python train.py EXEMPLAR [EXEMPLAR ...] --output-dir runs/knit [--config generator]
+    python train.py EXEMPLAR --output-dir runs/knit                    # a painter, ~3 min
+    python train.py EXEMPLAR [EXEMPLAR ...] --output-dir runs/g --config generator
     accelerate launch train.py EXEMPLAR --output-dir runs/knit --mixed-precision bf16
 
-The loss is the optimize mode's texture objective (Gram pyramid + spectrum + TV); coarse
-octaves see each generated image whole, finer ones random --crop views; --adversarial-weight
-adds a multi-scale patch discriminator's term (docs/generator.md). Writes
-OUTDIR/checkpoint-{step}/ (continue with --resume latest), OUTDIR/final/, OUTDIR/best/ and
-TensorBoard logs in OUTDIR/logs. Then:
+With one exemplar the default (the painter preset, --layout 2) is a painter of the exemplar's
+own quilted layout: generate mode quilts the photo's blocks at 1/2 of the output's size and the
+painter paints them to full size, which keeps discs, cells and rows (docs/generator.md). With
+several exemplars, --layout 0, or an option only it reads (--objective, --octaves, --crop,
+--adversarial-weight, ...) it is a multi-scale generator of noise (the generator preset) trained
+on the optimize mode's texture objective (Gram pyramid + spectrum + TV): coarse octaves see each
+generated image whole, finer ones random --crop views; --adversarial-weight adds a multi-scale
+patch discriminator's term. Writes OUTDIR/checkpoint-{step}/ (continue with --resume latest),
+OUTDIR/final/, OUTDIR/best/ and TensorBoard logs in OUTDIR/logs. Then:
 
 \b
     python synth.py --mode generate --checkpoint OUTDIR/final --size 4096x4096 -o big.png
@@ -71,7 +76,7 @@ from cli.options import (
     parse_objective_lists,
     plain_values,
 )
-from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values, preset_names
+from configs import TrainConfig, preset_names, train_config
 from configs.editing import MAP_NAMES
 from data.errors import run_cli
 
@@ -108,8 +113,8 @@ def main(
     config: Annotated[
         str | None,
         Opt(
-            help=f"Preset ({', '.join(preset_names(TrainConfig))}) or TOML file; "
-            f"default {DEFAULT_PRESET['TrainConfig']}."
+            help=f"Preset ({', '.join(preset_names(TrainConfig))}) or TOML file; default "
+            "painter for one exemplar, generator for several or with a generator's options."
         ),
     ] = None,
     resume: Annotated[str | None, Opt(help="'latest' or a checkpoint-STEP directory.")] = None,
@@ -228,10 +233,11 @@ def run(cli: dict) -> None:
     # 1. Resolve the config: CLI > --config file (or the generator preset) > dataclass defaults;
     # the config checks its values itself.
     parse_objective_lists(cli)
-    from training.runs import run_folder
+    from training.runs import run_folder, saved_config
 
-    cfg = build_config(TrainConfig, default_values(TrainConfig, cli["config"]), cli)
     output_dir = Path(cli["output_dir"])
+    resumed = saved_config(output_dir, cli["resume"])
+    cfg = train_config(cli["config"], cli, len(cli["exemplars"]), resumed)
     with run_folder(output_dir):
         train(cfg, cli["exemplars"], output_dir, cli["resume"], cli["progress"])
 

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from cli.console import parse_list, say
-from configs import TrainConfig, build_config, default_config, read_config_file
+from configs import PAINTER_PRESET, TrainConfig, build_config, default_config, read_config_file
 from data.errors import UserError, run_cli
 from data.sidecar import write_files_atomic
 
@@ -62,6 +62,7 @@ class BenchConfig:
     quality_size: int = 192  # output side for quality (must be < exemplar_side)
     iterations: int = 100  # L-BFGS iterations per preset (per level for coarse_to_fine)
     quality_steps: int = 300  # generator training steps per exemplar
+    painter_steps: int = 1000  # painter (train.py's default) training steps per exemplar
     quality_octaves: int = 0  # generator objective octaves (0 = the preset's)
     image_size: int = 256  # generator training canvas
     speed: bool = True
@@ -81,6 +82,11 @@ class BenchConfig:
             TrainConfig, backbone=self.backbone, generator=self.generator, steps=steps,
             image_size=self.image_size, crop=min(128, self.image_size), octaves=octaves,
         )  # fmt: skip
+
+    def painter_config(self, steps: int) -> TrainConfig:
+        """The painter preset (train.py's default for one exemplar) on this benchmark's canvas."""
+        values = {"steps": steps, "image_size": self.image_size}
+        return build_config(TrainConfig, read_config_file(PAINTER_PRESET), values)
 
 
 QUICK = ROOT / "bench" / "quick.toml"  # --quick: a preset read like any other config file
@@ -118,6 +124,7 @@ def main(
     quality_size: Annotated[int | None, Opt(help="Output side for quality (px).")] = None,
     iterations: Annotated[int | None, Opt(help="L-BFGS iterations per preset (quality).")] = None,
     quality_steps: Annotated[int | None, Opt(help="Generator steps per exemplar.")] = None,
+    painter_steps: Annotated[int | None, Opt(help="Painter steps per exemplar.")] = None,
     speed: Annotated[bool, Opt("--speed/--no-speed", help="Run the speed part.")] = True,
     quality: Annotated[bool, Opt("--quality/--no-quality", help="Run the quality part.")] = True,
     race: Annotated[
@@ -313,7 +320,9 @@ def quality_part(cfg: BenchConfig, out: Path, results: dict, save) -> None:
         exemplar = Q.load_exemplar(source, cfg.exemplar_side)
         images, info = Q.run_methods(exemplar, cfg, out / "runs" / slug)
         metrics = Q.judge_all(exemplar, images, (cfg.quality_size, cfg.quality_size))
-        tiles = [("exemplar", exemplar)] + [(m, images[m]) for m in (*cfg.presets, "generator")]
+        tiles = [("exemplar", exemplar)] + [
+            (m, images[m]) for m in (*cfg.presets, "generator", "painter")
+        ]
         sheet = contact_sheet(
             [(t, [img]) for t, img in tiles], out / "sheets" / f"{slug}.png", 256, len(tiles)
         )

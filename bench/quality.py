@@ -35,11 +35,13 @@ def load_exemplar(source: str, side: int) -> torch.Tensor:
 
 
 def run_methods(exemplar: torch.Tensor, opts, workdir: Path) -> tuple[dict, dict]:
-    """Outputs of every preset and of the generator at ``opts.quality_size``.
+    """Outputs of every preset and of both trained engines at ``opts.quality_size``: the
+    generator of noise (the generator preset, ``opts.quality_steps``) and train.py's default,
+    the painter of the exemplar's quilted layout (the painter preset, ``opts.painter_steps``).
 
     Returns:
-        ({method: (3, S, S) image}, {method: {"seconds", "loss", ...}}) with the generator's
-        extra samples under ``"generator_samples"`` in the first dict.
+        ({method: (3, S, S) image}, {method: {"seconds", "loss", ...}}) with each trained
+        engine's extra samples under ``"{method}_samples"`` in the first dict.
     """
     size = (opts.quality_size, opts.quality_size)
     images, info = {}, {}
@@ -57,14 +59,17 @@ def run_methods(exemplar: torch.Tensor, opts, workdir: Path) -> tuple[dict, dict
             "octaves": synth.config.octaves,
             "iterations": result.iterations,
         }
-    cfg = opts.train_config(opts.quality_steps)
-    start = time.perf_counter()
-    net, _, loss = G.train(exemplar, cfg, workdir / "generator")
-    net = prepare(net)
-    samples = [generate(net, size, seed=s, seamless=True) for s in SEEDS]
-    images["generator"] = samples[0]
-    images["generator_samples"] = samples
-    info["generator"] = {"seconds": time.perf_counter() - start, "loss": loss, "steps": cfg.steps}
+    engines = {
+        "generator": opts.train_config(opts.quality_steps),
+        "painter": opts.painter_config(opts.painter_steps),
+    }
+    for name, cfg in engines.items():
+        start = time.perf_counter()
+        net, _, loss = G.train(exemplar, cfg, workdir / name)
+        net = prepare(net)
+        samples = [generate(net, size, seed=s, seamless=True) for s in SEEDS]
+        images[name], images[f"{name}_samples"] = samples[0], samples
+        info[name] = {"seconds": time.perf_counter() - start, "loss": loss, "steps": cfg.steps}
     return images, info
 
 
@@ -82,11 +87,11 @@ def judge_all(exemplar: torch.Tensor, images: dict, size: tuple[int, int]) -> di
         "control: shuffled blocks": shuffled_blocks(exemplar, size, block),
         "control: real crop": real_crops(exemplar, size, 1, seed=99)[0],
     }
-    rows.update({k: v for k, v in images.items() if k != "generator_samples"})
+    rows.update({k: v for k, v in images.items() if not k.endswith("_samples")})
     table = {name: rate(img) for name, img in rows.items()}
-    if "generator_samples" in images:
-        crops = real_crops(exemplar, size, len(SEEDS), seed=5)
-        table["generator"]["diversity"] = J.diversity(images["generator_samples"]) / max(
-            J.diversity(crops), 1e-12
-        )
+    crops = real_crops(exemplar, size, len(SEEDS), seed=5)
+    for name in rows:
+        if f"{name}_samples" in images:
+            spread = J.diversity(images[f"{name}_samples"])
+            table[name]["diversity"] = spread / max(J.diversity(crops), 1e-12)
     return table

@@ -174,9 +174,9 @@ def quality_section(r: dict) -> list[str]:
             "fraction above 1/4 cycle/px; colour = RGB sliced Wasserstein; mean_shift = mean "
             "colour difference. copy = fraction of 8x8 patches that are near-verbatim exemplar "
             "patches (a real crop is 1). seam = jump across the wrap / interior steps (1 = tiles "
-            "seamlessly; only the generator is made tileable here). diversity = generator "
-            "samples' pairwise difference / real crops'. score = geometric mean of the seven "
-            "distances."
+            "seamlessly; only the generator and the painter are made tileable here). diversity "
+            "= their samples' pairwise difference / real crops'. score = geometric mean of the "
+            "seven distances."
         ],
     )
     out += section(

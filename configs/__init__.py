@@ -123,9 +123,12 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
         check_values(self)
 
 
-# The preset a command uses when no --config is given: its values, not the dataclass
-# defaults, are what a user gets from only the required arguments (and from the Python API).
+# The preset the Python API uses when none is named (``default_config``): its values, not the
+# dataclass defaults, are what a caller gets. The commands choose theirs by what they are
+# given (``synth_config``; ``train_config``, whose default is the painter preset).
 DEFAULT_PRESET = {"SynthConfig": "patch_pyramid", "TrainConfig": "generator"}
+# train.py's default for one exemplar: a painter of its quilted layout (models.layout).
+PAINTER_PRESET = "painter"
 # The default of the features objective (TextureSynthesizer's; the generator's objective).
 FEATURES_PRESET = "autocorr_pyramid"
 
@@ -537,6 +540,67 @@ def check_training_terms(cfg: TrainConfig) -> None:
         raise UserError("--diversity-weight needs the features objective (it uses the backbone)")
     if cfg.diversity_weight and cfg.batch_size < 2:
         raise UserError("--diversity-weight needs --batch-size 2 or more")
+
+
+# What only a generator of noise reads (its network and its objective; TrainConfig also has
+# the features and patch fields): a painter paints the exemplar's own crops.
+NOISE_ONLY = (
+    "generator",
+    "output",
+    "crop",
+    "diversity_weight",
+    "patch_weight",
+    "adversarial_weight",
+)
+
+
+def noise_fields() -> tuple[str, ...]:
+    """TrainConfig fields that only a generator of noise reads (``layout = 0``)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    patches = [f.name for f in dataclasses.fields(PatchFields)]
+    names = dict.fromkeys(["objective", *NOISE_ONLY, *features_fields(), *patches])
+    return tuple(n for n in names if n in fields)
+
+
+def train_config(
+    config: str | None, cli_values: dict, exemplars: int = 1, resumed: dict | None = None, log=print
+) -> TrainConfig:
+    """train.py's config: CLI > ``config`` preset/file > the default preset > dataclasses.
+
+    Without ``config`` the preset is painter (a painter of the exemplar's quilted layout,
+    ``models.layout``) for one exemplar, and generator (a generator of noise) for several
+    ``exemplars``, with ``--layout 0``, with an option only a generator of noise reads
+    (``noise_fields``; said in one line), or to resume a run (``resumed``: its saved config)
+    that trained one. A painter refuses those options rather than ignore them.
+    """
+    given = {k for k, v in cli_values.items() if v is not None}
+    name = config
+    if name is None:
+        wants = sorted(given & set(noise_fields()))
+        if "layout" in given or resumed is not None:
+            noise = not (cli_values["layout"] if "layout" in given else resumed.get("layout", 0))
+        elif wants:
+            flags = ", ".join("--" + k.replace("_", "-") for k in wants)
+            log(f"{flags}: training a generator of noise (generator preset)")
+            noise = True
+        elif exemplars > 1:
+            log("several exemplars: training a generator of noise (generator preset)")
+            noise = True
+        else:
+            log("training a painter of the exemplar's quilted layout (painter preset; "
+                "--config generator: a generator of noise)")  # fmt: skip
+            noise = False
+        name = DEFAULT_PRESET["TrainConfig"] if noise else PAINTER_PRESET
+    values = read_config_file(name)
+    cfg = build_config(TrainConfig, values, cli_values)
+    wrong = sorted((given | set(values)) & set(noise_fields())) if cfg.layout else []
+    if wrong:
+        keys = ", ".join(wrong)
+        raise UserError(
+            f"{keys}: a painter (--layout {cfg.layout}) paints the exemplar's own crops and "
+            "reads none of them; drop them, or --layout 0 for a generator of noise"
+        )
+    return cfg
 
 
 def generate_config(values: dict) -> GenerateConfig:

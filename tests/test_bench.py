@@ -48,7 +48,11 @@ def test_quick_run_writes_table_and_sheet(tmp_path):
     row = results["per_evaluation"][0]
     assert row["ours_s"] > 0 and row["naive_s"] > 0
     assert set(results["training"]) == {"no", "bf16"}
-    assert set(results["quality"]["procedural stripes"]["metrics"]) >= {"gatys2015", "generator"}
+    assert set(results["quality"]["procedural stripes"]["metrics"]) >= {
+        "gatys2015",
+        "generator",
+        "painter",
+    }
 
 
 @pytest.mark.parametrize("option", ["--presets", "--procedural"])

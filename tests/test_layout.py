@@ -147,7 +147,8 @@ def test_train_and_generate_from_the_command_line(exemplar, tmp_path, fresh_acce
         (["--layout", "4", "--image-size", "30"], "multiple of --layout"),
         (["--layout", "8", "--image-size", "96"], "under 16 px a side"),
         (["--layout", "4", "--objective", "patches"], "--layout learns to paint"),
-        (["--even-light", "on"], "only a painter (--layout)"),
+        (["--layout", "0", "--even-light", "on"], "only a painter (--layout)"),
+        (["--config", "painter", "--octaves", "3"], "octaves: a painter (--layout 2)"),
     ],
 )
 def test_bad_layout_options_are_one_line(exemplar, tmp_path, fresh_accelerator, extra, message):
@@ -209,8 +210,10 @@ def test_a_resumed_painter_equals_an_uninterrupted_one(exemplar, tmp_path, fresh
 
 
 @pytest.mark.slow
-def test_the_painter_preset_trains_a_painter(exemplar, tmp_path, fresh_accelerator):
-    args = [exemplar, "--output-dir", tmp_path / "run", "--config", "painter", "--steps", "2"]
+@pytest.mark.parametrize("preset", [[], ["--config", "painter"]])
+def test_one_exemplar_trains_the_painter_preset(exemplar, tmp_path, fresh_accelerator, preset):
+    """train.py's default for one exemplar is the painter preset, as --config painter."""
+    args = [exemplar, "--output-dir", tmp_path / "run", *preset, "--steps", "2"]
     result = run(train.app, [*args, "--image-size", "32", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "painted from their 1/2 copies" in result.output

@@ -363,9 +363,45 @@ def test_target_benchmark_scores_under_the_checkpoint_objective(exemplar, tmp_pa
         assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
 
 
-def test_defaults_train_on_their_own_octaves():
-    """train.py with only its required arguments gets the generator preset, whose octaves fit
-    its own training images (the dataclass defaults alone, 5 valid octaves, do not)."""
+def test_the_default_preset_follows_what_train_is_given(tmp_path):
+    """One exemplar and no generator option: the painter preset. Several exemplars, --layout 0,
+    an option only a generator of noise reads, or a resumed run that trained one: the
+    generator preset, said in one line where the user did not ask by name."""
+    from configs import train_config
+    from data.errors import UserError
+    from training.runs import saved_config
+
+    lines = []
+    painter = train_config(None, {})
+    assert painter.layout == 2 and painter.lr == 5e-3 and painter.steps == 1000
+    assert train_config(None, {"layout": 4}).layout == 4
+    cases = [({"octaves": 3}, 1, None), ({}, 2, None), ({"layout": 0}, 1, None), ({}, 1, {})]
+    for values, exemplars, resumed in cases:
+        cfg = train_config(None, values, exemplars, resumed, log=lines.append)
+        assert cfg.layout == 0 and cfg.generator == "base" and cfg.output == "clamp"
+    assert lines == [
+        "--octaves: training a generator of noise (generator preset)",
+        "several exemplars: training a generator of noise (generator preset)",
+    ]
+    assert train_config(None, {}, resumed={"layout": 2}).layout == 2
+    with pytest.raises(UserError, match="octaves: a painter"):
+        train_config("painter", {"octaves": 3})
+    with pytest.raises(UserError, match="crop, generator, layers.*--layout 0 for a generator"):
+        train_config("generator", {"layout": 2})
+
+    # the saved config a resume reads: none without a checkpoint or with a damaged one
+    run = tmp_path / "run"
+    assert saved_config(run, "latest") is None and saved_config(run, None) is None
+    (run / "checkpoint-5" / "state").mkdir(parents=True)
+    (run / "checkpoint-5" / "config.json").write_text('{"config": {"layout": 0}}')
+    assert saved_config(run, "latest") == {"layout": 0}
+    (run / "checkpoint-5" / "config.json").write_text("{not json")
+    assert saved_config(run, "latest") is None
+
+
+def test_the_generator_preset_trains_on_its_own_octaves():
+    """The generator preset's octaves fit its own training images (the dataclass defaults
+    alone, 5 valid octaves, do not)."""
     from configs import DEFAULT_PRESET, TrainConfig, build_config, default_values
     from losses.objective import min_image_size
     from models.backbones import build_backbone

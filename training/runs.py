@@ -205,6 +205,19 @@ def resume_dir(output_dir: Path, resume: str) -> Path | None:
     return path
 
 
+def saved_config(output_dir: Path, resume: str | None) -> dict | None:
+    """The config table of the checkpoint ``resume`` names (``resume_dir``), or None: no
+    resume, no checkpoint yet, or a config.json that cannot be read (``resume_state`` then
+    says so in one line when it loads the checkpoint)."""
+    checkpoint = resume_dir(output_dir, resume) if resume else None
+    try:
+        saved = json.loads((checkpoint / "config.json").read_text()) if checkpoint else None
+    except (OSError, ValueError):
+        return None
+    config = saved.get("config") if isinstance(saved, dict) else None
+    return config if isinstance(config, dict) else None
+
+
 def resume_state(accelerator, checkpoint: Path, check) -> None:
     """Load the accelerate state (model, optimizer, schedule, RNG) of ``checkpoint`` once
     ``check(saved)`` accepts its ``config.json`` (a dict with a ``config`` table; ``check``
