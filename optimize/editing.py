@@ -69,9 +69,11 @@ from optimize.patches import (
 )
 from optimize.quilting import (
     CANDIDATES,
+    LATTICE_SEAMS,
     OFFSET_LIMIT,
     RING_SIDE,
     RING_WEIGHT,
+    SEAMS,
     block_side,
     quilt,
     whole_blocks,
@@ -366,9 +368,10 @@ class PatchEditor(PatchSynthesizer):
         window = self.canvas[(slice(None), *self.window)].cpu()
         fill = self.fill[self.window]
         grow = self.ring_block is not None
+        seams = SEAMS if grow else LATTICE_SEAMS
         return quilt(window, fill, sources, valid, self.block, generator, blend, RING_WEIGHT,
                      OFFSET_LIMIT, grow=grow, ring_side=self.ring_block,
-                     candidates=CANDIDATES)  # fmt: skip
+                     candidates=CANDIDATES, seams=seams)  # fmt: skip
 
     def _begin(self, size, init, g):
         """As ``PatchSynthesizer._begin``; a start refined at full scale (blocks or ``init``)

@@ -75,8 +75,11 @@ CANDIDATES = 8
 # scatter: red_dots 1.22 / 0.88 -> 1.20 / 0.95, honeycomb 1.16 / 1.05 -> 1.15 / 0.96, knit
 # 1.43 / 1.09 -> 1.37 / 1.07; 2.1 -> 2.4 s (the cuts of the 16 computed at once). Choosing by
 # half-scale coherence (CANDIDATES' judge) instead took 330-360 s and cut as many discs
-# (docs/decisions.md, session 33).
+# (docs/decisions.md, session 33). A lattice's start keeps one block drawn (LATTICE_SEAMS):
+# honeycomb's default synthesis (quilted, then refined at full size), 512 px, seeds 0-3,
+# structure 1.05, 1.19, 1.16, 1.40 with one against 1.18, 1.43, 1.30, 1.44 with SEAMS.
 SEAMS = 16
+LATTICE_SEAMS = 1
 
 
 def correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -364,9 +367,11 @@ def quilt_periodic(
     valid: list[torch.Tensor],
     side: int,
     generator: torch.Generator,
+    seams: int = SEAMS,
 ) -> torch.Tensor:
     """(C, H, W) quilted from ``side`` x ``side`` blocks of ``sources`` so that it tiles
-    (``--tile``: the output's opposite edges meet as its inner pixels do).
+    (``--tile``: the output's opposite edges meet as its inner pixels do); ``seams`` as
+    ``quilt``'s.
 
     A plain quilt (``quilt`` of the whole canvas) steps where its right edge meets its left
     and its bottom its top. Those seams are refilled as holes, each rolled to the canvas's
@@ -379,7 +384,7 @@ def quilt_periodic(
     h, w = size
     everything = torch.ones(h, w, dtype=torch.bool)
     out = quilt(torch.zeros(len(sources[0]), h, w), everything, sources, valid, side, generator,
-                blend=False)  # fmt: skip
+                blend=False, seams=seams)  # fmt: skip
     band = max(1, side // 2)
     rows, cols = _middle(h, band), _middle(w, band)
     holes = [
@@ -389,7 +394,7 @@ def quilt_periodic(
     ]
     for shift, hole in holes:
         rolled = out.roll(shift, dims=(-2, -1))
-        rolled = quilt(rolled, hole.contiguous(), sources, valid, side, generator)
+        rolled = quilt(rolled, hole.contiguous(), sources, valid, side, generator, seams=seams)
         out = rolled.roll((-shift[0], -shift[1]), dims=(-2, -1))
     return out
 
