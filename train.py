@@ -1,7 +1,7 @@
 """Train a network that makes textures of an exemplar, then render them at any size.
 
 \b
-    python train.py EXEMPLAR --output-dir runs/knit                    # a painter, ~3 min
+    python train.py EXEMPLAR --output-dir runs/knit                    # a painter, 3-6 min
     python train.py EXEMPLAR [EXEMPLAR ...] --output-dir runs/g --config generator
     accelerate launch train.py EXEMPLAR --output-dir runs/knit --mixed-precision bf16
 
