@@ -574,9 +574,10 @@ def train_config(
     that trained one. A painter refuses those options rather than ignore them.
     """
     given = {k for k, v in cli_values.items() if v is not None}
+    noise_only = set(noise_fields())
     name = config
     if name is None:
-        wants = sorted(given & set(noise_fields()))
+        wants = sorted(given & noise_only)
         if "layout" in given or resumed is not None:
             noise = not (cli_values["layout"] if "layout" in given else resumed.get("layout", 0))
         elif wants:
@@ -593,7 +594,7 @@ def train_config(
         name = DEFAULT_PRESET["TrainConfig"] if noise else PAINTER_PRESET
     values = read_config_file(name)
     cfg = build_config(TrainConfig, values, cli_values)
-    wrong = sorted((given | set(values)) & set(noise_fields())) if cfg.layout else []
+    wrong = sorted((given | set(values)) & noise_only) if cfg.layout else []
     if wrong:
         keys = ", ".join(wrong)
         raise UserError(
