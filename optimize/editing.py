@@ -69,6 +69,8 @@ from optimize.patches import (
 )
 from optimize.quilting import (
     CANDIDATES,
+    HEALS,
+    LATTICE_HEALS,
     LATTICE_SEAMS,
     OFFSET_LIMIT,
     RING_SIDE,
@@ -368,10 +370,10 @@ class PatchEditor(PatchSynthesizer):
         window = self.canvas[(slice(None), *self.window)].cpu()
         fill = self.fill[self.window]
         grow = self.ring_block is not None
-        seams = SEAMS if grow else LATTICE_SEAMS
+        seams, heals = (SEAMS, HEALS) if grow else (LATTICE_SEAMS, LATTICE_HEALS)
         return quilt(window, fill, sources, valid, self.block, generator, blend, RING_WEIGHT,
                      OFFSET_LIMIT, grow=grow, ring_side=self.ring_block,
-                     candidates=CANDIDATES, seams=seams)  # fmt: skip
+                     candidates=CANDIDATES, seams=seams, heals=heals)  # fmt: skip
 
     def _begin(self, size, init, g):
         """As ``PatchSynthesizer._begin``; a start refined at full scale (blocks or ``init``)

@@ -58,7 +58,7 @@ from losses.spectrum import lattice_fit, lattice_share, spectrum_projection, spe
 from models.devices import resolve_device
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import OptimizeResult
-from optimize.quilting import LATTICE_SEAMS, quilt, quilt_periodic
+from optimize.quilting import LATTICE_HEALS, LATTICE_SEAMS, quilt, quilt_periodic
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
 # Scales at which the exemplar's short side is at most COARSE_SPAN x ``coarsest`` get
@@ -460,11 +460,12 @@ class PatchSynthesizer(PerImageSynthesizer):
             self.fitted = fits
         valid = [torch.ones(u.shape[-2:], dtype=torch.bool) for u in sources]
         if self.config.tile:
-            return quilt_periodic((h, w), sources, valid, block, g, LATTICE_SEAMS)[None]
+            return quilt_periodic((h, w), sources, valid, block, g, LATTICE_SEAMS,
+                                  LATTICE_HEALS)[None]  # fmt: skip
         canvas = torch.zeros(len(sources[0]), h, w)
         everything = torch.ones(h, w, dtype=torch.bool)
         return quilt(canvas, everything, sources, valid, block, g, blend=False,
-                     seams=LATTICE_SEAMS)[None]  # fmt: skip
+                     seams=LATTICE_SEAMS, heals=LATTICE_HEALS)[None]  # fmt: skip
 
     def _scaled(self, u: torch.Tensor, fit: tuple[float, float]) -> torch.Tensor:
         """``u`` (C, h, w) scaled by ``fit`` (sy, sx) of ``losses.spectrum.lattice_fit``, so

@@ -80,14 +80,28 @@ CANDIDATES = 8
 # structure 1.05, 1.19, 1.16, 1.40 with one against 1.18, 1.43, 1.30, 1.44 with SEAMS.
 SEAMS = 16
 LATTICE_SEAMS = 1
+# Even the cheapest of SEAMS cuts crosses a disc where none of the blocks lets it pass around
+# (red_dots quilted at 1024 px: a comma, bitten and flat-sided discs, two fused). After the
+# fill, the quilt heals its worst seams (Kwatra et al. 2003's refinement: new patches placed
+# where the seams cost most): HEALS tries per block of the fill, each re-pasting one block
+# (cut on its four sides, the cheapest of ``seams``) over the square of its side less two
+# overlaps where the seams' mismatch (``seam_error``) sums highest, kept only if that lowers
+# the mismatch around it (docs/decisions.md, session 34).
+HEALS = 1.0
+LATTICE_HEALS = 0.0
 
 
-def correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def correlate(
+    image: torch.Tensor, kernel: torch.Tensor, spectrum: torch.Tensor | None = None
+) -> torch.Tensor:
     """Sum over channels of the valid cross-correlation of ``image`` (C, H, W) with
-    ``kernel`` (C, b, b): (H - b + 1, W - b + 1), by FFT."""
+    ``kernel`` (C, b, b): (H - b + 1, W - b + 1), by FFT; ``spectrum``, if given, is
+    ``image``'s ``rfft2``, computed once for many kernels."""
     h, w = image.shape[-2:]
     b = kernel.shape[-1]
-    spectrum = torch.fft.rfft2(image) * torch.fft.rfft2(kernel, s=(h, w)).conj()
+    if spectrum is None:
+        spectrum = torch.fft.rfft2(image)
+    spectrum = spectrum * torch.fft.rfft2(kernel, s=(h, w)).conj()
     return torch.fft.irfft2(spectrum.sum(0), s=(h, w))[: h - b + 1, : w - b + 1]
 
 
@@ -156,6 +170,7 @@ def quilt(
     ring_side: int | None = None,
     candidates: int = 1,
     seams: int = SEAMS,
+    heals: float = HEALS,
 ) -> torch.Tensor:
     """Fill ``canvas`` (C, H, W) where ``fill`` (H, W) is set with ``side`` x ``side`` blocks
     of ``sources`` (each (C, h, w), with (h, w) bool ``valid`` pixels that may be copied).
@@ -185,7 +200,8 @@ def quilt(
     ``seams`` n > 1 (default SEAMS), each of the ``side`` blocks is the one of n drawn within
     TOLERANCE whose least-error cuts cost least (the squared differences along them,
     ``_cut``): where a cut must cross an element that only one block holds (a disc larger
-    than the overlap), the element comes out cut straight.
+    than the overlap), the element comes out cut straight. Then ``heals`` tries per
+    ``side`` block re-paste blocks over the worst seams (``_heal``).
 
     Returns (C, H, W), the filled canvas (a new tensor), in [0, 1] where the sources are.
     """
@@ -194,11 +210,17 @@ def quilt(
     known = ~fill
     emphasis = 1 + ring_weight * _ring(fill).to(canvas.dtype)
     paste = _Paste(out, origin, known, fill, sources, valid, emphasis, ring_weight, generator)
+    healed = fill
     if ring_side:
         reach = max(1, ring_side - max(1, round(ring_side * OVERLAP)))
         judge = Coherence(sources, valid) if candidates > 1 else None
-        paste(fill & _within(~fill, reach), ring_side, True, judge, candidates)
+        band = fill & _within(~fill, reach)
+        paste(band, ring_side, True, judge, candidates)
+        healed = fill & ~band
     paste(fill, side, grow, candidates=seams)
+    tries = round(heals * int(healed.sum()) / (side - max(1, round(side * OVERLAP))) ** 2)
+    if tries and min(fill.shape) >= side:
+        _heal(paste, side, tries, seams, healed)
     if not blend:
         return out
     offset = canvas - _continuation(origin, fill, sources, valid)
@@ -213,6 +235,18 @@ class _Paste:
         self.out, self.origin, self.known, self.fill = out, origin, known, fill
         self.sources, self.valid, self.g = sources, valid, g
         self.emphasis, self.ring_weight = emphasis, ring_weight
+        self.usable: dict[int, list[tuple]] = {}
+
+    def _usable(self, side: int) -> list[tuple]:
+        """Each source with its squares, their spectra and where its whole blocks start, if
+        it has any (``_pick``'s), computed once per block side."""
+        if side not in self.usable:
+            self.usable[side] = [
+                (k, u, u.pow(2), ok, torch.fft.rfft2(u), torch.fft.rfft2(u.pow(2)))
+                for k, (u, v) in enumerate(zip(self.sources, self.valid, strict=True))
+                if (ok := whole_blocks(v, side)).any()
+            ]
+        return self.usable[side]
 
     def __call__(
         self, target: torch.Tensor, side: int, grow: bool, judge: Coherence | None = None,
@@ -228,9 +262,7 @@ class _Paste:
         overlap = max(1, round(side * OVERLAP))
         places = _grown(target, known, side, overlap) if grow else _raster(target, side, overlap)
         # each source with its squares and where its whole blocks start, if it has any
-        usable = [(k, u, u.pow(2), ok)
-                  for k, (u, v) in enumerate(zip(self.sources, self.valid, strict=True))
-                  if (ok := whole_blocks(v, side)).any()]  # fmt: skip
+        usable = self._usable(side)
         dy, dx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
         for y, x in places:
             window = (slice(y, y + side), slice(x, x + side))
@@ -265,6 +297,120 @@ class _Paste:
             here = origin[(slice(None), *window)]
             here.copy_(torch.where(take, at, here))
             known[window] |= todo
+
+
+def seam_error(image: torch.Tensor, origin: torch.Tensor, sources: list[torch.Tensor]):
+    """(H, W): on each pixel of ``image`` (C, H, W) copied from ``sources`` (its ``origin``
+    (3, H, W): source, y, x; -1 where not copied), the squared differences, summed over its
+    four neighbours copied from elsewhere (or not copied), between each neighbour and the
+    source's pixel next to its own: 0 inside a block, the visible mismatch along a cut."""
+    h, w = image.shape[-2:]
+    error = torch.zeros(h, w, dtype=image.dtype)
+    k, sy, sx = origin
+    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        # p: pixels whose neighbour q = p + (dy, dx) is on the canvas
+        py = slice(max(0, -dy), h - max(0, dy))
+        px = slice(max(0, -dx), w - max(0, dx))
+        qy = slice(max(0, dy), h - max(0, -dy))
+        qx = slice(max(0, dx), w - max(0, -dx))
+        kp, ty, tx = k[py, px], sy[py, px] + dy, sx[py, px] + dx
+        joined = (origin[:, qy, qx] == torch.stack([kp, ty, tx])).all(0)
+        q = image[:, qy, qx]
+        for n, u in enumerate(sources):
+            hit = (kp == n) & ~joined & (ty >= 0) & (ty < u.shape[-2]) & (tx >= 0)
+            hit &= tx < u.shape[-1]
+            if not hit.any():
+                continue
+            beside = u[:, ty[hit], tx[hit]]
+            error[py, px][hit] += (q[:, hit] - beside).pow(2).sum(0)
+    return error
+
+
+def _heal(paste: _Paste, side: int, tries: int, seams: int, region: torch.Tensor) -> None:
+    """``tries`` times: re-paste one ``side`` block over the ``region`` (H, W) bool pixels of
+    the square of side ``side`` less two overlaps (up to the canvas's edge) where
+    ``seam_error`` sums highest on them, cut on its four sides, the cheapest of ``seams``
+    drawn; undone unless it lowers the error around it, and that square then not tried
+    again. An edit's ``region`` leaves out its first band (``quilt``'s ``ring_side``), whose
+    blocks were picked for their coherence with the kept pixels."""
+    out, origin, known, fill = paste.out, paste.origin, paste.known, paste.fill
+    h, w = fill.shape
+    overlap = max(1, round(side * OVERLAP))
+    inner = side - 2 * overlap
+    error = seam_error(out, origin, paste.sources)
+    error[~fill] = 0  # a kept pixel is never rewritten
+    r = inner // 2
+    # the squares' centres on a grid of an eighth of their side: the argmax over every pixel
+    # of a 2048 px canvas was a third of the time
+    step = max(1, inner // 8)
+    rows, cols = torch.arange(0, h, step), torch.arange(0, w, step)
+    near = _sums(error, r, rows, cols, region)
+    tried = torch.zeros(near.shape, dtype=torch.bool)
+    for _ in range(tries):
+        at = int(near.argmax())
+        if float(near.view(-1)[at]) <= 0:
+            return
+        i, j = divmod(at, len(cols))
+        cy, cx = int(rows[i]), int(cols[j])
+        y, x = max(0, min(cy - side // 2, h - side)), max(0, min(cx - side // 2, w - side))
+        window = (slice(y, y + side), slice(x, x + side))
+        ring = (slice(max(0, y - 1), y + side + 1), slice(max(0, x - 1), x + side + 1))
+        before = float(error[ring].sum())
+        saved = out[(slice(None), *window)].clone(), origin[(slice(None), *window)].clone()
+        target = torch.zeros(side, side, dtype=torch.bool)
+        top, left = (0 if y == 0 else overlap), (0 if x == 0 else overlap)
+        bottom = side if y + side == h else side - overlap
+        right = side if x + side == w else side - overlap
+        target[top:bottom, left:right] = True
+        target &= region[window]
+        known[window] &= ~target
+        local = _Paste(out[(slice(None), *window)], origin[(slice(None), *window)],
+                       known[window], fill[window], paste.sources, paste.valid,
+                       paste.emphasis[window], paste.ring_weight, paste.g)  # fmt: skip
+        local.usable = paste.usable
+        local(target, side, True, candidates=seams)
+        _update(error, out, origin, fill, paste.sources, window)
+        undo = float(error[ring].sum()) >= before
+        if undo:
+            out[(slice(None), *window)] = saved[0]
+            origin[(slice(None), *window)] = saved[1]
+            _update(error, out, origin, fill, paste.sources, window)
+        # the sums of the squares that reach the changed pixels
+        ys = slice(-(-max(0, y - 1 - r) // step), -(-min(h, y + side + 1 + r) // step))
+        xs = slice(-(-max(0, x - 1 - r) // step), -(-min(w, x + side + 1 + r) // step))
+        if undo:
+            k = r // step
+            tried[max(0, i - k) : i + k + 1, max(0, j - k) : j + k + 1] = True
+        near[ys, xs] = _sums(error, r, rows[ys], cols[xs], region).masked_fill(tried[ys, xs], -1)
+
+
+def _sums(error, r: int, rows: torch.Tensor, cols: torch.Tensor, region) -> torch.Tensor:
+    """(len(rows), len(cols)): for each centre (y, x) of the (ascending) ``rows`` x ``cols``,
+    the sum of ``error`` (H, W) on the ``region`` (H, W) bool pixels of rows y - r .. y + r - 1
+    and columns x - r .. x + r - 1 (within the canvas)."""
+    h, w = error.shape
+    e0, e1 = max(0, int(rows[0]) - r), min(h, int(rows[-1]) + r)
+    f0, f1 = max(0, int(cols[0]) - r), min(w, int(cols[-1]) + r)
+    part = torch.where(region[e0:e1, f0:f1], error[e0:e1, f0:f1], 0)
+    total = F.pad(part.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
+    a, b = (rows - r).clamp(e0, e1) - e0, (rows + r).clamp(e0, e1) - e0
+    c, d = (cols - r).clamp(f0, f1) - f0, (cols + r).clamp(f0, f1) - f0
+    return (total[b][:, d] - total[a][:, d] - total[b][:, c] + total[a][:, c]).float()
+
+
+def _update(error, image, origin, fill, sources, window) -> None:
+    """``error`` (H, W), ``seam_error``'s, recomputed where ``window`` and its neighbours
+    changed."""
+    h, w = error.shape
+    (ys, xs), near, far = window, [], []
+    for s, n in ((ys, h), (xs, w)):
+        near.append(slice(max(0, s.start - 1), min(n, s.stop + 1)))
+        far.append(slice(max(0, s.start - 2), min(n, s.stop + 2)))
+    part = seam_error(image[(slice(None), *far)], origin[(slice(None), *far)], sources)
+    inner = tuple(
+        slice(a.start - b.start, a.stop - b.start) for a, b in zip(near, far, strict=True)
+    )
+    error[tuple(near)] = torch.where(fill[tuple(near)], part[inner], 0)
 
 
 def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> torch.Tensor:
@@ -346,8 +492,8 @@ def _reach(p: int, before: bool, after: bool, side: int, overlap: int, limit: in
 def _cut_sides(error: torch.Tensor, overlap: int) -> tuple[torch.Tensor, torch.Tensor]:
     """As ``_cut_side``, through the ``overlap`` bands of all four sides: a grown fill's
     block meets known pixels on any of them."""
-    (left, a), (right, b) = _cut(error, overlap), _cut(error.flip(-1), overlap)
-    (top, c), (bottom, d) = _cut(error.mT, overlap), _cut(error.flip(-2).mT, overlap)
+    sides = torch.stack([error, error.flip(-1), error.mT, error.flip(-2).mT])
+    (left, right, top, bottom), (a, b, c, d) = _cut(sides, overlap)
     return left & right.flip(-1) & top.mT & bottom.mT.flip(-2), a + b + c + d
 
 
@@ -368,10 +514,11 @@ def quilt_periodic(
     side: int,
     generator: torch.Generator,
     seams: int = SEAMS,
+    heals: float = HEALS,
 ) -> torch.Tensor:
     """(C, H, W) quilted from ``side`` x ``side`` blocks of ``sources`` so that it tiles
-    (``--tile``: the output's opposite edges meet as its inner pixels do); ``seams`` as
-    ``quilt``'s.
+    (``--tile``: the output's opposite edges meet as its inner pixels do); ``seams`` and
+    ``heals`` as ``quilt``'s.
 
     A plain quilt (``quilt`` of the whole canvas) steps where its right edge meets its left
     and its bottom its top. Those seams are refilled as holes, each rolled to the canvas's
@@ -384,7 +531,7 @@ def quilt_periodic(
     h, w = size
     everything = torch.ones(h, w, dtype=torch.bool)
     out = quilt(torch.zeros(len(sources[0]), h, w), everything, sources, valid, side, generator,
-                blend=False, seams=seams)  # fmt: skip
+                blend=False, seams=seams, heals=heals)  # fmt: skip
     band = max(1, side // 2)
     rows, cols = _middle(h, band), _middle(w, band)
     holes = [
@@ -394,7 +541,8 @@ def quilt_periodic(
     ]
     for shift, hole in holes:
         rolled = out.roll(shift, dims=(-2, -1))
-        rolled = quilt(rolled, hole.contiguous(), sources, valid, side, generator, seams=seams)
+        rolled = quilt(rolled, hole.contiguous(), sources, valid, side, generator, seams=seams,
+                       heals=heals)  # fmt: skip
         out = rolled.roll((-shift[0], -shift[1]), dims=(-2, -1))
     return out
 
@@ -435,13 +583,14 @@ def _continuation(origin, fill, sources, valid) -> torch.Tensor:
 def _pick(target, weight, usable, generator, n: int = 1) -> list[tuple[int, int, int]]:
     """Where blocks may be copied from, ``n`` of (source index, top, left): ``side`` x
     ``side`` blocks of the ``usable`` sources ((index, source, its squares, where its whole
-    blocks start) each), drawn without repeats among those whose squared difference from
-    ``target`` (C, b, b), weighted by ``weight`` (b, b; 0 where unknown), is within
-    TOLERANCE of the least (fewer where fewer are)."""
+    blocks start, the spectra of the source and of its squares) each), drawn without repeats
+    among those whose squared difference from ``target`` (C, b, b), weighted by ``weight``
+    (b, b; 0 where unknown), is within TOLERANCE of the least (fewer where fewer are)."""
     errors = []
-    for _, u, u2, ok in usable:
+    for _, u, u2, ok, spectrum, spectrum2 in usable:
         # sum of weight (source - target)^2, less the target's own term
-        err = correlate(u2, weight.expand_as(target)) - 2 * correlate(u, weight * target)
+        err = correlate(u2, weight.expand_as(target), spectrum2)
+        err = err - 2 * correlate(u, weight * target, spectrum)
         errors.append(err.masked_fill(~ok, float("inf")))
     least = min(float(e.min()) for e in errors)
     limit = least + TOLERANCE * max(least + float((weight * target.pow(2)).sum()), 1e-12)
@@ -452,7 +601,7 @@ def _pick(target, weight, usable, generator, n: int = 1) -> list[tuple[int, int,
     else:
         draws = torch.randperm(total, generator=generator)[:n].tolist()
     found = torch.cat([torch.cat([torch.full_like(p[:, :1], index), p], 1)
-                       for (index, _, _, _), p in zip(usable, picks, strict=True)])  # fmt: skip
+                       for (index, *_), p in zip(usable, picks, strict=True)])  # fmt: skip
     return [tuple(int(v) for v in found[d]) for d in draws]
 
 
@@ -462,7 +611,7 @@ def _cut_side(error: torch.Tensor, overlap: int) -> tuple[torch.Tensor, torch.Te
     the left and the top ``overlap`` bands (Efros and Freeman's minimum error boundary cut):
     the seam between blocks runs where they agree; (n,) the sums of the squared differences
     along them)."""
-    (left, a), (top, b) = _cut(error, overlap), _cut(error.mT, overlap)
+    (left, top), (a, b) = _cut(torch.stack([error, error.mT]), overlap)
     return left & top.mT, a + b
 
 
@@ -482,11 +631,10 @@ def _cut(error: torch.Tensor, overlap: int) -> tuple[torch.Tensor, torch.Tensor]
     path = np.empty((n, rows), dtype=np.int64)  # padded columns: j is the band's j - 1
     path[:, -1] = cost[:, -1].argmin(1)
     candidates = np.arange(n)
+    steps = np.arange(-1, 2)
     for i in range(rows - 2, -1, -1):
         j = path[:, i + 1]
-        near = np.stack(
-            [cost[candidates, i, j - 1], cost[candidates, i, j], cost[candidates, i, j + 1]], 1
-        )
+        near = cost[candidates[:, None], i, j[:, None] + steps]
         path[:, i] = j - 1 + near.argmin(1)
     last = torch.from_numpy(cost[candidates, -1, path[:, -1]]).view(error.shape[:-2])
     cols = torch.arange(error.shape[-1])

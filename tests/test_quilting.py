@@ -19,7 +19,17 @@ from optimize.blending import membrane
 from optimize.coherence import Coherence
 from optimize.editing import PatchEditor, conditional_patches
 from optimize.patches import LATTICE_SHARE, START_SHARE, PatchSynthesizer
-from optimize.quilting import SEAMS, _cut, block_side, quilt, quilt_periodic, whole_blocks
+from optimize.quilting import (
+    HEALS,
+    SEAMS,
+    _cut,
+    _Paste,
+    block_side,
+    quilt,
+    quilt_periodic,
+    seam_error,
+    whole_blocks,
+)
 
 
 def columns(size=96, period=12):
@@ -515,28 +525,86 @@ def test_a_stack_started_from_blocks_stays_aligned():
     assert error < 0.1 * height.std(), (error, height.std())  # measured 0.002 against 0.25
 
 
-def test_blocks_with_cheaper_cuts_cut_fewer_discs():
-    """Discs wider than the overlap: a cut crosses a disc that only one block holds. The block
-    of SEAMS whose cuts cost least leaves fewer patches found nowhere in the exemplar (discs
-    cut straight) than a block drawn at random, over six seeds."""
-    g = np.random.default_rng(0)
+def wide_discs(seed: int = 0) -> torch.Tensor:
+    """(3, 128, 128): 14 red discs of radius 10-14 px on white, wider than the 8 px overlap
+    of 32 px blocks: a cut crosses a disc that only one block holds."""
+    g = np.random.default_rng(seed)
     y, x = np.mgrid[0:128, 0:128]
     img = np.ones((3, 128, 128), np.float32)
-    for _ in range(14):  # radius 10-14 px against the 32 px blocks' 8 px overlap
+    for _ in range(14):
         cy, cx, r = g.uniform(0, 128), g.uniform(0, 128), g.uniform(10, 14)
         img[1:, np.hypot(y - cy, x - cx) < r] = 0.2
-    source = torch.from_numpy(img)
+    return torch.from_numpy(img)
+
+
+def novel(source: torch.Tensor, **options) -> float:
+    """The fraction of 5 px patches found nowhere in ``source`` (discs cut straight) in 192 px
+    quilts of its 32 px blocks, summed over six seeds."""
     keys = F.unfold(source[None], 5)[0].T
+    fill = torch.ones(192, 192, dtype=torch.bool)
+    total = 0.0
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        out = quilt(torch.zeros(3, 192, 192), fill, [source], [fill[:128, :128]], 32, g,
+                    blend=False, **options)  # fmt: skip
+        queries = F.unfold(out[None], 5)[0].T
+        total += float((torch.cdist(queries, keys).min(1).values > 0.5).float().mean())
+    return total
 
-    def novel(seams: int) -> float:
-        fill = torch.ones(192, 192, dtype=torch.bool)
-        total = 0.0
-        for seed in range(6):
-            g = torch.Generator().manual_seed(seed)
-            out = quilt(torch.zeros(3, 192, 192), fill, [source], [fill[:128, :128]], 32, g,
-                        blend=False, seams=seams)  # fmt: skip
-            queries = F.unfold(out[None], 5)[0].T
-            total += float((torch.cdist(queries, keys).min(1).values > 0.5).float().mean())
-        return total
 
-    assert SEAMS > 1 and novel(SEAMS) < 0.9 * novel(1)
+def test_blocks_with_cheaper_cuts_cut_fewer_discs():
+    """The block of SEAMS whose cuts cost least leaves fewer patches found nowhere in the
+    exemplar than a block drawn at random."""
+    source = wide_discs()
+    assert SEAMS > 1 and novel(source, seams=SEAMS, heals=0) < 0.9 * novel(source, seams=1, heals=0)
+
+
+def test_healing_the_worst_seams_cuts_fewer_discs():
+    """Re-pasting blocks over the seams that cost most leaves fewer patches found nowhere in
+    the exemplar than the cheapest cuts alone."""
+    source = wide_discs()
+    assert HEALS > 0 and novel(source) < 0.8 * novel(source, heals=0)
+
+
+def test_seam_error_is_zero_inside_a_block_and_the_mismatch_across_a_cut():
+    source = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    image, origin = source[:, :8, :8].clone(), torch.zeros(3, 8, 8, dtype=torch.long)
+    origin[1], origin[2] = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    assert seam_error(image, origin, [source]).abs().max() == 0
+    # the right half copied from 8 px further right: a vertical cut between columns 3 and 4
+    image[:, :, 4:], origin[2, :, 4:] = source[:, :8, 12:16], origin[2, :, 4:] + 8
+    error = seam_error(image, origin, [source])
+    left = (image[:, :, 4] - source[:, :8, 4]).pow(2).sum(0)
+    right = (image[:, :, 3] - source[:, :8, 11]).pow(2).sum(0)
+    assert torch.allclose(error[:, 3], left) and torch.allclose(error[:, 4], right)
+    assert error[:, [0, 1, 2, 5, 6, 7]].abs().max() == 0
+    # a pixel that was not copied (a kept one) has none; its copied neighbour counts it
+    origin[:, :, 0], image[:, :, 0] = -1, 0.5
+    assert seam_error(image, origin, [source])[:, 0].abs().max() == 0
+    assert seam_error(image, origin, [source])[:, 1].abs().min() > 0
+
+
+def test_healing_lowers_the_seam_error_and_never_writes_a_kept_pixel():
+    source = wide_discs(1)
+    fill = torch.zeros(160, 160, dtype=torch.bool)
+    fill[16:144, 16:144] = True
+    kept = torch.rand(3, 160, 160, generator=torch.Generator().manual_seed(0))
+    canvas = torch.where(fill, torch.zeros(3, 1, 1), kept)
+    errors = []
+    for tries in (0, 100):
+        out = canvas.clone()
+        origin = torch.full((3, 160, 160), -1, dtype=torch.long)
+        emphasis = torch.ones(160, 160)
+        g = torch.Generator().manual_seed(0)
+        paste = _Paste(out, origin, ~fill, fill, [source], [torch.ones(128, 128).bool()],
+                       emphasis, 0.0, g)  # fmt: skip
+        paste(fill, 32, True, candidates=SEAMS)
+        if tries:
+            quilting._heal(paste, 32, tries, SEAMS, fill)
+        assert torch.equal(out[:, ~fill], canvas[:, ~fill])
+        assert (origin[0][fill] == 0).all() and (origin[0][~fill] == -1).all()
+        # each pixel's origin holds the source pixel it shows
+        ys, xs = origin[1][fill], origin[2][fill]
+        assert torch.equal(out[:, fill], source[:, ys, xs])
+        errors.append(float(seam_error(out, origin, [source]).sum()))
+    assert errors[1] < 0.9 * errors[0]
