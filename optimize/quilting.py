@@ -261,7 +261,6 @@ class _Paste:
             return
         overlap = max(1, round(side * OVERLAP))
         places = _grown(target, known, side, overlap) if grow else _raster(target, side, overlap)
-        # each source with its squares and where its whole blocks start, if it has any
         usable = self._usable(side)
         dy, dx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
         for y, x in places:
