@@ -237,6 +237,16 @@ class _Paste:
         self.emphasis, self.ring_weight = emphasis, ring_weight
         self.usable: dict[int, list[tuple]] = {}
 
+    def within(self, window: tuple[slice, slice]) -> _Paste:
+        """The same loop over the ``window`` (rows, columns) of the canvas: views, so that
+        what it pastes lands here; the sources' cache shared."""
+        c = (slice(None), *window)
+        inner = _Paste(self.out[c], self.origin[c], self.known[window], self.fill[window],
+                       self.sources, self.valid, self.emphasis[window], self.ring_weight,
+                       self.g)  # fmt: skip
+        inner.usable = self.usable
+        return inner
+
     def _usable(self, side: int) -> list[tuple]:
         """Each source with its squares, their spectra and where its whole blocks start, if
         it has any (``_pick``'s), computed once per block side."""
@@ -336,8 +346,7 @@ def _heal(paste: _Paste, side: int, tries: int, seams: int, region: torch.Tensor
     h, w = fill.shape
     overlap = max(1, round(side * OVERLAP))
     inner = side - 2 * overlap
-    error = seam_error(out, origin, paste.sources)
-    error[~fill] = 0  # a kept pixel is never rewritten
+    error = seam_error(out, origin, paste.sources)  # 0 on kept pixels: not copied
     r = inner // 2
     # the squares' centres on a grid of an eighth of their side: the argmax over every pixel
     # of a 2048 px canvas was a third of the time
@@ -363,17 +372,13 @@ def _heal(paste: _Paste, side: int, tries: int, seams: int, region: torch.Tensor
         target[top:bottom, left:right] = True
         target &= region[window]
         known[window] &= ~target
-        local = _Paste(out[(slice(None), *window)], origin[(slice(None), *window)],
-                       known[window], fill[window], paste.sources, paste.valid,
-                       paste.emphasis[window], paste.ring_weight, paste.g)  # fmt: skip
-        local.usable = paste.usable
-        local(target, side, True, candidates=seams)
-        _update(error, out, origin, fill, paste.sources, window)
+        paste.within(window)(target, side, True, candidates=seams)
+        _update(error, out, origin, paste.sources, window)
         undo = float(error[ring].sum()) >= before
         if undo:
             out[(slice(None), *window)] = saved[0]
             origin[(slice(None), *window)] = saved[1]
-            _update(error, out, origin, fill, paste.sources, window)
+            _update(error, out, origin, paste.sources, window)
         # the sums of the squares that reach the changed pixels
         ys = slice(-(-max(0, y - 1 - r) // step), -(-min(h, y + side + 1 + r) // step))
         xs = slice(-(-max(0, x - 1 - r) // step), -(-min(w, x + side + 1 + r) // step))
@@ -394,10 +399,16 @@ def _sums(error, r: int, rows: torch.Tensor, cols: torch.Tensor, region) -> torc
     total = F.pad(part.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
     a, b = (rows - r).clamp(e0, e1) - e0, (rows + r).clamp(e0, e1) - e0
     c, d = (cols - r).clamp(f0, f1) - f0, (cols + r).clamp(f0, f1) - f0
-    return (total[b][:, d] - total[a][:, d] - total[b][:, c] + total[a][:, c]).float()
+    return _box(total, a, b, c, d).float()
 
 
-def _update(error, image, origin, fill, sources, window) -> None:
+def _box(total, y0, y1, x0, x1) -> torch.Tensor:
+    """(len(y0), len(x0)): sums over rows y0[i] .. y1[i] - 1 and columns x0[j] .. x1[j] - 1,
+    read from ``total``, an integral image padded with a zero row and column in front."""
+    return total[y1][:, x1] - total[y0][:, x1] - total[y1][:, x0] + total[y0][:, x0]
+
+
+def _update(error, image, origin, sources, window) -> None:
     """``error`` (H, W), ``seam_error``'s, recomputed where ``window`` and its neighbours
     changed."""
     h, w = error.shape
@@ -409,7 +420,7 @@ def _update(error, image, origin, fill, sources, window) -> None:
     inner = tuple(
         slice(a.start - b.start, a.stop - b.start) for a, b in zip(near, far, strict=True)
     )
-    error[tuple(near)] = torch.where(fill[tuple(near)], part[inner], 0)
+    error[tuple(near)] = part[inner]
 
 
 def _blend(offset: torch.Tensor, fill: torch.Tensor, limit: float | None) -> torch.Tensor:
@@ -466,7 +477,7 @@ def _grown(fill: torch.Tensor, known: torch.Tensor, side: int, overlap: int):
         if not front.any():  # a hole with no kept pixels at all
             front = unknown
         total = F.pad(known.long().cumsum(0).cumsum(1), (1, 0, 1, 0))
-        near = total[y1][:, x1] - total[y0][:, x1] - total[y1][:, x0] + total[y0][:, x0]
+        near = _box(total, y0, y1, x0, x1)
         near = torch.where(front, near, -1).flatten()
         at = int(near.argmax())
         py, px = divmod(at, w)
