@@ -28,9 +28,10 @@ EVEN_LIGHT = ("auto", "on", "off")
 LIGHT_SPREAD = 0.12
 SPREAD_SCALE = 1 / 4
 # The light divided out is each channel's blur over this fraction of the short side (a
-# Gaussian's sigma): half the side of the quilt's blocks (optimize.patches.START_BLOCK), so
-# that texture up to a quarter of the exemplar is kept (a 48 px tile lattice loses under 1e-8
-# of its contrast). Evened over a quarter, blue_metal still quilted to 0.45 mean grey (0.52).
+# Gaussian's sigma): half the side of a quarter-size block (the quilt's until session 35;
+# optimize.patches.START_BLOCK is now a third), so that texture up to a quarter of the
+# exemplar is kept (a 48 px tile lattice loses under 1e-8 of its contrast). Evened over a
+# quarter, blue_metal still quilted to 0.45 mean grey (0.52).
 # A smooth field instead (the exponential of a quadratic in x and y fitted to the log) kept
 # more of what is material, but left blue_metal's highlight band, which then showed as one
 # flat grey block in the quilt, and wood's bleached patches (structure 1.11 against 0.96).

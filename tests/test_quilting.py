@@ -18,7 +18,7 @@ from optimize import editing, quilting
 from optimize.blending import membrane
 from optimize.coherence import Coherence
 from optimize.editing import PatchEditor, conditional_patches
-from optimize.patches import LATTICE_SHARE, START_SHARE, PatchSynthesizer
+from optimize.patches import LATTICE_SHARE, START_BLOCK, START_SHARE, PatchSynthesizer
 from optimize.quilting import (
     HEALS,
     SEAMS,
@@ -435,14 +435,16 @@ def test_fill_start_on_the_command_line(tmp_path):
 
 # The blocks start of a plain synthesis (``--start``, optimize.patches.STARTS) ---------------
 
+START_SIDE = round(START_BLOCK * 128)  # the blocks of a 128 px exemplar
+
 
 def test_a_synthesis_started_from_blocks_continues_a_periodic_exemplar():
     ex = tiled(128, (24, 32))
     kw = dict(log=lambda m: None, **FAST)
     blocks = PatchSynthesizer([ex], start="blocks", **kw)
-    assert blocks.start_block == 32 and "copied blocks" in blocks.describe()
+    assert blocks.start_block == START_SIDE and "copied blocks" in blocks.describe()
     out = blocks.synthesize(size=(160, 192), seed=0).image[0]
-    assert blocks.engine_metadata()["start_block"] == 32
+    assert blocks.engine_metadata()["start_block"] == START_SIDE
     grown = PatchSynthesizer([ex], start="noise", **kw)
     assert grown.start_block is None
     again = grown.synthesize(size=(160, 192), seed=0).image[0]
@@ -461,17 +463,17 @@ def test_auto_starts_from_blocks_on_a_lattice_only():
     kw = dict(log=lambda m: None, **FAST)
     stripes, cells = make("stripes", 128, seed=0), make("cells", 128, seed=0)
     quilted = PatchSynthesizer([stripes], **kw)  # the default: auto
-    assert quilted.start_block == 32 and not quilted.lattice  # no layout scales to project
+    assert quilted.start_block == START_SIDE and not quilted.lattice  # no layout scales to project
     assert PatchSynthesizer([cells], **kw).start_block is None
-    assert PatchSynthesizer([stripes], tile=True, **kw).start_block == 32  # quilted to wrap
+    assert PatchSynthesizer([stripes], tile=True, **kw).start_block == START_SIDE  # quilted to wrap
     # a weak lattice (a grid half buried in noise, as knit's panel is): blocks too
     y, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     grid = 0.5 + 0.2 * torch.sin(2 * torch.pi * x / 16) * torch.sin(2 * torch.pi * y / 16)
     weak = (grid + torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))) / 2
     quilted = PatchSynthesizer([weak], **kw)
-    assert START_SHARE <= quilted.share < LATTICE_SHARE and quilted.start_block == 32
+    assert START_SHARE <= quilted.share < LATTICE_SHARE and quilted.start_block == START_SIDE
     with pytest.raises(UserError, match="use --start noise"):
-        PatchSynthesizer([make("stripes", 96, seed=0)], start="blocks", **kw)
+        PatchSynthesizer([make("stripes", 80, seed=0)], start="blocks", **kw)  # 27 px blocks
     # edits and remakes keep their own starts
     fill = torch.zeros(128, 128, dtype=torch.bool)
     fill[48:80, 48:80] = True
@@ -484,7 +486,10 @@ def test_start_on_the_command_line(tmp_path):
     out = tmp_path / "out.png"
     code, output = run([image, "--start", "blocks", "--size", "144x160", "-o", out, *QUICK])
     assert code == 0, output
-    assert "quilted" in output and '"start_block": 32' in out.with_suffix(".json").read_text()
+    assert (
+        "quilted" in output
+        and f'"start_block": {START_SIDE}' in out.with_suffix(".json").read_text()
+    )
     tiled_out = tmp_path / "t.png"
     code, output = run([image, "--tile", "--size", "150x140", "-o", tiled_out, *QUICK])
     assert code == 0 and "quilted" in output, output
@@ -518,7 +523,7 @@ def test_a_stack_started_from_blocks_stays_aligned():
     albedo = make("stripes", 128, seed=0)  # a lattice: auto starts from blocks
     height = albedo.mean(0, keepdim=True)  # a function of the albedo, exactly
     stack = StackSynthesizer({"albedo": albedo, "height": height}, log=lambda m: None, **FAST)
-    assert stack.start_block == 32
+    assert stack.start_block == START_SIDE
     maps = stack.split(stack.synthesize(size=(144, 160), seed=0).image)
     # the blocks copy every channel together, and the refinement keeps them together
     error = (maps["height"] - maps["albedo"].mean(0, keepdim=True)).abs().mean()
