@@ -130,9 +130,10 @@ START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' me
 # (docs/decisions.md, session 17).
 STARTS = ("auto", "blocks", "noise")
 # The blocks are this fraction of the exemplars' short side (at least START_SMALLEST
-# patches), and refined with Adam at START_LR (at most --lr), here and in repair and expand:
-# at the engine's 0.02 the Adam steps smeared a brick wall's colours across the blocks' cuts
-# (docs/decisions.md, session 16). A third, not a quarter: where a lattice's elements are
+# patches; repair and expand size theirs by ``optimize.quilting.block_side``), and refined
+# with Adam at START_LR (at most --lr), here and in repair and expand: at the engine's 0.02
+# the Adam steps smeared a brick wall's colours across the blocks' cuts (docs/decisions.md,
+# session 16). A third, not a quarter: where a lattice's elements are
 # large beside the exemplar (bricks 128 px long in a 384 px wall, a tread plate of four
 # periods) quarter blocks cut them, and the quilt laid double-length and split bricks and
 # fragments of the plate's bars; third blocks hold a brick with its joints (by eye, 1024 px:
