@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
 from data.light import LIGHT_SPREAD, even_light, light_spread
+from data.repeats import repeat_strength
 from losses.nearest import NEAREST_DIMS, NEAREST_STRIDE, PatchIndex, project_to_nearest
 from losses.patches import (
     DirectionBank,
@@ -121,8 +122,8 @@ LATTICE_SHARE = 0.3
 START_SD = 0.3  # sd of the coarsest level's grey noise around the exemplars' mean colour
 # --start: how a synthesis starts. noise: grey noise at the coarsest scale, grown coarse to
 # fine; blocks: image quilting of the exemplars (Efros and Freeman 2001, optimize.quilting),
-# refined at full size only; auto: blocks where the exemplars are a lattice
-# (``lattice_share``, START_SHARE), noise otherwise (with --tile the blocks are quilted to
+# refined at full size only; auto: blocks where the exemplars are a lattice or repeat
+# themselves (START_REPEAT), noise otherwise (with --tile the blocks are quilted to
 # wrap: ``optimize.quilting.quilt_periodic``). On the
 # regular exemplars the pyramid grown from noise broke the tiles' grout lines and put the
 # weave's cells out of line; copied blocks keep them (512 px: tiles structure 2.12 -> 1.72,
@@ -141,12 +142,19 @@ STARTS = ("auto", "blocks", "noise")
 # structure: honeycomb 1.13 -> 1.14, metal_plate 1.36 -> 1.13, bricks 1.10 -> 1.08, tiles
 # 0.88 -> 1.31 and weave 1.09 -> 1.23 within the seeds' own spread; session 35).
 START_BLOCK = 1 / 3
-# ``start = "auto"`` quilts where ``lattice_share`` is at least this: below LATTICE_SHARE, so
-# that knit (0.20), whose cable panel and eyelet columns blocks keep whole where growing
-# wanders (by eye; structure 1.40 against 1.39), gets them too; the photos without a lattice
-# are at 0.00-0.04 (blue_metal), and on fur, waves, wood and blue_metal blocks lost (seams,
-# blotches; docs/decisions.md, session 18).
-START_SHARE = 0.15
+# ``start = "auto"`` quilts where the exemplars are a lattice (``lattice_share`` at least
+# LATTICE_SHARE) or repeat themselves (``data.repeats.repeat_strength`` at least START_REPEAT).
+# The spectral share alone moved with the crop: knit's cable panel, which blocks keep whole
+# where growing wanders (by eye; its leaves a jumble when turned 8 degrees and grown, 283 s,
+# straight panels from blocks, 61 s), read 0.20 whole, 0.10 cropped by 36 px and 0.01 turned
+# 8 degrees; its repeat strength is 0.43-0.47 at each. The photos without large repeating
+# elements repeat at 0.06-0.11 (fur, waves, wood, daisies, red_dots; blocks on fur leave
+# straight seams across the hair); the lattices at 0.34-0.83, blue_metal 0.46, a tread plate
+# lit from one corner, which now starts from blocks too, with its light evened (1024 px,
+# seed 0: structure / score 1.45 / 1.16 grown, 456 s; 1.09 / 0.83 from blocks, 187 s; by eye
+# an even, regular plate with a few pale seams against blotches of light and shade).
+# docs/decisions.md, session 36.
+START_REPEAT = 0.25
 START_SMALLEST = 4
 START_LR = 0.005
 # With --tile on a lattice the exemplar is scaled by at most this (``fit_lattice``) so that a
@@ -226,6 +234,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         self.scales = pyramid_scales(side, cfg.coarsest, cfg.pyramid_factor)
         self.wraps = self._wraps()
         self.share = sum(lattice_share(u.cpu()) for u in self.exemplars) / len(self.exemplars)
+        self.repeat = sum(repeat_strength(u.cpu()) for u in self.exemplars) / len(self.exemplars)
         self.start_block = self._start_block()
         self.evened = self._evens_light()
         if self.evened:
@@ -441,8 +450,8 @@ class PatchSynthesizer(PerImageSynthesizer):
         """The side of the blocks a synthesis starts from (``start``, STARTS), or None to
         grow it from noise."""
         cfg = self.config
-        lattice = self.share >= START_SHARE
-        if cfg.start == "noise" or (cfg.start == "auto" and not lattice):
+        repeats = self.share >= LATTICE_SHARE or self.repeat >= START_REPEAT
+        if cfg.start == "noise" or (cfg.start == "auto" and not repeats):
             return None
         side = round(START_BLOCK * min(min(u.shape[-2:]) for u in self.exemplars))
         smallest = START_SMALLEST * cfg.patch_size
@@ -606,6 +615,8 @@ class PatchSynthesizer(PerImageSynthesizer):
             "backbone": None,
             "objective": self.description,
             "start_block": self.start_block,
+            "lattice_share": round(self.share, 3),
+            "repeat_strength": round(self.repeat, 3),
             "lattice_scaled": self.fitted,
             "light_evened": self.evened,
         }

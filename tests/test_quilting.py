@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from edit_cli import FAST, QUICK, run
+from test_repeats import panel
 
 from data.errors import UserError
 from data.images import load_image, save_image
@@ -18,7 +20,7 @@ from optimize import editing, quilting
 from optimize.blending import membrane
 from optimize.coherence import Coherence
 from optimize.editing import PatchEditor, conditional_patches
-from optimize.patches import LATTICE_SHARE, START_BLOCK, START_SHARE, PatchSynthesizer
+from optimize.patches import LATTICE_SHARE, START_BLOCK, START_REPEAT, PatchSynthesizer
 from optimize.quilting import (
     HEALS,
     SEAMS,
@@ -466,12 +468,14 @@ def test_auto_starts_from_blocks_on_a_lattice_only():
     assert quilted.start_block == START_SIDE and not quilted.lattice  # no layout scales to project
     assert PatchSynthesizer([cells], **kw).start_block is None
     assert PatchSynthesizer([stripes], tile=True, **kw).start_block == START_SIDE  # quilted to wrap
-    # a weak lattice (a grid half buried in noise, as knit's panel is): blocks too
-    y, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
-    grid = 0.5 + 0.2 * torch.sin(2 * torch.pi * x / 16) * torch.sin(2 * torch.pi * y / 16)
-    weak = (grid + torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))) / 2
-    quilted = PatchSynthesizer([weak], **kw)
-    assert START_SHARE <= quilted.share < LATTICE_SHARE and quilted.start_block == START_SIDE
+    # a cable panel turned a little (as a knit photo may be): no lattice in its spectrum,
+    # but it repeats, and blocks keep its leaves whole
+    turned = TF.rotate(panel(), 6.0, interpolation=TF.InterpolationMode.BILINEAR)
+    quilted = PatchSynthesizer([turned[:, 11:139, 6:134]], **kw)
+    assert quilted.share < LATTICE_SHARE and quilted.repeat >= START_REPEAT
+    assert quilted.start_block == START_SIDE
+    meta = quilted.engine_metadata()
+    assert meta["repeat_strength"] == round(quilted.repeat, 3) >= START_REPEAT
     with pytest.raises(UserError, match="use --start noise"):
         PatchSynthesizer([make("stripes", 80, seed=0)], start="blocks", **kw)  # 27 px blocks
     # edits and remakes keep their own starts
