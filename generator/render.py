@@ -126,10 +126,10 @@ def render_bands(model, size, seed, seamless=False, block=BLOCK, on_block=None, 
     Yields:
         (C, h, W) float32 CPU tensors in [0, 1], C = ``model.out_channels``.
     """
-    canvas = canvas_size(model, size, seamless)
     if isinstance(model, LayoutPainter):  # a painter of quilted layouts (generator.layout)
         yield from layout_bands(model, size, seed, seamless, block, on_block, precision)
         return
+    canvas = canvas_size(model, size, seamless)
     ys, xs = range(0, size[0], block), range(0, size[1], block)
     done = 0
     for y in ys:
