@@ -254,9 +254,12 @@ class PatchSynthesizer(PerImageSynthesizer):
         self.lattice = not self.start_block and self._lattice()
         if self.start_block:
             self.description += f"; started from {self.start_block} px copied blocks"
+            why = ""
+            if cfg.start == "auto":
+                why = f" (it repeats: strength {self.repeat:.2f}, lattice share {self.share:.2f})"
             self.log(
-                f"start: {self.start_block} px blocks of the exemplar, quilted and refined at "
-                "full size (--start noise to grow from noise instead)"
+                f"start: {self.start_block} px blocks of the exemplar{why}, quilted and refined "
+                "at full size (--start noise to grow from noise instead)"
             )
         if cfg.nearest_iterations:
             self.description += f"; {cfg.nearest_iterations} nearest-patch projections a scale"

@@ -497,6 +497,7 @@ def test_start_on_the_command_line(tmp_path):
     tiled_out = tmp_path / "t.png"
     code, output = run([image, "--tile", "--size", "150x140", "-o", tiled_out, *QUICK])
     assert code == 0 and "quilted" in output, output
+    assert "(it repeats: strength 0.82, lattice share 0.99)" in output  # why auto quilts
     # the stripes' period fitted to the output (losses.spectrum.lattice_fit), unless refused
     scaled = json.loads(tiled_out.with_suffix(".json").read_text())["lattice_scaled"]
     assert "the lattice scaled by" in output and scaled[0] != [1.0, 1.0], scaled
