@@ -36,12 +36,12 @@ def autocorrelation(u: torch.Tensor) -> torch.Tensor:
     Returns:
         (2 my + 1, 2 mx + 1) correlations in [-1, 1] for shifts of up to my = REACH h and
         mx = REACH w px of the resized (h, w) image; no shift at the centre (my, mx), whose
-        value is 1. Each shift's value is the sum of products over the pixels that overlap
-        (no wrap-around) over the sum of squares: the biased estimate, which shrinks a
-        shift by the share of pixels that overlap. Unbiased (the mean over the overlap),
-        chance matches at shifts of nearly half the image, where a quarter of it overlaps,
-        stood as tall as a lattice's: red_dots 0.28 and daisies 0.16 against knit's 0.63;
-        biased 0.11, 0.08 and 0.47.
+        value is 1 (0 everywhere for a flat image). Each shift's value is the sum of
+        products over the pixels that overlap (no wrap-around) over the sum of squares: the
+        biased estimate, which shrinks a shift by the share of pixels that overlap.
+        Unbiased (the mean over the overlap), chance matches at shifts of nearly half the
+        image, where a quarter of it overlaps, stood as tall as a lattice's: red_dots 0.28
+        and daisies 0.16 against knit's 0.63; biased 0.11, 0.08 and 0.47.
     """
     g = u.float().mean(0)[None, None]
     ratio = LONGEST / max(g.shape[-2:])
