@@ -168,7 +168,8 @@ def main(
         Opt(
             help="patches: how the output starts: noise (grown coarse to fine) or blocks (the "
             "exemplar's blocks quilted, refined at full size; quilted to wrap with --tile); "
-            "auto: blocks where the exemplar is a lattice (bricks, tiles, weaves).",
+            "auto: blocks where the exemplar is a lattice or repeats itself (bricks, tiles, "
+            "weaves, a knit's cable panel).",
         ),
     ] = None,
     even_light: Annotated[

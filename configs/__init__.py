@@ -104,7 +104,7 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     spectrum_projection: str = "auto"
     # patches: how a synthesis starts: noise (grown coarse to fine) | blocks (the exemplars
     # quilted, refined at full size; quilted to wrap with --tile) | auto: blocks where the
-    # exemplar is a lattice (optimize.patches.STARTS)
+    # exemplar is a lattice or repeats itself (optimize.patches.START_REPEAT)
     start: str = "auto"
     # patches: divide out the exemplars' light (their blur over an eighth of the short side):
     # auto | on | off; auto: where it varies and blocks start the output; never in edits
