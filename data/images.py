@@ -153,6 +153,18 @@ def load_exemplars(exemplars, log=print) -> tuple[list[torch.Tensor], list[str]]
     return images, sources
 
 
+def luminance(u: torch.Tensor, longest: int) -> tuple[torch.Tensor, float]:
+    """(C, H, W) image -> its luminance (the channels' mean) as (h, w), resized (bilinear,
+    antialiased) so that its longer side is at most ``longest`` px, and the ratio h / H
+    (1.0 where it was small enough): what the exemplar analyses read, at a bounded cost."""
+    g = u.float().mean(0)[None, None]
+    ratio = min(1.0, longest / max(g.shape[-2:]))
+    if ratio < 1:
+        size = [max(1, round(n * ratio)) for n in g.shape[-2:]]
+        g = torch.nn.functional.interpolate(g, size=size, mode="bilinear", antialias=True)
+    return g[0, 0], ratio
+
+
 def _signature(path: Path) -> str | None:
     """The format a file's first bytes announce (None if none of ours)."""
     with open(path, "rb") as f:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from data.images import luminance
+
 # The luminance is analysed at LONGEST px on its longer side at most (the cost), with its
 # light removed: less its box blur over LIGHT of the short side (a lamp's falloff, a
 # vignette); shifts up to REACH of each side are read (at larger ones too few pixels
@@ -43,11 +45,7 @@ def autocorrelation(u: torch.Tensor) -> torch.Tensor:
         image, where a quarter of it overlaps, stood as tall as a lattice's: red_dots 0.28
         and daisies 0.16 against knit's 0.63; biased 0.11, 0.08 and 0.47.
     """
-    g = u.float().mean(0)[None, None]
-    ratio = LONGEST / max(g.shape[-2:])
-    if ratio < 1:
-        size = [max(1, round(n * ratio)) for n in g.shape[-2:]]
-        g = F.interpolate(g, size=size, mode="bilinear", antialias=True)
+    g = luminance(u, LONGEST)[0][None, None]
     h, w = g.shape[-2:]
     k = max(3, int(LIGHT * min(h, w)) | 1)
     light = F.avg_pool2d(F.pad(g, (k // 2,) * 4, mode="replicate"), k, 1)

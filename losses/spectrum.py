@@ -25,6 +25,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from data.images import luminance
+
 # lattice_fit locates peaks to 1/FINE of a frequency bin, and scales an axis only where the
 # lattice then misses whole periods across the output by at most FIT_MISS cycles (RMS).
 FINE = 32
@@ -247,13 +249,8 @@ def _peaks(u, lowest, peak, window, longest):
     at ``lowest`` cycles or more (bool), the frequencies kept (bool), the resized luminance's
     periodic component (h, w), and the resize ratio (cycles per px of it times the ratio are
     cycles per px of ``u``)."""
-    g = u.float().mean(0, keepdim=True)
-    ratio = 1.0
-    if max(g.shape[-2:]) > longest:
-        ratio = longest / max(g.shape[-2:])
-        size = [max(1, round(n * ratio)) for n in g.shape[-2:]]
-        g = F.interpolate(g[None], size=size, mode="bilinear", antialias=True)[0]
-    g = periodic_component(g)[0]
+    g, ratio = luminance(u, longest)
+    g = periodic_component(g[None])[0]
     h, w = g.shape
     power = torch.fft.fft2(g - g.mean()).abs().pow(2)
     pad = window // 2
