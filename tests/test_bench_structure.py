@@ -1,0 +1,46 @@
+"""``python -m bench.structure``: the default synthesis on each exemplar, judged, resumable."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.structure import app
+from data.images import save_image
+from data.procedural import make
+
+
+@pytest.mark.slow
+def test_run_judges_the_default_and_keeps_finished_rows(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    # the judge's structure measure needs squares (half the exemplar's side) of 64 px
+    save_image(make("stripes", 128, seed=1), photos / "tiny.png")
+    args = ["--exemplars", photos, "--only", "tiny", "--sizes", "96", "--out", tmp_path / "out"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    (line,) = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    row = json.loads(line)
+    assert row["name"] == "tiny" and row["kind"] == "photo" and row["size"] == 96
+    assert row["start"] in ("blocks", "noise") and row["structure"] > 0 and row["seconds"] > 0
+    assert "| tiny | photo | 96 | 0 |" in (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "1 of 1 within structure 1.5" in result.output or "over: tiny 96" in result.output
+    assert (tmp_path / "out" / "sheet.png").stat().st_size > 1000
+    # a second run keeps the finished row instead of synthesizing it again
+    again = CliRunner().invoke(app, [str(a) for a in args])
+    assert again.exit_code == 0 and "(kept)" in again.output
+    assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [(["--only", "nope"], "no exemplar named nope"), (["--sizes", "16"], "at least 24 px")],
+)
+def test_bad_choice_is_one_line_error(tmp_path, extra, words):
+    save_image(make("dots", 48, seed=0), tmp_path / "dots48.png")
+    args = ["--exemplars", str(tmp_path), "--out", str(tmp_path / "out"), *extra]
+    if "--only" not in extra:
+        args += ["--only", "dots48"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and words in result.output
+    assert len(result.output.strip().splitlines()) == 1
