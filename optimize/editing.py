@@ -54,6 +54,7 @@ from configs.editing import ALPHA, ANCHORS
 from data.errors import UserError
 from data.images import load_exemplars, load_image
 from data.masks import alpha_fill_mask, image_format, load_fill_mask
+from data.repeats import lattice_shifts
 from data.sizes import parse_size
 from losses.nearest import NEAREST_DIMS, PatchIndex, project_boundary, sampled_patches
 from losses.patches import downscaled
@@ -371,9 +372,26 @@ class PatchEditor(PatchSynthesizer):
         fill = self.fill[self.window]
         grow = self.ring_block is not None
         seams, heals = (SEAMS, HEALS) if grow else (LATTICE_SEAMS, LATTICE_HEALS)
+        shifts, sourced = self._phase(sources, valid) if not grow else (None, None)
         return quilt(window, fill, sources, valid, self.block, generator, blend, RING_WEIGHT,
                      OFFSET_LIMIT, grow=grow, ring_side=self.ring_block,
-                     candidates=CANDIDATES, seams=seams, heals=heals)  # fmt: skip
+                     candidates=CANDIDATES, seams=seams, heals=heals, shifts=shifts,
+                     sourced=sourced)  # fmt: skip
+
+    def _phase(self, sources, valid) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A lattice fill's ``quilt`` arguments ``shifts`` and ``sourced``: the one source's
+        lattice shifts (``data.repeats.lattice_shifts``) and, where it is the image itself,
+        where the window's kept pixels lie in it, so that the blocks take their phase."""
+        if len(sources) != 1:
+            return None, None
+        shifts = lattice_shifts(sources[0], valid[0])
+        if not self.own:
+            return shifts, None
+        rows, cols = self.window
+        yy, xx = torch.meshgrid(torch.arange(rows.start, rows.stop),
+                                torch.arange(cols.start, cols.stop), indexing="ij")  # fmt: skip
+        sourced = torch.stack([torch.zeros_like(yy), yy, xx])
+        return shifts, sourced.masked_fill(self.fill[self.window].cpu(), -1)
 
     def _begin(self, size, init, g):
         """As ``PatchSynthesizer._begin``; a start refined at full scale (blocks or ``init``)

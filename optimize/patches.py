@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from configs import SynthConfig, check_synth_values, default_config
 from data.errors import UserError
 from data.light import LIGHT_SPREAD, even_light, light_spread
-from data.repeats import repeat_strength
+from data.repeats import lattice_shifts, repeat_strength
 from losses.nearest import NEAREST_DIMS, NEAREST_STRIDE, PatchIndex, project_to_nearest
 from losses.patches import (
     DirectionBank,
@@ -453,8 +453,7 @@ class PatchSynthesizer(PerImageSynthesizer):
         """The side of the blocks a synthesis starts from (``start``, STARTS), or None to
         grow it from noise."""
         cfg = self.config
-        repeats = self.share >= LATTICE_SHARE or self.repeat >= START_REPEAT
-        if cfg.start == "noise" or (cfg.start == "auto" and not repeats):
+        if cfg.start == "noise" or (cfg.start == "auto" and not self._repeats()):
             return None
         side = round(START_BLOCK * min(min(u.shape[-2:]) for u in self.exemplars))
         smallest = START_SMALLEST * cfg.patch_size
@@ -467,8 +466,14 @@ class PatchSynthesizer(PerImageSynthesizer):
             )
         return None
 
+    def _repeats(self) -> bool:
+        """Whether the exemplars are a lattice or repeat themselves (``start`` auto quilts)."""
+        return self.share >= LATTICE_SHARE or self.repeat >= START_REPEAT
+
     def _quilt(self, size: tuple[int, int], block: int, g) -> torch.Tensor:
-        """(1, C, H, W): the output quilted from ``block`` px blocks of the exemplars."""
+        """(1, C, H, W): the output quilted from ``block`` px blocks of the exemplars; one
+        exemplar that repeats, each block in its lattice's phase with the blocks beside it
+        (``data.repeats.lattice_shifts``)."""
         h, w = size
         if min(h, w) < block:
             block = max(self.config.patch_size, min(h, w))
@@ -478,13 +483,14 @@ class PatchSynthesizer(PerImageSynthesizer):
             sources = [self._scaled(u, fit) for u, fit in zip(sources, fits, strict=True)]
             self.fitted = fits
         valid = [torch.ones(u.shape[-2:], dtype=torch.bool) for u in sources]
+        shifts = lattice_shifts(sources[0]) if len(sources) == 1 and self._repeats() else None
         if self.config.tile:
             return quilt_periodic((h, w), sources, valid, block, g, LATTICE_SEAMS,
-                                  LATTICE_HEALS)[None]  # fmt: skip
+                                  LATTICE_HEALS, shifts)[None]  # fmt: skip
         canvas = torch.zeros(len(sources[0]), h, w)
         everything = torch.ones(h, w, dtype=torch.bool)
         return quilt(canvas, everything, sources, valid, block, g, blend=False,
-                     seams=LATTICE_SEAMS, heals=LATTICE_HEALS)[None]  # fmt: skip
+                     seams=LATTICE_SEAMS, heals=LATTICE_HEALS, shifts=shifts)[None]  # fmt: skip
 
     def _scaled(self, u: torch.Tensor, fit: tuple[float, float]) -> torch.Tensor:
         """``u`` (C, h, w) scaled by ``fit`` (sy, sx) of ``losses.spectrum.lattice_fit``, so

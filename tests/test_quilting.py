@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from edit_cli import FAST, QUICK, run
-from test_repeats import panel
+from test_repeats import brick_lengths, panel, running_bond
 
 from data.errors import UserError
 from data.images import load_image, save_image
@@ -459,6 +459,35 @@ def test_a_synthesis_started_from_blocks_continues_a_periodic_exemplar():
     # quilted blocks placed by their overlaps keep the period across the output; a pyramid
     # grown from noise does not (measured 0.003 against 0.116)
     assert off_period(out) < 0.3 * off_period(again), (off_period(out), off_period(again))
+
+
+def test_a_lattice_start_lays_its_blocks_in_the_bond_s_phase():
+    """The overlap alone does not fix a running bond's phase (its head joints are few of its
+    pixels): quilted without ``shifts``, seeds 0-3 left 0, 0, 11 and 12 of 71-78 bricks off
+    their length; a repeating exemplar's start quilts with them."""
+    wall = running_bond(96, 156)  # bricks of 26 px, courses of 12
+    synth = PatchSynthesizer([wall], log=lambda m: None, **FAST)
+    assert synth.start_block == 32
+    for seed in (2, 3):
+        start = synth._quilt((144, 192), synth.start_block, torch.Generator().manual_seed(seed))
+        lengths = brick_lengths(start[0])
+        assert len(lengths) > 60 and all(abs(n - 26) <= 2 for n in lengths), lengths
+
+
+def test_a_wall_s_repair_continues_the_bond_of_the_bricks_around_the_hole():
+    """Bricks of 52 px against 32 px blocks: without the lattice's phase, 5-6 of the 13-14
+    bricks in the courses the hole crosses came out too long or too short (seeds 0-3),
+    with it none of 12."""
+    wall = running_bond(128, 208, seed=2, brick=52, course=16)
+    hole = torch.zeros(128, 208, dtype=torch.bool)
+    hole[40:88, 64:144] = True
+    editor = PatchEditor.repair(wall, hole, log=lambda m: None, **FAST)
+    assert editor.block == 32 and editor.ring_block is None  # a lattice's raster fill
+    for seed in (0, 1):
+        filled = wall.clone()
+        filled[(slice(None), *editor.window)] = editor.blocks(torch.Generator().manual_seed(seed))
+        lengths = brick_lengths(filled[:, 32:98])  # the four courses the hole crosses
+        assert len(lengths) >= 12 and all(abs(n - 52) <= 4 for n in lengths), lengths
 
 
 def test_auto_starts_from_blocks_on_a_lattice_only():
