@@ -192,7 +192,7 @@ def report(rows: list[Row], names, workdir: Path) -> None:
     for name, (_, path) in names.items():
         outs = [image_path(workdir, r.name, r.size, r.seed) for r in rows if r.name == name]
         cells.append((name, [path, *outs]))
-    contact_sheet(cells, workdir / "sheet.png", thumb=256, columns=1)
+    contact_sheet(cells, workdir / "sheet.png", thumb=256, columns=4)
 
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
