@@ -70,6 +70,7 @@ from optimize.patches import (
 )
 from optimize.quilting import (
     CANDIDATES,
+    EDIT_PHASE_TOLERANCE,
     HEALS,
     LATTICE_HEALS,
     LATTICE_SEAMS,
@@ -376,7 +377,7 @@ class PatchEditor(PatchSynthesizer):
         return quilt(window, fill, sources, valid, self.block, generator, blend, RING_WEIGHT,
                      OFFSET_LIMIT, grow=grow, ring_side=self.ring_block,
                      candidates=CANDIDATES, seams=seams, heals=heals, shifts=shifts,
-                     sourced=sourced)  # fmt: skip
+                     sourced=sourced, colour_first=EDIT_PHASE_TOLERANCE)  # fmt: skip
 
     def _phase(self, sources, valid) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """A lattice fill's ``quilt`` arguments ``shifts`` and ``sourced``: the one source's
