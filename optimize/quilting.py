@@ -680,8 +680,8 @@ def _pick(
         err = correlate(u2, weight.expand_as(target), spectrum2)
         err = err - 2 * correlate(u, weight * target, spectrum)
         if phase is not None and colour_first is not None:
-            least = float(err.masked_fill(~ok, float("inf")).min())
-            ok = ok & (err <= least + colour_first * max(least + energy, 1e-12))
+            best = float(err.masked_fill(~ok, float("inf")).min())
+            ok = ok & (err <= best + colour_first * max(best + energy, 1e-12))
         if phase is not None:
             ok = ok & (phase >= float(phase[ok].max()) - PHASE_SLACK)
         errors.append(err.masked_fill(~ok, float("inf")))
