@@ -51,11 +51,12 @@ def tiled_judge(exemplar: torch.Tensor):
     return judged
 
 
-def run_path(code: Path, exemplar: Path, size: str, out: Path) -> dict:
-    """Run ``code``'s synth.py on ``exemplar`` at ``size`` (WxH) with its default, seed 0, in a
-    child process with this process's threads; wall seconds include start-up."""
+def run_path(code: Path, exemplar: Path, size: str, out: Path, seed: int = 0) -> dict:
+    """Run ``code``'s synth.py on ``exemplar`` at ``size`` (WxH or a side) with its default
+    and ``seed``, in a child process with this process's threads; wall seconds include
+    start-up."""
     cmd = [sys.executable, "synth.py", str(exemplar), "-o", str(out), "--size", size]
-    cmd += ["--seed", "0", "--overwrite", "--no-progress"]
+    cmd += ["--seed", str(seed), "--overwrite", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)

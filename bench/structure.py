@@ -26,10 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +35,7 @@ import torch
 import typer
 from PIL import Image
 
-from bench.race import ROOT, tiled_judge
+from bench.race import ROOT, run_path, tiled_judge
 from cli.console import parse_list, say
 from data.errors import UserError, run_cli
 from data.images import load_image, save_image
@@ -100,16 +96,9 @@ def exemplars(folder: Path, only: list[str] | None, workdir: Path) -> dict[str, 
 
 
 def synthesize(exemplar: Path, size: int, seed: int, out: Path) -> tuple[float, str]:
-    """Run ``synth.py`` with its defaults; (wall seconds, the start it chose)."""
-    cmd = [sys.executable, "synth.py", str(exemplar), "-o", str(out), "--size", str(size)]
-    cmd += ["--seed", str(seed), "--overwrite", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise UserError(f"synth.py on {exemplar.name} at {size} px failed: "
-                        f"{done.stderr.strip().splitlines()[-1:]}")  # fmt: skip
+    """Run ``synth.py`` with its defaults (``bench.race.run_path``); (wall seconds, the start
+    it chose, from the output's sidecar)."""
+    seconds = run_path(ROOT, exemplar, str(size), out, seed)["wall_s"]
     sidecar = json.loads(out.with_suffix(".json").read_text())
     return seconds, "blocks" if sidecar.get("start_block") else "noise"
 

@@ -58,14 +58,17 @@ def autocorrelation(u: torch.Tensor) -> torch.Tensor:
     z = (g - light)[0, 0]
     z = z - z.mean()
     z = z / z.pow(2).mean().sqrt().clamp_min(1e-8)
-
-    def correlate(x: torch.Tensor) -> torch.Tensor:  # zero-padded: no wrap-around
-        f = torch.fft.rfft2(x, s=(2 * h, 2 * w))
-        return torch.fft.fftshift(torch.fft.irfft2(f * f.conj(), s=(2 * h, 2 * w)))
-
-    a = correlate(z) / (h * w)  # no shift at (h, w)
+    a = _correlated(z, h, w) / (h * w)  # no shift at (h - 1, w - 1)
     my, mx = int(REACH * h), int(REACH * w)
-    return a[h - my : h + my + 1, w - mx : w + mx + 1]
+    return a[h - 1 - my : h + my, w - 1 - mx : w + mx]
+
+
+def _correlated(z: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(at most h, at most w) -> (2 h - 1, 2 w - 1): its sums of products with itself shifted
+    by (dy, dx) at (h - 1 + dy, w - 1 + dx), over the pixels that overlap (zero padding: no
+    wrap-around)."""
+    f = torch.fft.rfft2(z, s=(2 * h, 2 * w))
+    return torch.fft.fftshift(torch.fft.irfft2(f * f.conj(), s=(2 * h, 2 * w)))[1:, 1:]
 
 
 def repeat_strength(u: torch.Tensor) -> float:
@@ -144,9 +147,7 @@ def lattice_shifts(u: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
     good = torch.ones(2 * h - 1, 2 * w - 1, dtype=torch.bool)
     my, mx = int(REACH * h), int(REACH * w)
     for z in edges:
-        z = z - z.mean()
-        f = torch.fft.rfft2(z, s=(2 * h, 2 * w))
-        a = torch.fft.fftshift(torch.fft.irfft2(f * f.conj(), s=(2 * h, 2 * w)))[1:, 1:]
+        a = _correlated(z - z.mean(), h, w)
         a = a / a[h - 1, w - 1].clamp_min(1e-12)  # no shift at (h - 1, w - 1)
         peak = tallest_peak(a[h - 1 - my : h + my, w - 1 - mx : w + mx])
         near = F.max_pool2d(a[None, None], 3, 1, 1)[0, 0]  # within a pixel
