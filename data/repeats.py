@@ -162,3 +162,35 @@ def lattice_shifts(u: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
     rows, cols = inside_y.nonzero()[:, 0], inside_x.nonzero()[:, 0]
     out[rows[:, None], cols[None, :]] = good[iy[rows][:, None], ix[cols][None, :]]
     return out
+
+
+def lattice_periods(shifts: torch.Tensor) -> tuple[float | None, float | None]:
+    """The spacing of a lattice's rows and of its elements along a row, in px.
+
+    Args:
+        shifts: (2 H - 1, 2 W - 1) bool, ``lattice_shifts``' map of the shifts that carry the
+            lattice onto itself, no shift at its centre.
+
+    Returns:
+        (rows, columns): the least dy > 0 of a shift (any dx: a running bond's courses), and
+        the least dx > 0 of a shift with dy = 0, each the middle of its run of set entries
+        (``lattice_shifts`` sets a few px about each); None where there is none.
+    """
+    h, w = (shifts.shape[0] + 1) // 2, (shifts.shape[1] + 1) // 2
+    return _second_run(shifts[h - 1 :].any(1)), _second_run(shifts[h - 1, w - 1 :])
+
+
+def _second_run(line: torch.Tensor) -> float | None:
+    """The middle of the second run of set entries of ``line`` (n,) bool, the first being the
+    one about index 0; None where there is none."""
+    unset = torch.nonzero(~line)[:, 0]
+    if not len(unset):
+        return None
+    rest = line[int(unset[0]) :]
+    start = torch.nonzero(rest)[:, 0]
+    if not len(start):
+        return None
+    run = rest[int(start[0]) :]
+    end = torch.nonzero(~run)[:, 0]
+    length = int(end[0]) if len(end) else len(run)
+    return int(unset[0]) + int(start[0]) + (length - 1) / 2

@@ -59,7 +59,14 @@ from losses.spectrum import lattice_fit, lattice_share, spectrum_projection, spe
 from models.devices import resolve_device
 from optimize.engine import PerImageSynthesizer, at_size, load_exemplars
 from optimize.lbfgs import OptimizeResult
-from optimize.quilting import LATTICE_HEALS, LATTICE_SEAMS, quilt, quilt_periodic
+from optimize.quilting import (
+    LATTICE_HEALS,
+    LATTICE_SEAMS,
+    OVERLAP,
+    lattice_overlap,
+    quilt,
+    quilt_periodic,
+)
 
 MARGIN = 1  # extra canvas around the output, in patches (border pixels lie in few patches)
 # Scales at which the exemplar's short side is at most COARSE_SPAN x ``coarsest`` get
@@ -473,7 +480,8 @@ class PatchSynthesizer(PerImageSynthesizer):
     def _quilt(self, size: tuple[int, int], block: int, g) -> torch.Tensor:
         """(1, C, H, W): the output quilted from ``block`` px blocks of the exemplars; one
         exemplar that repeats, each block in its lattice's phase with the blocks beside it
-        (``data.repeats.lattice_shifts``)."""
+        (``data.repeats.lattice_shifts``), their overlaps reaching past a period
+        (``optimize.quilting.lattice_overlap``)."""
         h, w = size
         if min(h, w) < block:
             block = max(self.config.patch_size, min(h, w))
@@ -487,10 +495,16 @@ class PatchSynthesizer(PerImageSynthesizer):
         if self.config.tile:
             return quilt_periodic((h, w), sources, valid, block, g, LATTICE_SEAMS,
                                   LATTICE_HEALS, shifts)[None]  # fmt: skip
+        # not --tile's: its blocks' phase, a pixel off here and there, drifted over the more
+        # blocks of the wider overlaps, and the wrap-around bands could no longer meet both
+        # sides (a 26 px running bond tiled 2 x 2, seeds 0-3: 39-78 of ~310 bricks off
+        # their length, 0-2 without)
+        overlap = OVERLAP if shifts is None else lattice_overlap(shifts, block)
         canvas = torch.zeros(len(sources[0]), h, w)
         everything = torch.ones(h, w, dtype=torch.bool)
         return quilt(canvas, everything, sources, valid, block, g, blend=False,
-                     seams=LATTICE_SEAMS, heals=LATTICE_HEALS, shifts=shifts)[None]  # fmt: skip
+                     seams=LATTICE_SEAMS, heals=LATTICE_HEALS, shifts=shifts,
+                     overlap=overlap)[None]  # fmt: skip
 
     def _scaled(self, u: torch.Tensor, fit: tuple[float, float]) -> torch.Tensor:
         """``u`` (C, h, w) scaled by ``fit`` (sy, sx) of ``losses.spectrum.lattice_fit``, so

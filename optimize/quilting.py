@@ -17,10 +17,13 @@ Convention: images (C, H, W) float in [0, 1]; masks (H, W) bool.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.repeats import lattice_periods
 from optimize.blending import membrane
 from optimize.coherence import Coherence
 
@@ -105,6 +108,22 @@ PHASE_SLACK = 0.1
 # six seeds 12 of 72 (45 of 74 without, 5 of 72 in phase first). A synthesis keeps the phase
 # first (its 1024 px wall: 4 and 6 of about 150 off, 7 and 29 colour first).
 EDIT_PHASE_TOLERANCE = 0.2
+# A cut through an element joins two blocks' colours inside it; two blocks in phase agree on
+# the joints between elements (grout, mortar, cell walls), so a cut finds a cheap path where
+# the overlap holds a whole joint. A lattice's synthesis overlaps reach past one period and
+# JOINT of it (the grout's width; at most half the block): a 48 px tile floor (4 px grout)
+# quilted at 1024 px with 128 px blocks came out with vertical bands of two-toned tiles
+# where the quarter-block overlaps fell inside tiles, and clean with 54 px overlaps.
+JOINT = 1 / 8
+
+
+def lattice_overlap(shifts: torch.Tensor, side: int) -> float:
+    """The overlap, of the block ``side``, of a lattice's quilt: at least OVERLAP, reaching
+    past the longer of its two periods (``data.repeats.lattice_periods`` of its ``shifts``)
+    and JOINT of it where half the block allows."""
+    periods = [p for p in lattice_periods(shifts) if p is not None]
+    reach = max(periods, default=0) * (1 + JOINT)
+    return max(OVERLAP, min(0.5, math.ceil(reach) / side))
 
 
 def correlate(
@@ -190,12 +209,14 @@ def quilt(
     shifts: torch.Tensor | None = None,
     sourced: torch.Tensor | None = None,
     colour_first: float | None = None,
+    overlap: float = OVERLAP,
 ) -> torch.Tensor:
     """Fill ``canvas`` (C, H, W) where ``fill`` (H, W) is set with ``side`` x ``side`` blocks
     of ``sources`` (each (C, h, w), with (h, w) bool ``valid`` pixels that may be copied).
 
-    Blocks step over the hole's bounding box in raster order, each reaching OVERLAP of its
-    side into the known pixels around it (the kept ring included), and each is the source
+    Blocks step over the hole's bounding box in raster order, each reaching ``overlap`` of
+    its side (OVERLAP; a lattice's: ``lattice_overlap``; at most half) into the known pixels
+    around it (the kept ring included), and each is the source
     block with the least squared difference there (one of those within TOLERANCE of it).
     A block replaces the pixels pasted before it on its side of the least-error cuts through
     its left and top overlaps (``_cut_side``); kept pixels are never written. In that
@@ -239,6 +260,7 @@ def quilt(
     known = ~fill
     emphasis = 1 + ring_weight * _ring(fill).to(canvas.dtype)
     paste = _Paste(out, origin, known, fill, sources, valid, emphasis, ring_weight, generator)
+    paste.overlap = overlap
     if shifts is not None:
         if len(sources) != 1:
             raise ValueError("lattice shifts are a single source's")
@@ -252,7 +274,7 @@ def quilt(
         paste(band, ring_side, True, judge, candidates)
         healed = fill & ~band
     paste(fill, side, grow, candidates=seams)
-    tries = round(heals * int(healed.sum()) / (side - max(1, round(side * OVERLAP))) ** 2)
+    tries = round(heals * int(healed.sum()) / (side - paste.reach(side)) ** 2)
     if tries and min(fill.shape) >= side:
         _heal(paste, side, tries, seams, healed)
     if sourced is not None:
@@ -275,6 +297,11 @@ class _Paste:
         self.shifts: torch.Tensor | None = None  # ``quilt``'s, and its ``sourced``
         self.sourced: torch.Tensor | None = None
         self.colour_first: float | None = None
+        self.overlap = OVERLAP  # ``quilt``'s, of the block side
+
+    def reach(self, side: int) -> int:
+        """How far, in px, a ``side`` block reaches into the blocks before it."""
+        return max(1, min(side // 2, round(side * self.overlap)))
 
     def within(self, window: tuple[slice, slice]) -> _Paste:
         """The same loop over the ``window`` (rows, columns) of the canvas: views, so that
@@ -283,7 +310,7 @@ class _Paste:
         inner = _Paste(self.out[c], self.origin[c], self.known[window], self.fill[window],
                        self.sources, self.valid, self.emphasis[window], self.ring_weight,
                        self.g)  # fmt: skip
-        inner.usable = self.usable
+        inner.usable, inner.overlap = self.usable, self.overlap
         if self.shifts is not None:
             inner.shifts, inner.sourced = self.shifts, self.sourced[(slice(None), *window)]
             inner.colour_first = self.colour_first
@@ -337,7 +364,7 @@ class _Paste:
         out, origin, known, fill = self.out, self.origin, self.known, self.fill
         if not (target & ~known).any():
             return
-        overlap = max(1, round(side * OVERLAP))
+        overlap = self.reach(side)
         places = _grown(target, known, side, overlap) if grow else _raster(target, side, overlap)
         usable = self._usable(side)
         dy, dx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
@@ -413,7 +440,7 @@ def _heal(paste: _Paste, side: int, tries: int, seams: int, region: torch.Tensor
     blocks were picked for their coherence with the kept pixels."""
     out, origin, known, fill = paste.out, paste.origin, paste.known, paste.fill
     h, w = fill.shape
-    overlap = max(1, round(side * OVERLAP))
+    overlap = paste.reach(side)
     inner = side - 2 * overlap
     error = seam_error(out, origin, paste.sources)  # 0 on kept pixels: not copied
     r = inner // 2

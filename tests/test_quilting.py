@@ -14,6 +14,7 @@ from test_repeats import brick_lengths, panel, running_bond
 from data.errors import UserError
 from data.images import load_image, save_image
 from data.procedural import make
+from data.repeats import lattice_shifts
 from judge import seam_ratio
 from losses.nearest import PatchIndex
 from optimize import editing, quilting
@@ -23,10 +24,14 @@ from optimize.editing import PatchEditor, conditional_patches
 from optimize.patches import LATTICE_SHARE, START_BLOCK, START_REPEAT, PatchSynthesizer
 from optimize.quilting import (
     HEALS,
+    LATTICE_HEALS,
+    LATTICE_SEAMS,
+    OVERLAP,
     SEAMS,
     _cut,
     _Paste,
     block_side,
+    lattice_overlap,
     quilt,
     quilt_periodic,
     seam_error,
@@ -472,6 +477,38 @@ def test_a_lattice_start_lays_its_blocks_in_the_bond_s_phase():
         start = synth._quilt((144, 192), synth.start_block, torch.Generator().manual_seed(seed))
         lengths = brick_lengths(start[0])
         assert len(lengths) > 60 and all(abs(n - 26) <= 2 for n in lengths), lengths
+
+
+def two_toned(floor: torch.Tensor) -> tuple[int, int]:
+    """Of the tiles of a grain-free (3, H, W) grid of pale grey joints (``running_bond``
+    with ``stagger`` 0), how many hold more than one colour, and how many there are."""
+    grey = (floor.max(0).values - floor.min(0).values < 0.15) & (floor.mean(0) > 0.7)
+
+    def runs(joint):  # the runs of rows (or columns) between two joints
+        edges = [i for i in range(1, len(joint)) if joint[i] != joint[i - 1]]
+        return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if not joint[a]]
+
+    cells = [floor[:, t:b, left:right] for t, b in runs((grey.float().mean(1) > 0.6).tolist())
+             for left, right in runs((grey.float().mean(0) > 0.6).tolist())]  # fmt: skip
+    return sum(float((c.amax((1, 2)) - c.amin((1, 2))).max()) > 0.02 for c in cells), len(cells)
+
+
+def test_a_grid_s_start_cuts_along_its_joints_not_through_its_tiles():
+    """Quarter-block overlaps (10 px) inside 14 px tiles: the cuts crossed tiles and joined
+    two blocks' colours there (seeds 0-5: 17-38 of 100-121 tiles two-toned); overlaps past
+    a period hold a whole joint, along which blocks in phase agree (none)."""
+    floor = running_bond(96, 156, seed=1, course=14, brick=14, stagger=0, grain=0)
+    synth = PatchSynthesizer([floor], log=lambda m: None, **FAST)
+    assert synth.start_block == 32 and lattice_overlap(lattice_shifts(floor), 32) == 0.5
+    for seed in (0, 1):
+        start = synth._quilt((160, 160), 32, torch.Generator().manual_seed(seed))[0]
+        split, tiles = two_toned(start)
+        assert tiles >= 100 and split == 0, (split, tiles)
+        everything, g = torch.ones(160, 160, dtype=torch.bool), torch.Generator().manual_seed(seed)
+        quarter = quilt(torch.zeros(3, 160, 160), everything, [floor], [torch.ones(96, 156) > 0],
+                        32, g, blend=False, seams=LATTICE_SEAMS, heals=LATTICE_HEALS,
+                        shifts=lattice_shifts(floor), overlap=OVERLAP)  # fmt: skip
+        assert two_toned(quarter)[0] > 10
 
 
 def test_a_tiled_lattice_start_keeps_the_bond_across_the_wrap():

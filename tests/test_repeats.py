@@ -5,7 +5,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from data.procedural import make
-from data.repeats import autocorrelation, lattice_shifts, repeat_strength
+from data.repeats import autocorrelation, lattice_periods, lattice_shifts, repeat_strength
 from losses.spectrum import lattice_share
 from optimize.patches import LATTICE_SHARE, START_REPEAT
 
@@ -20,20 +20,30 @@ def panel(h: int = 150, w: int = 140, period: int = 36) -> torch.Tensor:
     return (0.3 + 0.4 * leaf + 0.2 * ribs + 0.2 * torch.rand(h, w, generator=g)).expand(3, h, w)
 
 
-def running_bond(h: int, w: int, seed: int = 0, course=12, brick=26, mortar=2) -> torch.Tensor:
+def running_bond(
+    h: int,
+    w: int,
+    seed: int = 0,
+    course=12,
+    brick=26,
+    mortar=2,
+    stagger: int | None = None,
+    grain: float = 0.04,
+) -> torch.Tensor:
     """(3, h, w): a wall in running bond, as a photo of one is: courses of ``course`` px and
     bricks of ``brick`` px (each with its mortar joint), every other course shifted half a
-    brick; each brick a random red-brown colour with grain, the mortar pale grey."""
+    brick (or ``stagger`` px: 0 for a grid of tiles); each brick a random red-brown colour
+    with ``grain``, the mortar pale grey."""
     g = torch.Generator().manual_seed(seed)
     y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     row = y // course
-    shifted = x + (row % 2) * (brick // 2)
+    shifted = x + (row % 2) * (brick // 2 if stagger is None else stagger)
     index = row * (w // brick + 2) + shifted // brick
     spread, base = torch.tensor([[0.4], [0.25], [0.15]]), torch.tensor([[0.4], [0.15], [0.1]])
     colour = base + spread * torch.rand(3, int(index.max()) + 1, generator=g)
     joint = (y % course < mortar) | (shifted % brick < mortar)
     wall = torch.where(joint, torch.tensor(0.8).view(1, 1, 1), colour[:, index])
-    return (wall + 0.04 * torch.randn(3, h, w, generator=g)).clamp(0, 1)
+    return (wall + grain * torch.randn(3, h, w, generator=g)).clamp(0, 1)
 
 
 def brick_lengths(wall: torch.Tensor, mortar: float = 0.7) -> list[int]:
@@ -106,3 +116,12 @@ def test_lattice_shifts_read_only_the_valid_pixels_of_a_wall_with_a_hole():
     shifts = lattice_shifts(cut, ~hole)
     assert shifts.shape == (191, 311) and bool(shifts[95, 155])
     assert bool(shifts[94:97, 180:183].any()) and not bool(shifts[94:97, 167:170].any())
+
+
+def test_lattice_periods_are_a_bond_s_courses_and_bricks_and_a_grid_s_tiles():
+    assert lattice_periods(lattice_shifts(running_bond(96, 156))) == (12, 26)
+    tiles = running_bond(96, 156, course=14, brick=18, stagger=0)
+    assert lattice_periods(lattice_shifts(tiles)) == (14, 18)
+    alone = torch.zeros(5, 7, dtype=torch.bool)
+    alone[2, 3] = True  # no shift but none
+    assert lattice_periods(alone) == (None, None)
