@@ -500,6 +500,8 @@ def test_a_grid_s_start_cuts_along_its_joints_not_through_its_tiles():
     floor = running_bond(96, 156, seed=1, course=14, brick=14, stagger=0, grain=0)
     synth = PatchSynthesizer([floor], log=lambda m: None, **FAST)
     assert synth.start_block == 32 and lattice_overlap(lattice_shifts(floor), 32) == 0.5
+    # 26 px bricks: no overlap of 16 px holds one, and a wider one only cuts more of them
+    assert lattice_overlap(lattice_shifts(running_bond(96, 156)), 32) == OVERLAP
     for seed in (0, 1):
         start = synth._quilt((160, 160), 32, torch.Generator().manual_seed(seed))[0]
         split, tiles = two_toned(start)
