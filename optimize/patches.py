@@ -480,8 +480,8 @@ class PatchSynthesizer(PerImageSynthesizer):
     def _quilt(self, size: tuple[int, int], block: int, g) -> torch.Tensor:
         """(1, C, H, W): the output quilted from ``block`` px blocks of the exemplars; one
         exemplar that repeats, each block in its lattice's phase with the blocks beside it
-        (``data.repeats.lattice_shifts``), their overlaps reaching past a period
-        (``optimize.quilting.lattice_overlap``)."""
+        (``data.repeats.lattice_shifts``), their overlaps reaching past both of its periods
+        where half a block allows (``optimize.quilting.lattice_overlap``)."""
         h, w = size
         if min(h, w) < block:
             block = max(self.config.patch_size, min(h, w))

@@ -222,8 +222,8 @@ def quilt(
 
     Blocks step over the hole's bounding box in raster order, each reaching ``overlap`` of
     its side (OVERLAP; a lattice's: ``lattice_overlap``; at most half) into the known pixels
-    around it (the kept ring included), and each is the source
-    block with the least squared difference there (one of those within TOLERANCE of it).
+    around it (the kept ring included), and each is the source block with the least squared
+    difference there (one of those within TOLERANCE of it).
     A block replaces the pixels pasted before it on its side of the least-error cuts through
     its left and top overlaps (``_cut_side``); kept pixels are never written. In that
     difference a kept pixel within RING px of the hole weighs ``1 + ring_weight`` (the
