@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from edit_cli import FAST, QUICK, run
-from test_repeats import brick_lengths, panel, running_bond
+from test_repeats import between_joints, brick_lengths, pale_joints, panel, running_bond
 
 from data.errors import UserError
 from data.images import load_image, save_image
@@ -482,14 +482,9 @@ def test_a_lattice_start_lays_its_blocks_in_the_bond_s_phase():
 def two_toned(floor: torch.Tensor) -> tuple[int, int]:
     """Of the tiles of a grain-free (3, H, W) grid of pale grey joints (``running_bond``
     with ``stagger`` 0), how many hold more than one colour, and how many there are."""
-    grey = (floor.max(0).values - floor.min(0).values < 0.15) & (floor.mean(0) > 0.7)
-
-    def runs(joint):  # the runs of rows (or columns) between two joints
-        edges = [i for i in range(1, len(joint)) if joint[i] != joint[i - 1]]
-        return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if not joint[a]]
-
-    cells = [floor[:, t:b, left:right] for t, b in runs((grey.float().mean(1) > 0.6).tolist())
-             for left, right in runs((grey.float().mean(0) > 0.6).tolist())]  # fmt: skip
+    grey = pale_joints(floor).float()
+    cells = [floor[:, t:b, left:right] for t, b in between_joints(grey.mean(1))
+             for left, right in between_joints(grey.mean(0))]  # fmt: skip
     return sum(float((c.amax((1, 2)) - c.amin((1, 2))).max()) > 0.02 for c in cells), len(cells)
 
 
@@ -498,8 +493,9 @@ def test_a_grid_s_start_cuts_along_its_joints_not_through_its_tiles():
     two blocks' colours there (seeds 0-5: 17-38 of 100-121 tiles two-toned); overlaps past
     a period hold a whole joint, along which blocks in phase agree (none)."""
     floor = running_bond(96, 156, seed=1, course=14, brick=14, stagger=0, grain=0)
+    shifts = lattice_shifts(floor)
     synth = PatchSynthesizer([floor], log=lambda m: None, **FAST)
-    assert synth.start_block == 32 and lattice_overlap(lattice_shifts(floor), 32) == 0.5
+    assert synth.start_block == 32 and lattice_overlap(shifts, 32) == 0.5
     # 26 px bricks: no overlap of 16 px holds one, and a wider one only cuts more of them
     assert lattice_overlap(lattice_shifts(running_bond(96, 156)), 32) == OVERLAP
     for seed in (0, 1):
@@ -509,7 +505,7 @@ def test_a_grid_s_start_cuts_along_its_joints_not_through_its_tiles():
         everything, g = torch.ones(160, 160, dtype=torch.bool), torch.Generator().manual_seed(seed)
         quarter = quilt(torch.zeros(3, 160, 160), everything, [floor], [torch.ones(96, 156) > 0],
                         32, g, blend=False, seams=LATTICE_SEAMS, heals=LATTICE_HEALS,
-                        shifts=lattice_shifts(floor), overlap=OVERLAP)  # fmt: skip
+                        shifts=shifts, overlap=OVERLAP)  # fmt: skip
         assert two_toned(quarter)[0] > 10
 
 

@@ -46,16 +46,25 @@ def running_bond(
     return (wall + grain * torch.randn(3, h, w, generator=g)).clamp(0, 1)
 
 
+def pale_joints(wall: torch.Tensor, mortar: float = 0.7) -> torch.Tensor:
+    """(H, W) bool: the pale grey joint pixels of a ``running_bond``-like (3, H, W) image."""
+    return (wall.max(0).values - wall.min(0).values < 0.15) & (wall.mean(0) > mortar)
+
+
+def between_joints(joint: torch.Tensor) -> list[tuple[int, int]]:
+    """The runs (start, end) of rows (or columns) between two joints, of a (H,) bool that is
+    True on the rows where most pixels are joint (``pale_joints``' share over 0.6)."""
+    flags = (joint.float() > 0.6).tolist()
+    edges = [i for i in range(1, len(flags)) if flags[i] != flags[i - 1]]
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if not flags[a]]
+
+
 def brick_lengths(wall: torch.Tensor, mortar: float = 0.7) -> list[int]:
     """The lengths (px) between head joints along the middle row of each course of a
     ``running_bond``-like (3, H, W) image; a joint is a run of pale grey pixels."""
-    grey = (wall.max(0).values - wall.min(0).values < 0.15) & (wall.mean(0) > mortar)
-    bed = (grey.float().mean(1) > 0.6).tolist()
-    # the courses: the runs of rows between two bed joints
-    edges = [y for y in range(1, len(bed)) if bed[y] != bed[y - 1]]
-    courses = [(a, b) for a, b in zip(edges, edges[1:], strict=False) if not bed[a]]
+    grey = pale_joints(wall, mortar)
     lengths = []
-    for top, bottom in courses:
+    for top, bottom in between_joints(grey.float().mean(1)):  # the courses
         cols = torch.nonzero(grey[(top + bottom) // 2])[:, 0].tolist()
         starts = [c for i, c in enumerate(cols) if i == 0 or c != cols[i - 1] + 1]
         lengths += [b - a for a, b in zip(starts, starts[1:], strict=False)]
