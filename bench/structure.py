@@ -12,14 +12,17 @@ choice of start included. Each output is judged by ``bench.race.tiled_judge``: `
 squares of half the exemplar's short side, each against real crops of the exemplar (1.0 =
 as close as a real crop; lower is better): ``structure`` is the judge's long-range measure
 (``judge.structure``), ``score`` the judge's mean. Issue 13's target is structure <= 1.5.
+``recurrence`` looks across the whole output instead (``judge.recurrence``): how little it
+repeats itself beside its exemplar (1: as little; 0: made of copies; higher is better),
+which squares judged one at a time cannot see.
 
 The exemplars: the photos of ../shared/exemplars (``--exemplars``), the procedural cells,
 dots and stripes at 256 px (``data.procedural``), and photo-like regular ones made in code
 (``experiments.regular``: bricks, tiles, a weave, and a wall of large bricks). Beside a
 procedural exemplar the run judges a fresh sample of its process at the output size
 (another seed: a new layout of the same material), the floor a synthesis cannot be expected
-to beat there. Rows already in OUT/results.jsonl whose image is still there are kept, so a
-long run can be stopped and resumed; ``--fresh`` starts over.
+to beat there, and its recurrence. Rows already in OUT/results.jsonl whose image is still
+there are kept, so a long run can be stopped and resumed; ``--fresh`` starts over.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from data.procedural import make
 from data.sheets import contact_sheet
 from data.sidecar import write_bytes_atomic
 from experiments.regular import bricks, tiles, weave
+from judge.recurrence import recurrence_ratio
 
 SHARED = ROOT.parent / "shared" / "exemplars"
 TARGET = 1.5  # issue 13: structure within 1.5x of a real crop's
@@ -67,6 +71,10 @@ class Row:
     structure: float
     score: float
     floor: float | None  # a fresh sample's structure (procedural cells and dots only)
+    # judge.recurrence.recurrence_ratio of the output and of the fresh sample; None in rows
+    # measured before it existed
+    recurrence: float | None = None
+    floor_recurrence: float | None = None
 
 
 def exemplars(folder: Path, only: list[str] | None, workdir: Path) -> dict[str, tuple[str, Path]]:
@@ -118,9 +126,11 @@ def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say) -> list[Row]:
         exemplar = load_image(path)[0]
         judged = tiled_judge(exemplar)
         for size in sizes:
-            floor = None
+            floor = floor_recurrence = None
             if kind == "procedural" and name != "stripes":  # another seed only shifts stripes
-                floor = judged(make(name, size, seed=1))["structure"]
+                sample = make(name, size, seed=1)
+                floor = judged(sample)["structure"]
+                floor_recurrence = recurrence_ratio(sample, exemplar)
             for seed in seeds:
                 if (name, size, seed) in done:
                     rows.append(done[(name, size, seed)])
@@ -129,9 +139,10 @@ def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say) -> list[Row]:
                 out = image_path(workdir, name, size, seed)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 seconds, start = synthesize(path, size, seed, out)
-                j = judged(load_image(out)[0])
+                image = load_image(out)[0]
+                j = judged(image)
                 row = Row(name, kind, size, seed, seconds, start, j["structure"], j["score"],
-                          floor)  # fmt: skip
+                          floor, recurrence_ratio(image, exemplar), floor_recurrence)  # fmt: skip
                 rows.append(row)
                 with results.open("a") as f:
                     f.write(json.dumps(asdict(row)) + "\n")
@@ -144,16 +155,20 @@ def image_path(workdir: Path, name: str, size: int, seed: int) -> Path:
 
 
 HEADER = (
-    "| exemplar | kind | size | seed | start | structure | score | fresh sample | s |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| exemplar | kind | size | seed | start | structure | score | recurrence "
+    "| fresh sample | s |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
 def table_row(r: Row) -> str:
     mark = "" if r.structure <= TARGET or math.isnan(r.structure) else " (over)"
     floor = "-" if r.floor is None else f"{r.floor:.2f}"
+    if r.floor_recurrence is not None:
+        floor += f" / {r.floor_recurrence:.2f}"
+    recurrence = "-" if r.recurrence is None else f"{r.recurrence:.2f}"
     return (f"| {r.name} | {r.kind} | {r.size} | {r.seed} | {r.start} | {r.structure:.2f}{mark} "
-            f"| {r.score:.2f} | {floor} | {r.seconds:.0f} |")  # fmt: skip
+            f"| {r.score:.2f} | {recurrence} | {floor} | {r.seconds:.0f} |")  # fmt: skip
 
 
 def summary(rows: list[Row]) -> str:

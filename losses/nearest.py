@@ -25,6 +25,9 @@ DISTANCES = 2**20
 # exemplar's patches (docs/decisions.md, session 6: as good as the exact stride-2 search).
 NEAREST_STRIDE = 4
 NEAREST_DIMS = 32
+# A robust projection's squared distances are floored at this (a pixel's colour off by 0.01
+# in each channel): an exact match's weight stays finite.
+ROBUST_FLOOR = 1e-4
 
 
 def patch_count(image: torch.Tensor, patch: int) -> int:
@@ -193,10 +196,16 @@ def _wrap_add(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def project_to_nearest(
-    img: torch.Tensor, index: PatchIndex, stride: int, circular: bool
+    img: torch.Tensor, index: PatchIndex, stride: int, circular: bool, robust: float | None = None
 ) -> torch.Tensor:
     """One projection step: (1, C, H, W) -> (1, C, H, W), each pixel the mean of the nearest
     exemplar patches of the grid patches that cover it (not differentiable).
+
+    With ``robust`` = r in (0, 2), the mean is weighted: a patch's match by its distance to
+    it to the power r - 2 (the distance the root mean square over its coordinates), the
+    weights of one reweighted least-squares step of Kwatra et al.'s robust energy
+    sum ||x_p - z_p||^r. Where the matches of overlapping patches disagree, the one that fits
+    best wins instead of all of them averaging to a smear.
 
     Args:
         img: the output, H and W at least p.
@@ -218,8 +227,14 @@ def project_to_nearest(
     size = img.shape[-2:]
     queries = F.unfold(img.float(), p, stride=stride)  # (1, C p p, M)
     matched = index.patches[index.nearest(queries[0].T)].T[None]
-    total = F.fold(matched, size, p, stride=stride)
-    count = F.fold(torch.ones_like(matched[:, : p * p]), size, p, stride=stride)
+    weight = torch.ones_like(matched[:, :1])  # (1, 1, M)
+    if robust is not None:
+        if not 0 < robust < 2:
+            raise ValueError(f"robust must be in (0, 2), not {robust}")
+        square = (matched - queries).pow(2).mean(1, keepdim=True)
+        weight = (square + ROBUST_FLOOR).pow((robust - 2) / 2)
+    total = F.fold(matched * weight, size, p, stride=stride)
+    count = F.fold(weight.expand(-1, p * p, -1), size, p, stride=stride)
     if circular:
         total, count = _wrap_add(total, h, w), _wrap_add(count, h, w)
     return (total / count)[..., :h, :w].to(img.dtype)

@@ -23,6 +23,7 @@ def test_run_judges_the_default_and_keeps_finished_rows(tmp_path):
     row = json.loads(line)
     assert row["name"] == "tiny" and row["kind"] == "photo" and row["size"] == 96
     assert row["start"] in ("blocks", "noise") and row["structure"] > 0 and row["seconds"] > 0
+    assert row["recurrence"] > 0 and row["floor_recurrence"] is None  # a photo: no fresh sample
     assert "| tiny | photo | 96 | 0 |" in (tmp_path / "out" / "RESULTS.md").read_text()
     assert "1 of 1 within structure 1.5" in result.output or "over: tiny 96" in result.output
     assert (tmp_path / "out" / "sheet.png").stat().st_size > 1000

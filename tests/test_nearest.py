@@ -95,6 +95,26 @@ def test_projection_descends_the_patch_energy():
     assert energies[-1] < 0.5 * energies[0]
 
 
+def test_a_robust_projection_lets_the_fitting_match_win_where_matches_disagree():
+    exemplar = _image(40, 40)
+    crop = exemplar[..., 7:24, 11:28].clone()  # 17 x 17
+    crop[..., 8:] = _image(17, 9, 3)  # columns 8-16 no longer the exemplar's
+    index = PatchIndex([exemplar], 5)
+    mean = project_to_nearest(crop, index, 2, circular=False)
+    robust = project_to_nearest(crop, index, 2, circular=False, robust=0.3)
+    assert torch.equal(project_to_nearest(crop, index, 2, False, robust=None), mean)
+    # column 6 lies in the grid patch at column 2, the exemplar's own, and in those at 4
+    # and 6, which reach the noise and match other exemplar patches: the mean blends the
+    # three, the robust mean keeps the exact one
+    mean_error = (mean - crop)[..., 6].abs().mean()
+    robust_error = (robust - crop)[..., 6].abs().mean()
+    assert mean_error > 0.02
+    assert robust_error < mean_error / 20
+    torch.testing.assert_close(robust[..., :6], crop[..., :6])
+    clean = exemplar[..., 7:24, 11:28]
+    torch.testing.assert_close(project_to_nearest(clean, index, 2, False, robust=0.3), clean)
+
+
 @pytest.mark.parametrize("stride", [2, 3])
 def test_circular_projection_keeps_a_periodic_image(stride):
     tile = _image(9, 9, 4)
