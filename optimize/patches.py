@@ -493,7 +493,8 @@ class PatchSynthesizer(PerImageSynthesizer):
         """(1, C, H, W): the output quilted from ``block`` px blocks of the exemplars; one
         exemplar that repeats, each block in its lattice's phase with the blocks beside it
         (``data.repeats.lattice_shifts``), their overlaps reaching past both of its periods
-        where half a block allows (``optimize.quilting.lattice_overlap``)."""
+        where half a block allows (``optimize.quilting.lattice_overlap``), and there fresh
+        blocks only (``optimize.quilting.quilt``'s ``fresh``)."""
         h, w = size
         if min(h, w) < block:
             block = max(self.config.patch_size, min(h, w))
@@ -514,9 +515,19 @@ class PatchSynthesizer(PerImageSynthesizer):
         overlap = OVERLAP if shifts is None else lattice_overlap(shifts, block)
         canvas = torch.zeros(len(sources[0]), h, w)
         everything = torch.ones(h, w, dtype=torch.bool)
+        # Where the overlap holds a whole joint (wider than OVERLAP: tiles, weave, honeycomb),
+        # fresh blocks only: the block that continues its neighbour as the exemplar does
+        # matched its overlap exactly and won alone, so rows of blocks were strips of the
+        # exemplar and a 512 px tile floor repeated its first three rows three times. 512 px,
+        # seeds 0-2, recurrence (judge.recurrence) / structure: tiles 0.38, 0.41, 0.19 ->
+        # 0.90, 0.86, 0.86 / 1.04, 0.99, 1.06 -> 1.10, 1.20, 1.19; weave 0.50, 0.60, 0.60 ->
+        # 0.69, 0.80, 0.78 / 1.25, 1.10, 1.19 -> 1.27, 1.29, 1.42; honeycomb 0.55, 0.33, 0.40
+        # -> 0.65, 0.50, 0.68 / 1.17, 1.34, 1.20 -> 1.18, 1.17, 1.14. Elsewhere a block that
+        # does not continue its neighbour is cut through elements: the wall's bricks came out
+        # two-toned, knit and metal_plate scored worse (docs/decisions.md, session 39).
         return quilt(canvas, everything, sources, valid, block, g, blend=False,
                      seams=LATTICE_SEAMS, heals=LATTICE_HEALS, shifts=shifts,
-                     overlap=overlap)[None]  # fmt: skip
+                     overlap=overlap, fresh=overlap > OVERLAP)[None]  # fmt: skip
 
     def _scaled(self, u: torch.Tensor, fit: tuple[float, float]) -> torch.Tensor:
         """``u`` (C, h, w) scaled by ``fit`` (sy, sx) of ``losses.spectrum.lattice_fit``, so

@@ -216,6 +216,7 @@ def quilt(
     sourced: torch.Tensor | None = None,
     colour_first: float | None = None,
     overlap: float = OVERLAP,
+    fresh: bool = False,
 ) -> torch.Tensor:
     """Fill ``canvas`` (C, H, W) where ``fill`` (H, W) is set with ``side`` x ``side`` blocks
     of ``sources`` (each (C, h, w), with (h, w) bool ``valid`` pixels that may be copied).
@@ -259,6 +260,12 @@ def quilt(
     receives the pasted pixels' positions, so that a later quilt over the same pixels (the
     wrap-around bands of ``quilt_periodic``) reads them.
 
+    With ``fresh``, a block is never one that continues a pixel pasted in its window as the
+    source does (its offset within a pixel of that pixel's, ``_Paste.continuing``), where
+    other blocks remain: such a block matches its overlap exactly and wins alone, so rows
+    of blocks became strips of the source whose jumps cycled, and a large output repeated
+    the source's regions (``judge.recurrence``).
+
     Returns (C, H, W), the filled canvas (a new tensor), in [0, 1] where the sources are.
     """
     out = canvas.clone()
@@ -266,7 +273,7 @@ def quilt(
     known = ~fill
     emphasis = 1 + ring_weight * _ring(fill).to(canvas.dtype)
     paste = _Paste(out, origin, known, fill, sources, valid, emphasis, ring_weight, generator)
-    paste.overlap = overlap
+    paste.overlap, paste.fresh = overlap, fresh
     if shifts is not None:
         if len(sources) != 1:
             raise ValueError("lattice shifts are a single source's")
@@ -304,6 +311,7 @@ class _Paste:
         self.sourced: torch.Tensor | None = None
         self.colour_first: float | None = None
         self.overlap = OVERLAP  # ``quilt``'s, of the block side
+        self.fresh = False  # ``quilt``'s: ban the blocks that continue a known pixel's source
 
     def reach(self, side: int) -> int:
         """How far, in px, a ``side`` block reaches into the blocks before it."""
@@ -359,6 +367,26 @@ class _Paste:
             share[iy[:, None], ix[None, :]] += n * self.shifts[dy[iy][:, None], dx[ix][None, :]]
         return share / counts.sum()
 
+    def continuing(self, window: tuple[slice, slice], side: int) -> list[torch.Tensor]:
+        """Per usable source (``_usable``), (h - side + 1, w - side + 1) bool: the blocks whose
+        offset (source position less place, at the window's corner) is within a pixel of a
+        pasted pixel's of ``window``, from that source: those that continue it as the
+        source does."""
+        rows, cols = window
+        here = self.known[window] & (self.origin[0][window] >= 0)
+        origin = self.origin[(slice(None), *window)]
+        out = []
+        for k, u, *_ in self._usable(side):
+            h, w = u.shape[-2:]
+            banned = torch.zeros(h - side + 1, w - side + 1, dtype=torch.bool)
+            y, x = torch.nonzero(here & (origin[0] == k), as_tuple=True)
+            # the start (sy, sx) of a block placed at the window's corner with that offset
+            starts = torch.stack([origin[1][y, x] - y, origin[2][y, x] - x])
+            for sy, sx in torch.unique(starts, dim=1).T.tolist():
+                banned[max(0, sy - 1) : max(0, sy + 2), max(0, sx - 1) : max(0, sx + 2)] = True
+            out.append(banned)
+        return out
+
     def __call__(
         self, target: torch.Tensor, side: int, grow: bool, judge: Coherence | None = None,
         candidates: int = 1,
@@ -388,7 +416,8 @@ class _Paste:
                 k[kept] = e * (len(e) / e.sum())
             view = out[(slice(None), *window)]
             phase = None if self.shifts is None else self.in_phase(window, side)
-            picks = _pick(view, k, usable, self.g, candidates, phase, self.colour_first)
+            banned = self.continuing(window, side) if self.fresh else None
+            picks = _pick(view, k, usable, self.g, candidates, phase, self.colour_first, banned)
             blocks = [self.sources[i][:, sy : sy + side, sx : sx + side] for i, sy, sx in picks]
             errors = torch.stack([(block - view).pow(2).sum(0) * k for block in blocks])
             cuts, costs = _cut_sides(errors, overlap) if grow else _cut_side(errors, overlap)
@@ -696,8 +725,9 @@ def _continuation(origin, fill, sources, valid) -> torch.Tensor:
 
 
 def _pick(
-    target, weight, usable, generator, n=1, phase=None, colour_first: float | None = None
-) -> list[tuple[int, int, int]]:
+    target, weight, usable, generator, n=1, phase=None, colour_first: float | None = None,
+    banned: list[torch.Tensor] | None = None,
+) -> list[tuple[int, int, int]]:  # fmt: skip
     """Where blocks may be copied from, ``n`` of (source index, top, left): ``side`` x
     ``side`` blocks of the ``usable`` sources ((index, source, its squares, where its whole
     blocks start, the spectra of the source and of its squares) each), drawn without repeats
@@ -705,9 +735,15 @@ def _pick(
     (b, b; 0 where unknown), is within TOLERANCE of the least (fewer where fewer are); with
     ``phase`` (the one source's blocks' shares in phase, ``_Paste.in_phase``), among those
     whose share is within PHASE_SLACK of the most; with ``colour_first`` too, of the blocks
-    within that tolerance of the least squared difference."""
+    within that tolerance of the least squared difference. ``banned`` (per usable source, a
+    bool map of its blocks, ``_Paste.continuing``) leaves those out where others remain."""
     errors = []
     energy = float((weight * target.pow(2)).sum())
+    banned = banned or [None] * len(usable)
+    if all(b is not None for b in banned):
+        fresh = [entry[3] & ~b for entry, b in zip(usable, banned, strict=True)]
+        if any(f.any() for f in fresh):
+            usable = [(*entry[:3], f, *entry[4:]) for entry, f in zip(usable, fresh, strict=True)]
     for _, u, u2, ok, spectrum, spectrum2 in usable:
         # sum of weight (source - target)^2, less the target's own term
         err = correlate(u2, weight.expand_as(target), spectrum2)

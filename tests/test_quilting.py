@@ -59,6 +59,46 @@ def test_blocks_placed_by_the_pixels_around_them_continue_a_pattern_exactly():
     assert torch.allclose(out, img)
 
 
+def _offset_runs(out: torch.Tensor, h: int, w: int) -> int:
+    """The longest run, along any row of ``out`` quilted from a ``_ramps`` source (h, w), of
+    pixels copied at one offset (source position less place): one copied strip."""
+    sy = (out[0] * (h - 1)).round().long() - torch.arange(out.shape[1])[:, None]
+    sx = (out[1] * (w - 1)).round().long() - torch.arange(out.shape[2])[None]
+    same = (sy[:, 1:] == sy[:, :-1]) & (sx[:, 1:] == sx[:, :-1])
+    longest = 0
+    for row in same.tolist():
+        run = 0
+        for s in row:
+            run = run + 1 if s else 0
+            longest = max(longest, run)
+    return longest + 1
+
+
+def _ramps(h: int, w: int) -> torch.Tensor:
+    """(3, h, w): each pixel's row and column as colours (and noise): a quilt of it shows
+    where each of its pixels was copied from."""
+    y = torch.linspace(0, 1, h)[:, None].expand(h, w)
+    x = torch.linspace(0, 1, w)[None].expand(h, w)
+    return torch.stack([y, x, torch.rand(h, w, generator=torch.Generator().manual_seed(0))])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fresh_blocks_never_continue_their_neighbours_source(seed):
+    source, side = _ramps(128, 128), 16
+    everything = torch.ones(64, 96, dtype=torch.bool)
+    valid = [torch.ones(128, 128, dtype=torch.bool)]
+
+    def quilted(fresh):
+        g = torch.Generator().manual_seed(seed)
+        return quilt(torch.zeros(3, 64, 96), everything, [source], valid, side, g,
+                     blend=False, heals=0, fresh=fresh)  # fmt: skip
+
+    # the block that continues its neighbour as the source does matches the overlap exactly
+    # and wins: plain quilts copy strips several blocks long; fresh ones, none past a block
+    assert _offset_runs(quilted(False), 128, 128) > 2 * side
+    assert _offset_runs(quilted(True), 128, 128) <= side
+
+
 @pytest.mark.parametrize("ring_side", [None, 8])
 def test_an_expand_grown_from_its_kept_middle_continues_a_pattern_to_the_corners(ring_side):
     img = columns()
