@@ -372,7 +372,6 @@ class _Paste:
         offset (source position less place, at the window's corner) is within a pixel of a
         pasted pixel's of ``window``, from that source: those that continue it as the
         source does."""
-        rows, cols = window
         here = self.known[window] & (self.origin[0][window] >= 0)
         origin = self.origin[(slice(None), *window)]
         out = []
@@ -739,8 +738,7 @@ def _pick(
     bool map of its blocks, ``_Paste.continuing``) leaves those out where others remain."""
     errors = []
     energy = float((weight * target.pow(2)).sum())
-    banned = banned or [None] * len(usable)
-    if all(b is not None for b in banned):
+    if banned is not None:
         fresh = [entry[3] & ~b for entry, b in zip(usable, banned, strict=True)]
         if any(f.any() for f in fresh):
             usable = [(*entry[:3], f, *entry[4:]) for entry, f in zip(usable, fresh, strict=True)]
