@@ -46,7 +46,7 @@ from data.procedural import make
 from data.sheets import contact_sheet
 from data.sidecar import write_bytes_atomic
 from experiments.regular import bricks, tiles, weave
-from judge.recurrence import recurrence_ratio
+from judge.recurrence import recurrence_judge
 
 SHARED = ROOT.parent / "shared" / "exemplars"
 TARGET = 1.5  # issue 13: structure within 1.5x of a real crop's
@@ -71,7 +71,7 @@ class Row:
     structure: float
     score: float
     floor: float | None  # a fresh sample's structure (procedural cells and dots only)
-    # judge.recurrence.recurrence_ratio of the output and of the fresh sample; None in rows
+    # judge.recurrence.recurrence_judge of the output and of the fresh sample; None in rows
     # measured before it existed
     recurrence: float | None = None
     floor_recurrence: float | None = None
@@ -124,13 +124,13 @@ def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say) -> list[Row]:
     rows = []
     for name, (kind, path) in names.items():
         exemplar = load_image(path)[0]
-        judged = tiled_judge(exemplar)
+        judged, recurrence = tiled_judge(exemplar), recurrence_judge(exemplar)
         for size in sizes:
             floor = floor_recurrence = None
             if kind == "procedural" and name != "stripes":  # another seed only shifts stripes
                 sample = make(name, size, seed=1)
                 floor = judged(sample)["structure"]
-                floor_recurrence = recurrence_ratio(sample, exemplar)
+                floor_recurrence = recurrence(sample)
             for seed in seeds:
                 if (name, size, seed) in done:
                     rows.append(done[(name, size, seed)])
@@ -142,7 +142,7 @@ def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say) -> list[Row]:
                 image = load_image(out)[0]
                 j = judged(image)
                 row = Row(name, kind, size, seed, seconds, start, j["structure"], j["score"],
-                          floor, recurrence_ratio(image, exemplar), floor_recurrence)  # fmt: skip
+                          floor, recurrence(image), floor_recurrence)  # fmt: skip
                 rows.append(row)
                 with results.open("a") as f:
                     f.write(json.dumps(asdict(row)) + "\n")

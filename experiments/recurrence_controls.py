@@ -3,7 +3,7 @@
     python -m experiments.recurrence_controls [--exemplars DIR]
 
 For every exemplar of ``bench.structure`` (the photos of ``--exemplars``, the procedural and
-the regular ones) it prints ``recurrence_ratio`` against the exemplar of: a real crop (three
+the regular ones) it prints ``recurrence_judge``'s ratio against the exemplar of: a real crop (three
 quarters of each side: new material, about 1 or more); the exemplar with its lower half a
 copy of its upper half (the squares of the grid's top and bottom rows have a copy: about
 0.5; the middle rows straddle the paste); and a grid of one crop of a quarter of its sides
@@ -24,7 +24,7 @@ from bench.structure import PROCEDURAL, SHARED, exemplars
 from data.errors import run_cli
 from data.images import load_image
 from data.procedural import make
-from judge.recurrence import recurrence_ratio
+from judge.recurrence import recurrence_judge
 
 
 def controls(u: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -51,12 +51,11 @@ def main(
             print("| --- | --- | --- | --- | --- |")
             for name, (_, path) in names.items():
                 u = load_image(path)[0]
-                cells = [f"{recurrence_ratio(c, u):.2f}" for c in controls(u).values()]
+                rate = recurrence_judge(u)
+                cells = [f"{rate(c):.2f}" for c in controls(u).values()]
                 fresh = "-"
                 if name in PROCEDURAL:
-                    fresh = " / ".join(
-                        f"{recurrence_ratio(make(name, s, seed=1), u):.2f}" for s in (512, 1024)
-                    )
+                    fresh = " / ".join(f"{rate(make(name, s, seed=1)):.2f}" for s in (512, 1024))
                 print(f"| {name} | {' | '.join(cells)} | {fresh} |", flush=True)
 
     run_cli(go)

@@ -9,17 +9,19 @@ on a grid, the best normalised cross-correlation with any window of the image th
 overlap the square. A real texture's squares have look-alikes (a lattice's next tile, a
 similar stone) but not copies; a synthesis that repeats has copies, correlation near 1.
 
-``recurrence_ratio`` compares an image with its exemplar: the mean of 1 - best correlation
-of the image's squares over the exemplar's own. 1: the image repeats itself as little as the
-exemplar does; 0: it is made of exact copies. An image larger than its exemplar has more
-windows to find a look-alike in, so its ratio runs a little under 1 even when it is new
-material (a fresh 1024 px sample of the procedural cells' process: 0.85 against a 256 px
-exemplar).
+``recurrence_judge`` (``recurrence_ratio`` for one image) compares an image with its
+exemplar: the mean of 1 - best correlation of the image's squares over the exemplar's own.
+1: the image repeats itself as little as the exemplar does; 0: it is made of exact copies.
+An image larger than its exemplar has more windows to find a look-alike in, so its ratio
+runs a little under 1 even when it is new material (a fresh 1024 px sample of the
+procedural cells' process: 0.85 against a 256 px exemplar).
 
 Convention: images are (3, H, W) float tensors in [0, 1]; squares are ``side`` px.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -68,10 +70,20 @@ def best_matches(x: torch.Tensor, side: int, grid: int = GRID) -> torch.Tensor:
     return torch.stack(best).float()
 
 
-def recurrence_ratio(x: torch.Tensor, exemplar: torch.Tensor, grid: int = GRID) -> float:
-    """How little ``x`` (3, H, W) repeats itself beside its ``exemplar`` (3, h, w): the mean of
-    1 - ``best_matches`` of ``x`` over the exemplar's, squares of SIDE of the exemplar's
-    short side. 1: as little as the exemplar; 0: exact copies. Higher is better."""
+def recurrence_judge(exemplar: torch.Tensor, grid: int = GRID) -> Callable[[torch.Tensor], float]:
+    """``rate(x)``: how little ``x`` (3, H, W) repeats itself beside ``exemplar`` (3, h, w),
+    the mean of 1 - ``best_matches`` of ``x`` over the exemplar's (computed once, here),
+    squares of SIDE of the exemplar's short side. 1: as little as the exemplar; 0: exact
+    copies. Higher is better."""
     side = max(8, round(SIDE * min(exemplar.shape[-2:])))
-    own = (1 - best_matches(exemplar, side, grid)).mean()
-    return float((1 - best_matches(x, side, grid)).mean() / own.clamp_min(1e-6))
+    own = (1 - best_matches(exemplar, side, grid)).mean().clamp_min(1e-6)
+
+    def rate(x: torch.Tensor) -> float:
+        return float((1 - best_matches(x, side, grid)).mean() / own)
+
+    return rate
+
+
+def recurrence_ratio(x: torch.Tensor, exemplar: torch.Tensor, grid: int = GRID) -> float:
+    """``recurrence_judge(exemplar, grid)(x)``, for one image."""
+    return recurrence_judge(exemplar, grid)(x)
