@@ -251,9 +251,9 @@ class PatchEditor(PatchSynthesizer):
         self._conditional = None  # the full-scale refinement's target patches (``_begin``)
         self.block = self._block_side()
         # the blocks that grow the fill's first band from the kept pixels (``blocks``); a
-        # lattice's fill keeps the raster quilt, whose blocks are sized to take the ring's
-        # phase: grown, a brick wall's repair lost a little (seam 0.49 -> 0.57, edge judge
-        # 0.77 -> 0.82 over seeds 0-2; docs/decisions.md, session 30)
+        # lattice's fill has none, its blocks are sized to take the ring's phase: a first
+        # band of small blocks lost a little on a brick wall's repair (seam 0.49 -> 0.57,
+        # edge judge 0.77 -> 0.82 over seeds 0-2; docs/decisions.md, session 30)
         smallest = QUILT_SMALLEST * self.config.patch_size
         grows = self.block and not self._lattice_fill()
         self.ring_block = max(smallest, round(self.block * RING_SIDE)) if grows else None
@@ -367,15 +367,20 @@ class PatchEditor(PatchSynthesizer):
         """(C, h, w): the window's canvas with its hole filled from copied blocks
         (``optimize.quilting.quilt``: a first band of ``ring_block`` blocks grown from the
         kept pixels, each the most coherent of CANDIDATES, then ``block`` ones, also grown; on
-        a lattice ``block`` ones in raster order), as the refinement starts from it."""
+        a lattice ``block`` ones only, grown in phase), as the refinement starts from it.
+        Grown, not in raster order: a lattice's raster quilt began at the canvas's corner, so
+        an expanded wall's side bands followed the rows of the band above the kept image, a
+        whole number of uneven courses away, and met the kept rows a few px off (steps along
+        its edges); grown from the kept pixels, every block takes the rows beside it
+        (docs/decisions.md, session 40)."""
         sources, valid = self._quilt_sources(), self._quilt_valid()
         window = self.canvas[(slice(None), *self.window)].cpu()
         fill = self.fill[self.window]
-        grow = self.ring_block is not None
-        seams, heals = (SEAMS, HEALS) if grow else (LATTICE_SEAMS, LATTICE_HEALS)
-        shifts, sourced = self._phase(sources, valid) if not grow else (None, None)
+        lattice = self.ring_block is None
+        seams, heals = (LATTICE_SEAMS, LATTICE_HEALS) if lattice else (SEAMS, HEALS)
+        shifts, sourced = self._phase(sources, valid) if lattice else (None, None)
         return quilt(window, fill, sources, valid, self.block, generator, blend, RING_WEIGHT,
-                     OFFSET_LIMIT, grow=grow, ring_side=self.ring_block,
+                     OFFSET_LIMIT, grow=True, ring_side=self.ring_block,
                      candidates=CANDIDATES, seams=seams, heals=heals, shifts=shifts,
                      sourced=sourced, colour_first=EDIT_PHASE_TOLERANCE)  # fmt: skip
 
