@@ -2,14 +2,18 @@
 kept. The output has the target's size.
 
 - Patch engine (``PatchRemaker``; GPDM's image-guided synthesis, Elnekave and Weiss 2022):
-  the pyramid starts from the target, downscaled, at the first scale at least
-  ``START_SCALE`` instead of from noise at the coarsest, so the coarse scales that would lay
-  out the exemplar's own arrangement are skipped. At every scale the patch distribution
-  term and the nearest-patch projections pull the patches toward the exemplars', and a
-  content term, ``remake_weight`` x ``losses.content.pixel_content``, holds the output's
-  low frequencies to the target's: both are compared downscaled to the scale at which the
-  full pyramid starts (the exemplar's short side ``coarsest`` px), so detail finer than
-  about 1/``coarsest`` of the exemplar is left to the texture.
+  the target is first drawn in the exemplars' palette (``in_palette``: its brightness
+  stretched onto theirs, each pixel their mean colour at that brightness, as Efros and
+  Freeman 2001's texture transfer matches luminance), then the pyramid starts from it,
+  downscaled, at the first scale at least ``START_SCALE`` instead of from noise at the
+  coarsest, so the coarse scales that would lay out the exemplar's own arrangement are
+  skipped. At every scale the patch
+  distribution term and the nearest-patch projections pull the patches toward the
+  exemplars', and a content term, ``remake_weight`` x ``losses.content.pixel_content``,
+  holds the output's low frequencies to the recoloured target's: both are compared
+  downscaled to the scale at which the full pyramid starts (the exemplar's short side
+  ``coarsest`` px), so detail finer than about 1/``coarsest`` of the exemplar is left to the
+  texture.
 - Features objective (``FeatureRemaker``; Gatys, Ecker and Bethge 2016): L-BFGS from the
   target with ``remake_weight`` x ``losses.content.feature_content`` at ``CONTENT_LAYER`` added
   to the Gram (and other) terms.
@@ -40,7 +44,19 @@ from optimize.patches import PatchSynthesizer
 # coarse scales that lay out the exemplar's own arrangement and keeps those where the
 # projections use large patches (optimize.patches.LARGE_SPAN), which round large elements.
 START_SCALE = 0.25
+# The target is drawn in the exemplars' palette first (``in_palette``). Comparing its own
+# colours, the daisies photo (512 px) remade in knit came out yellow and white blocks of
+# knit-like grain on a dark ground (judge score against knit 3.11; 1 = a real crop), and the
+# procedural stripes remade in dots 3.31. In the palette of the exemplars at the content
+# scale: knit throughout, the daisies as paler knit (1.32), and round dots in diagonal rows
+# (2.15); the layout's brightness kept as closely at that scale (correlation 0.99 -> 1.00,
+# 0.96 -> 0.95), less of it below (at twice that scale 0.89 -> 0.73, 0.78 -> 0.68: more
+# ``remake_weight`` keeps more). Compared at twice the scale, the daisies came out clearer
+# (0.99) but square, and the dots in fragments (docs/decisions.md, session 41).
 CONTENT_LAYER = "conv4_2"  # Gatys et al. 2016's content layer
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601's weights of R, G, B in brightness
+PALETTE_BINS = 64
+SPAN = (0.02, 0.98)  # the quantiles of brightness that ``in_palette`` maps onto each other
 
 
 def load_target(target, log=print) -> tuple[torch.Tensor, str]:
@@ -54,6 +70,38 @@ def load_target(target, log=print) -> tuple[torch.Tensor, str]:
     img, note = load_image(target)
     log(f"target {note}")
     return img, str(target)
+
+
+def in_palette(target: torch.Tensor, exemplars: list[torch.Tensor]) -> torch.Tensor:
+    """(3, H, W) target -> (3, H, W): the target drawn in the ``exemplars``' (each (3, h, w))
+    colours. Its brightness (``LUMA``) is stretched so that its SPAN quantiles fall on the
+    exemplars' (clamped to their range), and each pixel takes the exemplars' mean colour at
+    that brightness: their pixels, sorted by brightness, fall into PALETTE_BINS bins of equal
+    count, whose mean brightness and colour make a ramp read by linear interpolation. The
+    target's light and dark stay where they are; its hues do not."""
+    luma = torch.tensor(LUMA, dtype=target.dtype, device=target.device)
+    pixels = torch.cat([u.reshape(3, -1) for u in exemplars], 1).to(target)
+    light = luma @ pixels
+    order = light.argsort()
+    bins = [(light[part].mean(), pixels[:, part].mean(1))
+            for part in order.tensor_split(PALETTE_BINS)]  # fmt: skip
+    levels = torch.stack([b for b, _ in bins])  # (PALETTE_BINS,), ascending
+    ramp = torch.stack([c for _, c in bins], 1)  # (3, PALETTE_BINS)
+    own = luma @ target.reshape(3, -1)
+    q = torch.tensor(SPAN, dtype=target.dtype, device=target.device)
+    (lo, hi), (to_lo, to_hi) = _quantile(own, q), _quantile(light, q)
+    wanted = to_lo + (own - lo) * (to_hi - to_lo) / (hi - lo).clamp_min(1e-6)
+    wanted = wanted.clamp(float(levels[0]), float(levels[-1]))
+    upper = torch.searchsorted(levels, wanted).clamp(1, PALETTE_BINS - 1)
+    below, above = levels[upper - 1], levels[upper]
+    frac = ((wanted - below) / (above - below).clamp_min(1e-9)).clamp(0, 1)
+    return (ramp[:, upper - 1] * (1 - frac) + ramp[:, upper] * frac).view_as(target)
+
+
+def _quantile(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``torch.quantile`` of a 1-D ``x`` of any length (it refuses over 2^24 elements)."""
+    step = max(1, x.numel() // 2**22)
+    return x[::step].quantile(q)
 
 
 def _check_size(size: tuple[int, int], size_of_edit) -> None:
@@ -73,7 +121,8 @@ class PatchRemaker(PatchSynthesizer):
 
     Args:
         exemplars: as ``PatchSynthesizer``: the texture.
-        target: a path or (3, H, W) tensor in [0, 1]: the layout (and the output's size).
+        target: a path or (3, H, W) tensor in [0, 1]: the layout (and the output's size),
+            drawn in the exemplars' colours (``in_palette``).
         config, log, overrides: as ``PatchSynthesizer``; ``remake_weight`` weighs the
             content term (0: the target is only the start).
         start: the scale the pyramid starts at, from the target (``START_SCALE``).
@@ -90,11 +139,15 @@ class PatchRemaker(PatchSynthesizer):
         if min(image.shape[-2:]) < 2 * p:
             h, w = image.shape[-2:]
             raise UserError(f"--remake: the target is {w}x{h}; give at least {2 * p} px a side")
-        self.target = image.to(self.device)
+        # The content scale: the full pyramid's first scale (module docstring). The target
+        # takes the palette of the exemplars at that scale: the colours a region of their
+        # texture can have on average, which is what the content term compares.
+        scale = self.scales[0]
+        palette = [low_frequencies(u[None], scaled(u.shape[-2:], scale, 4))[0]
+                   for u in self.exemplars]  # fmt: skip
+        self.target = in_palette(image.to(self.device), palette)
         self.target_source = source
-        # The content size: the target at the full pyramid's first scale (module docstring).
-        full = self.scales[0]
-        self._content = low_frequencies(self.target[None], scaled(image.shape[-2:], full, 4))
+        self._content = low_frequencies(self.target[None], scaled(image.shape[-2:], scale, 4))
         first = next((k for k, s in enumerate(self.scales) if s >= start - 1e-9), -1)
         self.start = self.scales[first]
         self.scales, self._pyramid = self.scales[first:], self._pyramid[first:]

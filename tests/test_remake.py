@@ -13,7 +13,7 @@ from data.errors import UserError
 from data.images import save_image
 from data.procedural import make
 from losses.content import feature_content, low_frequencies, pixel_content
-from optimize.remake import FeatureRemaker, PatchRemaker
+from optimize.remake import FeatureRemaker, PatchRemaker, in_palette
 
 RED = torch.tensor([1.0, 0.35, 0.3]).view(3, 1, 1)
 
@@ -93,6 +93,23 @@ def test_without_the_content_term_the_layout_is_not_kept():
     assert gap(runs[1.0]) > 0.15 and gap(runs[0.0]) < 0.5 * gap(runs[1.0])
     with pytest.raises(UserError, match="its target.s size, 80x56"):
         remaker.synthesize(size=(64, 64))
+
+
+def test_a_target_in_colours_the_exemplar_lacks_is_remade_in_the_exemplars():
+    # A blue left half and a yellow right half, remade in red dots (every exemplar pixel
+    # redder than blue; blue over red 0.36 on average). The target drawn in the palette is
+    # red throughout, the halves' order of brightness kept.
+    target = halves()
+    target[:, :, :40] = torch.tensor([0.1, 0.1, 0.5]).view(3, 1, 1)
+    target[:, :, 40:] = torch.tensor([0.9, 0.9, 0.2]).view(3, 1, 1)
+    drawn = in_palette(target, [red_dots()])
+    assert gap(drawn) > 0.15 and (drawn[0] > drawn[2]).all()
+    # The remake's blue half comes out in the exemplar's colours (blue over red 0.48
+    # measured; 0.64 when the content term compared the target's own colours).
+    remaker = PatchRemaker(red_dots(), target, log=print, remake_weight=1.0, **FAST)
+    img = remaker.synthesize(seed=0).image[0]
+    left, own = img[:, :, :40].mean((1, 2)), red_dots().mean((1, 2))
+    assert abs(float(left[2] / left[0] - own[2] / own[0])) < 0.2 and gap(img) > 0.1
 
 
 def test_a_remake_stopped_by_ctrl_c_keeps_the_target_size():
