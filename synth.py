@@ -24,7 +24,16 @@ from typing import Annotated
 import typer
 
 from cli.console import first_interrupt_only, numbered, progress_bar
-from cli.editing import Anchor, Expand, FillStart, Maps, Mask, Remake, RemakeWeight
+from cli.editing import (
+    Anchor,
+    Expand,
+    FillStart,
+    Maps,
+    Mask,
+    Remake,
+    RemakeColours,
+    RemakeWeight,
+)
 from cli.options import (
     ActivationNorm,
     AutocorrLayers,
@@ -110,6 +119,7 @@ def main(
     maps: Maps = None,
     remake: Remake = None,
     remake_weight: RemakeWeight = None,
+    remake_colours: RemakeColours = None,
     backbone: Backbone = None,
     weights: Weights = None,
     layers: Layers = None,

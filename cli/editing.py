@@ -1,6 +1,6 @@
 """synth.py's editing options (issue 17; configs/editing.py has the fields and checks):
 repair (--mask), expand (--expand, --anchor), material stacks (--map) and remake (--remake,
---remake-weight)."""
+--remake-weight, --remake-colours)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from cli.options import registry_choices
-from configs.editing import ANCHORS, FILL_STARTS, MAP_NAMES, REMAKE_WEIGHT
+from configs.editing import ANCHORS, FILL_STARTS, MAP_NAMES, REMAKE_COLOURS, REMAKE_WEIGHT
 
 AnchorName = registry_choices("AnchorName", ANCHORS)
 FillStartName = registry_choices("FillStartName", FILL_STARTS)
+RemakeColoursName = registry_choices("RemakeColoursName", REMAKE_COLOURS)
 
 Mask = Annotated[
     str | None,
@@ -60,5 +61,12 @@ RemakeWeight = Annotated[
     typer.Option(
         help=f"--remake: weight of the content term that keeps the target's layout "
         f"(default {REMAKE_WEIGHT:g}; 0: the target is only the start)."
+    ),
+]
+RemakeColours = Annotated[
+    RemakeColoursName | None,
+    typer.Option(
+        help="--remake (patch engine): exemplar (default): the target's light and dark in the "
+        "exemplars' colours; target: keep the target's own colours."
     ),
 ]

@@ -42,6 +42,9 @@ ALPHA = "alpha"  # --mask alpha: the image's own alpha channel, transparent = fi
 # --remake-weight's default, on both objectives: the layout against the texture, measured
 # on stripes remade in dots (README, Editing; the branch's notes).
 REMAKE_WEIGHT = 0.3
+# --remake-colours: the patch remake draws the target in the exemplars' palette, or keeps
+# its own colours (before session 41's palette, the only way; docs/decisions.md)
+REMAKE_COLOURS = ("exemplar", "target")
 
 
 @dataclass
@@ -63,9 +66,14 @@ class EditFields:
     # weight of --remake's content term (the output's layout against the target's); 0: the
     # target is only the start
     remake_weight: float = REMAKE_WEIGHT
+    # --remake's colours: the exemplars' palette at the target's light and dark, or the
+    # target's own (REMAKE_COLOURS)
+    remake_colours: str = "exemplar"
 
 
-EDIT_OPTIONS = ("mask", "expand", "anchor", "fill_start", "maps", "remake", "remake_weight")
+EDIT_OPTIONS = (
+    "mask", "expand", "anchor", "fill_start", "maps", "remake", "remake_weight", "remake_colours",
+)  # fmt: skip
 
 
 def flag(name: str) -> str:
@@ -123,6 +131,7 @@ def check_edit(cfg, given: set[str]) -> None:
     values["anchor"] = "anchor" in given and cfg.anchor
     values["fill_start"] = "fill_start" in given and cfg.fill_start
     values["remake_weight"] = "remake_weight" in given
+    values["remake_colours"] = "remake_colours" in given and cfg.remake_colours
     if cfg.objective != "patches":
         patch_only = {**values, "remake": None, "remake_weight": None}
         refuse_edits(patch_only, f"the {cfg.objective} objective")
@@ -131,6 +140,11 @@ def check_edit(cfg, given: set[str]) -> None:
         raise UserError(f"{' and '.join(kinds)}: give one editing option at a time")
     if values["remake_weight"] and not cfg.remake:
         raise UserError("--remake-weight: only --remake uses it")
+    if cfg.remake_colours not in REMAKE_COLOURS:
+        choices = ", ".join(REMAKE_COLOURS)
+        raise UserError(f"unknown --remake-colours '{cfg.remake_colours}'; choose from {choices}")
+    if values["remake_colours"] and not cfg.remake:
+        raise UserError("--remake-colours: only --remake uses it")
     if cfg.remake and cfg.size:
         raise UserError("--size: --remake keeps the target's size; leave --size out")
     if cfg.remake and cfg.tile:

@@ -122,7 +122,8 @@ class PatchRemaker(PatchSynthesizer):
     Args:
         exemplars: as ``PatchSynthesizer``: the texture.
         target: a path or (3, H, W) tensor in [0, 1]: the layout (and the output's size),
-            drawn in the exemplars' colours (``in_palette``).
+            drawn in the exemplars' colours (``in_palette``; its own with the config's
+            ``remake_colours`` "target").
         config, log, overrides: as ``PatchSynthesizer``; ``remake_weight`` weighs the
             content term (0: the target is only the start).
         start: the scale the pyramid starts at, from the target (``START_SCALE``).
@@ -145,7 +146,8 @@ class PatchRemaker(PatchSynthesizer):
         scale = self.scales[0]
         palette = [low_frequencies(u[None], scaled(u.shape[-2:], scale, 4))[0]
                    for u in self.exemplars]  # fmt: skip
-        self.target = in_palette(image.to(self.device), palette)
+        own = self.config.remake_colours == "target"
+        self.target = image.to(self.device) if own else in_palette(image.to(self.device), palette)
         self.target_source = source
         self._content = low_frequencies(self.target[None], scaled(image.shape[-2:], scale, 4))
         first = next((k for k, s in enumerate(self.scales) if s >= start - 1e-9), -1)
@@ -192,6 +194,7 @@ class PatchRemaker(PatchSynthesizer):
         remake = {
             "target": self.target_source,
             "weight": self.config.remake_weight,
+            "colours": self.config.remake_colours,
             "start_scale": self.start,
             "content_size": {"height": h, "width": w},
         }
