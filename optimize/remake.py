@@ -7,13 +7,12 @@ kept. The output has the target's size.
   Freeman 2001's texture transfer matches luminance), then the pyramid starts from it,
   downscaled, at the first scale at least ``START_SCALE`` instead of from noise at the
   coarsest, so the coarse scales that would lay out the exemplar's own arrangement are
-  skipped. At every scale the patch
-  distribution term and the nearest-patch projections pull the patches toward the
-  exemplars', and a content term, ``remake_weight`` x ``losses.content.pixel_content``,
-  holds the output's low frequencies to the recoloured target's: both are compared
-  downscaled to the scale at which the full pyramid starts (the exemplar's short side
-  ``coarsest`` px), so detail finer than about 1/``coarsest`` of the exemplar is left to the
-  texture.
+  skipped. At every scale the patch distribution term and the nearest-patch projections
+  pull the patches toward the exemplars', and a content term, ``remake_weight`` x
+  ``losses.content.pixel_content``, holds the output's low frequencies to the recoloured
+  target's: both are compared downscaled to the scale at which the full pyramid starts (the
+  exemplar's short side ``coarsest`` px), so detail finer than about 1/``coarsest`` of the
+  exemplar is left to the texture.
 - Features objective (``FeatureRemaker``; Gatys, Ecker and Bethge 2016): L-BFGS from the
   target with ``remake_weight`` x ``losses.content.feature_content`` at ``CONTENT_LAYER`` added
   to the Gram (and other) terms.
@@ -77,22 +76,26 @@ def in_palette(target: torch.Tensor, exemplars: list[torch.Tensor]) -> torch.Ten
     colours. Its brightness (``LUMA``) is stretched so that its SPAN quantiles fall on the
     exemplars' (clamped to their range), and each pixel takes the exemplars' mean colour at
     that brightness: their pixels, sorted by brightness, fall into PALETTE_BINS bins of equal
-    count, whose mean brightness and colour make a ramp read by linear interpolation. The
-    target's light and dark stay where they are; its hues do not."""
+    count (fewer where they have fewer pixels), whose mean brightness and colour make a ramp
+    read by linear interpolation. The target's light and dark stay where they are; its hues
+    do not. A target of one brightness takes the exemplars' median."""
     luma = torch.tensor(LUMA, dtype=target.dtype, device=target.device)
     pixels = torch.cat([u.reshape(3, -1) for u in exemplars], 1).to(target)
     light = luma @ pixels
     order = light.argsort()
-    bins = [(light[part].mean(), pixels[:, part].mean(1))
-            for part in order.tensor_split(PALETTE_BINS)]  # fmt: skip
-    levels = torch.stack([b for b, _ in bins])  # (PALETTE_BINS,), ascending
-    ramp = torch.stack([c for _, c in bins], 1)  # (3, PALETTE_BINS)
+    n = max(2, min(PALETTE_BINS, len(order)))
+    bins = [(light[part].mean(), pixels[:, part].mean(1)) for part in order.tensor_split(n)]
+    levels = torch.stack([b for b, _ in bins])  # (n,), ascending
+    ramp = torch.stack([c for _, c in bins], 1)  # (3, n)
     own = luma @ target.reshape(3, -1)
     q = torch.tensor(SPAN, dtype=target.dtype, device=target.device)
     (lo, hi), (to_lo, to_hi) = _quantile(own, q), _quantile(light, q)
-    wanted = to_lo + (own - lo) * (to_hi - to_lo) / (hi - lo).clamp_min(1e-6)
+    if hi - lo < 1e-6:
+        wanted = torch.full_like(own, float(_quantile(light, q.new_tensor([0.5]))[0]))
+    else:
+        wanted = to_lo + (own - lo) * (to_hi - to_lo) / (hi - lo)
     wanted = wanted.clamp(float(levels[0]), float(levels[-1]))
-    upper = torch.searchsorted(levels, wanted).clamp(1, PALETTE_BINS - 1)
+    upper = torch.searchsorted(levels, wanted).clamp(1, n - 1)
     below, above = levels[upper - 1], levels[upper]
     frac = ((wanted - below) / (above - below).clamp_min(1e-9)).clamp(0, 1)
     return (ramp[:, upper - 1] * (1 - frac) + ramp[:, upper] * frac).view_as(target)

@@ -112,6 +112,16 @@ def test_a_target_in_colours_the_exemplar_lacks_is_remade_in_the_exemplars():
     assert abs(float(left[2] / left[0] - own[2] / own[0])) < 0.2 and gap(img) > 0.1
 
 
+def test_in_palette_takes_a_flat_target_and_a_small_exemplar():
+    # A target of one brightness: the exemplar's median colour everywhere (a 4 x 4 ramp of
+    # greys, median 0.5); an exemplar of fewer pixels than the palette's bins: a finite ramp.
+    ramp = torch.linspace(0, 1, 16).view(1, 4, 4).expand(3, 4, 4)
+    flat = in_palette(torch.full((3, 8, 8), 0.9), [ramp])
+    assert torch.allclose(flat, torch.full_like(flat, 0.5), atol=0.05)
+    drawn = in_palette(halves(), [ramp])
+    assert drawn.isfinite().all() and gap(drawn) > 0.5
+
+
 def test_remake_colours_target_keeps_the_targets_own(tmp_path):
     # The same blue and yellow target through synth.py, each way: the blue half keeps more
     # of its blue with --remake-colours target (blue over red measured 0.65 against 0.48).
