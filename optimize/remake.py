@@ -147,10 +147,11 @@ class PatchRemaker(PatchSynthesizer):
         # takes the palette of the exemplars at that scale: the colours a region of their
         # texture can have on average, which is what the content term compares.
         scale = self.scales[0]
-        palette = [low_frequencies(u[None], scaled(u.shape[-2:], scale, 4))[0]
-                   for u in self.exemplars]  # fmt: skip
-        own = self.config.remake_colours == "target"
-        self.target = image.to(self.device) if own else in_palette(image.to(self.device), palette)
+        self.target = image.to(self.device)
+        if self.config.remake_colours == "exemplar":
+            palette = [low_frequencies(u[None], scaled(u.shape[-2:], scale, 4))[0]
+                       for u in self.exemplars]  # fmt: skip
+            self.target = in_palette(self.target, palette)
         self.target_source = source
         self._content = low_frequencies(self.target[None], scaled(image.shape[-2:], scale, 4))
         first = next((k for k, s in enumerate(self.scales) if s >= start - 1e-9), -1)
