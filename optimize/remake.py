@@ -88,10 +88,10 @@ def in_palette(target: torch.Tensor, exemplars: list[torch.Tensor]) -> torch.Ten
     levels = torch.stack([b for b, _ in bins])  # (n,), ascending
     ramp = torch.stack([c for _, c in bins], 1)  # (3, n)
     own = luma @ target.reshape(3, -1)
-    q = torch.tensor(SPAN, dtype=target.dtype, device=target.device)
-    (lo, hi), (to_lo, to_hi) = _quantile(own, q), _quantile(light, q)
+    q = torch.tensor((SPAN[0], 0.5, SPAN[1]), dtype=target.dtype, device=target.device)
+    (lo, _, hi), (to_lo, to_median, to_hi) = _quantile(own, q), _quantile(light, q)
     if hi - lo < 1e-6:
-        wanted = torch.full_like(own, float(_quantile(light, q.new_tensor([0.5]))[0]))
+        wanted = torch.full_like(own, float(to_median))
     else:
         wanted = to_lo + (own - lo) * (to_hi - to_lo) / (hi - lo)
     wanted = wanted.clamp(float(levels[0]), float(levels[-1]))

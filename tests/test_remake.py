@@ -42,6 +42,14 @@ def redness(img: torch.Tensor) -> float:
     return float(mean[0] - mean[1:].mean())
 
 
+def blue_yellow(width=80, height=56):
+    """A target in colours red dots lack: its left half dark blue, its right half yellow."""
+    t = torch.empty(3, height, width)
+    t[:, :, : width // 2] = torch.tensor([0.1, 0.1, 0.5]).view(3, 1, 1)
+    t[:, :, width // 2 :] = torch.tensor([0.9, 0.9, 0.2]).view(3, 1, 1)
+    return t
+
+
 @pytest.fixture
 def files(tmp_path):
     save_image(red_dots(), tmp_path / "red.png")
@@ -99,9 +107,7 @@ def test_a_target_in_colours_the_exemplar_lacks_is_remade_in_the_exemplars():
     # A blue left half and a yellow right half, remade in red dots (every exemplar pixel
     # redder than blue; blue over red 0.36 on average). The target drawn in the palette is
     # red throughout, the halves' order of brightness kept.
-    target = halves()
-    target[:, :, :40] = torch.tensor([0.1, 0.1, 0.5]).view(3, 1, 1)
-    target[:, :, 40:] = torch.tensor([0.9, 0.9, 0.2]).view(3, 1, 1)
+    target = blue_yellow()
     drawn = in_palette(target, [red_dots()])
     assert gap(drawn) > 0.15 and (drawn[0] > drawn[2]).all()
     # The remake's blue half comes out in the exemplar's colours (blue over red 0.48
@@ -125,9 +131,7 @@ def test_in_palette_takes_a_flat_target_and_a_small_exemplar():
 def test_remake_colours_target_keeps_the_targets_own(tmp_path):
     # The same blue and yellow target through synth.py, each way: the blue half keeps more
     # of its blue with --remake-colours target (blue over red measured 0.65 against 0.48).
-    target = halves()
-    target[:, :, :40] = torch.tensor([0.1, 0.1, 0.5]).view(3, 1, 1)
-    target[:, :, 40:] = torch.tensor([0.9, 0.9, 0.2]).view(3, 1, 1)
+    target = blue_yellow()
     save_image(red_dots(), tmp_path / "red.png")
     save_image(target, tmp_path / "target.png")
     blue = {}
