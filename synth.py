@@ -42,6 +42,7 @@ from cli.options import (
     Backbone,
     Coarsest,
     EvenLight,
+    ExemplarTurns,
     ExemplarWraps,
     Layers,
     LayerWeights,
@@ -189,6 +190,16 @@ def main(
             "over an eighth of its side) so that the output is evenly lit; auto: where the "
             "output starts from blocks and the light varies across it; never in repair, "
             "expand, remake or material stacks.",
+        ),
+    ] = None,
+    exemplar_turns: Annotated[
+        ExemplarTurns | None,
+        Opt(
+            help="patches: lay the output out from the exemplar's turned and mirrored copies "
+            "too: fewer repeats in an output many times its size, more smeared elements "
+            "(off by default); auto: where it looks the same turned and mirrored (cells, "
+            "discs; not grain, rows or a light from one side); never in repair, expand, "
+            "remake or material stacks.",
         ),
     ] = None,
     levels: Annotated[int | None, Opt(help="Coarse-to-fine levels (1 = single scale).")] = None,

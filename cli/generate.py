@@ -109,7 +109,7 @@ def _refiner(exemplars, cfg: GenerateConfig, size: tuple[int, int], seamless: bo
     # the generator's sample is the start (no quilted blocks), drawn in the exemplars' own
     # light, which the generator learned: kept
     values = {"tile": seamless, "bits": cfg.bits, "device": str(device), "seed": cfg.seed,
-              "start": "noise", "even_light": "off"}  # fmt: skip
+              "start": "noise", "even_light": "off", "exemplar_turns": "off"}  # fmt: skip
     engine = PatchSynthesizer(exemplars, synth_config(None, values))
     if min(size) < engine.config.patch_size:
         raise UserError(f"output {size[1]}x{size[0]} is smaller than one patch")

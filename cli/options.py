@@ -25,7 +25,7 @@ from models.generator import GENERATORS, OUTPUTS
 from models.vgg import ARCHS, PADDINGS, POOLINGS
 from optimize.engine import OBJECTIVES
 from optimize.lbfgs import METHODS
-from optimize.patches import STARTS
+from optimize.patches import EXEMPLAR_TURNS, STARTS
 
 Opt = typer.Option
 
@@ -52,6 +52,7 @@ SpectrumProjection = registry_choices("SpectrumProjection", SPECTRUM_PROJECTIONS
 ExemplarWraps = registry_choices("ExemplarWraps", EXEMPLAR_WRAPS)
 StartName = registry_choices("StartName", STARTS)
 EvenLight = registry_choices("EvenLight", EVEN_LIGHT)
+ExemplarTurns = registry_choices("ExemplarTurns", EXEMPLAR_TURNS)
 
 
 def plain_values(values: dict) -> dict:

@@ -109,6 +109,11 @@ class SynthConfig(EditFields, PatchFields, LossConfig):
     # patches: divide out the exemplars' light (their blur over an eighth of the short side):
     # auto | on | off; auto: where it varies and blocks start the output; never in edits
     even_light: str = "auto"
+    # patches: match the exemplars' turned and mirrored copies too where the output is laid
+    # out: off | on | auto; auto: where they look the same turned and mirrored (cells, discs;
+    # data.symmetry); never in edits, remakes or material stacks. Off by default: fewer
+    # repeats, but more smeared cells at 4x the exemplar (optimize.patches.EXEMPLAR_TURNS)
+    exemplar_turns: str = "off"
     # patches, --tile on a lattice: the exemplar scaled (at most LATTICE_FIT) so that whole
     # periods fit the output (optimize.patches, losses.spectrum.lattice_fit)
     fit_lattice: bool = True
@@ -160,6 +165,7 @@ PATCH_FIELDS = (
     "start",
     "fit_lattice",
     "even_light",
+    "exemplar_turns",
 )
 
 
@@ -221,6 +227,8 @@ def check_patch_choices(cfg) -> None:
         check_choice("--start", cfg.start, "optimize.patches", "STARTS")
     if hasattr(cfg, "even_light"):
         check_choice("--even-light", cfg.even_light, "data.light", "EVEN_LIGHT")
+    if hasattr(cfg, "exemplar_turns"):
+        check_choice("--exemplar-turns", cfg.exemplar_turns, "optimize.patches", "EXEMPLAR_TURNS")
 
 
 def check_precision(cfg) -> None:

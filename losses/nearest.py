@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from data.symmetry import symmetry, undone
+
 # Floats in one block of the distance matrix (4 MB): small enough that the argmin reads it
 # back from cache; 64 MB blocks went through memory and took 1.5x as long (session 9).
 DISTANCES = 2**20
@@ -196,7 +198,12 @@ def _wrap_add(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def project_to_nearest(
-    img: torch.Tensor, index: PatchIndex, stride: int, circular: bool, robust: float | None = None
+    img: torch.Tensor,
+    index: PatchIndex,
+    stride: int,
+    circular: bool,
+    robust: float | None = None,
+    turns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One projection step: (1, C, H, W) -> (1, C, H, W), each pixel the mean of the nearest
     exemplar patches of the grid patches that cover it (not differentiable).
@@ -214,6 +221,9 @@ def project_to_nearest(
             in one. Where H - p or W - p is not a multiple of s, the image is first extended
             by reflection past its bottom and right edges (a canvas margin belongs there).
         circular: patches wrap around the image (a tileable output).
+        turns: (H, W) long in 0-7: each grid patch (by the pixel at its centre) is matched
+            to the exemplar turned and mirrored by that ``data.symmetry.symmetry``: the
+            patch is turned back, matched, and its match turned (None: all 0).
     """
     p = index.patch
     h, w = img.shape[-2:]
@@ -226,7 +236,20 @@ def project_to_nearest(
         img = F.pad(img, (0, pw, 0, ph), mode="reflect")
     size = img.shape[-2:]
     queries = F.unfold(img.float(), p, stride=stride)  # (1, C p p, M)
-    matched = index.patches[index.nearest(queries[0].T)].T[None]
+    if turns is None:
+        matched = index.patches[index.nearest(queries[0].T)].T[None]
+    else:
+        mode = "circular" if circular else "replicate"
+        grid = F.pad(turns[None, None].float(), (0, pw, 0, ph), mode=mode)
+        centre = F.unfold(grid, p, stride=stride)[0, p * p // 2].round().long()  # (M,)
+        shaped = queries[0].T.reshape(-1, img.shape[1], p, p)
+        matched = torch.empty_like(shaped)
+        for k in centre.unique().tolist():
+            chosen = centre == k
+            back = undone(shaped[chosen], k).reshape(int(chosen.sum()), -1)
+            found = index.patches[index.nearest(back)].reshape(-1, img.shape[1], p, p)
+            matched[chosen] = symmetry(found, k)
+        matched = matched.reshape(shaped.shape[0], -1).T[None]
     weight = torch.ones_like(matched[:, :1])  # (1, 1, M)
     if robust is not None:
         if not 0 < robust < 2:

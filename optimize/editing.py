@@ -221,6 +221,7 @@ class PatchEditor(PatchSynthesizer):
 
     EVENS_LIGHT = False
     KEEPS_LIGHT = "repair and expand keep the light, so that the fill meets the kept pixels"
+    KEEPS_TURNS = "repair and expand fill from the exemplar as it is, to meet the kept pixels"
 
     def __init__(
         self, image, fill, exemplars=None, config: SynthConfig | None = None, log=print, **kw

@@ -134,6 +134,7 @@ class PatchRemaker(PatchSynthesizer):
 
     EVENS_LIGHT = False
     KEEPS_LIGHT = "remake keeps the target's light"
+    KEEPS_TURNS = "a remake is laid out by its target, not by the exemplar"
 
     def __init__(self, exemplars, target, config: SynthConfig | None = None, log=print, **kw):
         start = kw.pop("start", START_SCALE)

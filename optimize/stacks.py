@@ -47,6 +47,7 @@ class StackSynthesizer(PatchSynthesizer):
 
     EVENS_LIGHT = False
     KEEPS_LIGHT = "material stacks keep it (a normal or height map's light is its slope)"
+    KEEPS_TURNS = "material stacks are not turned (a turned normal map would point wrongly)"
 
     def __init__(self, maps: dict, bits: dict | None = None, config=None, log=print, **kw):
         sizes = {name: tuple(m.shape[-2:]) for name, m in maps.items()}
