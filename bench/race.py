@@ -51,18 +51,21 @@ def tiled_judge(exemplar: torch.Tensor):
     return judged
 
 
-def run_path(code: Path, exemplar: Path, size: str, out: Path, seed: int = 0) -> dict:
+def run_path(
+    code: Path, exemplar: Path, size: str, out: Path, seed: int = 0, options: tuple = ()
+) -> dict:
     """Run ``code``'s synth.py on ``exemplar`` at ``size`` (WxH or a side) with its default
-    and ``seed``, in a child process with this process's threads; wall seconds include
-    start-up."""
+    and ``seed`` (and ``options``, more of synth.py's arguments), in a child process with
+    this process's threads; wall seconds include start-up."""
     cmd = [sys.executable, "synth.py", str(exemplar), "-o", str(out), "--size", size]
-    cmd += ["--seed", str(seed), "--overwrite", "--no-progress"]
+    cmd += ["--seed", str(seed), "--overwrite", "--no-progress", *options]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        raise UserError(f"{code.name}: synth.py at {size} failed: {done.stderr.strip()[-300:]}")
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]  # its one-line error
+        raise UserError(f"{code.name}: synth.py at {size} failed: {last[-300:]}")
     return {"wall_s": wall}
 
 

@@ -5,6 +5,7 @@ its native scale, judged against real crops of it.
     python -m bench.structure                          # all exemplars, 512 and 1024 px, seed 0
     python -m bench.structure --sizes 512 --seeds 0,1,2 --only knit,honeycomb
     python -m bench.structure --out DIR   # DIR/results.jsonl, RESULTS.md, sheet.png
+    python -m bench.structure --only cells --synth-args "--exemplar-turns on" --out DIR2
 
 Each exemplar goes to ``synth.py`` with only ``-o``, ``--size`` and ``--seed`` (a child
 process with this process's threads), so that the run measures what a user gets, the
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,17 +105,20 @@ def exemplars(folder: Path, only: list[str] | None, workdir: Path) -> dict[str, 
     return found
 
 
-def synthesize(exemplar: Path, size: int, seed: int, out: Path) -> tuple[float, str]:
-    """Run ``synth.py`` with its defaults (``bench.race.run_path``); (wall seconds, the start
-    it chose, from the output's sidecar)."""
-    seconds = run_path(ROOT, exemplar, str(size), out, seed)["wall_s"]
+def synthesize(
+    exemplar: Path, size: int, seed: int, out: Path, options: tuple = ()
+) -> tuple[float, str]:
+    """Run ``synth.py`` with its defaults and ``options`` (``bench.race.run_path``); (wall
+    seconds, the start it chose, from the output's sidecar)."""
+    seconds = run_path(ROOT, exemplar, str(size), out, seed, options)["wall_s"]
     sidecar = json.loads(out.with_suffix(".json").read_text())
     return seconds, "blocks" if sidecar.get("start_block") else "noise"
 
 
-def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say) -> list[Row]:
-    """Synthesize and judge every (exemplar, size, seed); rows kept from an earlier run are
-    reused unless ``fresh``. Each row is appended to ``workdir``/results.jsonl as it ends."""
+def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say, options=()) -> list[Row]:
+    """Synthesize and judge every (exemplar, size, seed), with synth.py's ``options`` added;
+    rows kept from an earlier run are reused unless ``fresh``. Each row is appended to
+    ``workdir``/results.jsonl as it ends."""
     results = workdir / "results.jsonl"
     done: dict[tuple, Row] = {}
     if results.exists() and not fresh:
@@ -138,7 +143,7 @@ def run(names, sizes, seeds, workdir: Path, fresh: bool, log=say) -> list[Row]:
                     continue
                 out = image_path(workdir, name, size, seed)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                seconds, start = synthesize(path, size, seed, out)
+                seconds, start = synthesize(path, size, seed, out, options)
                 image = load_image(out)[0]
                 j = judged(image)
                 row = Row(name, kind, size, seed, seconds, start, j["structure"], j["score"],
@@ -210,6 +215,13 @@ def main(
     sizes: Annotated[str, typer.Option(help="comma-separated output sides, px")] = "512,1024",
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     fresh: Annotated[bool, typer.Option(help="ignore rows of an earlier run")] = False,
+    synth_args: Annotated[
+        str,
+        typer.Option(
+            help="more synth.py arguments for every run, e.g. '--exemplar-turns on' (rows "
+            "of an earlier run are kept as they are: give a new --out)"
+        ),
+    ] = "",
 ) -> None:
     def go() -> None:
         size_list = parse_list(sizes, int, "sizes")
@@ -222,7 +234,7 @@ def main(
                 raise UserError(f"--sizes must be at least {side} px for {name} (the judge "
                                 f"compares squares of half its short side)")  # fmt: skip
         say(HEADER)
-        rows = run(names, size_list, seed_list, out, fresh)
+        rows = run(names, size_list, seed_list, out, fresh, options=tuple(shlex.split(synth_args)))
         report(rows, names, out)
         say(summary(rows))
         say(f"wrote {out / 'RESULTS.md'} and {out / 'sheet.png'}")

@@ -45,3 +45,13 @@ def test_bad_choice_is_one_line_error(tmp_path, extra, words):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and words in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_synth_args_reach_every_run(tmp_path):
+    save_image(make("dots", 48, seed=0), tmp_path / "dots48.png")
+    args = ["--exemplars", tmp_path, "--out", tmp_path / "out", "--only", "dots48"]
+    args += ["--sizes", "48", "--synth-args", "--start sideways"]  # synth.py refuses it
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and "synth.py at 48 failed" in last, result.output
+    assert "'sideways' is not one of" in last and "Traceback" not in result.output
