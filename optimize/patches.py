@@ -663,12 +663,15 @@ class PatchSynthesizer(PerImageSynthesizer):
         small = (max(1, round(rows * scale)), max(1, round(cols * scale)))
         ys = ((torch.arange(small[0]) + 0.5) * rows / small[0] - m) * size[0] / inner[0]
         xs = ((torch.arange(small[1]) + 0.5) * cols / small[1] - m) * size[1] / inner[1]
-        dy = ys[:, None, None] - centres[:, 0]
-        dx = xs[None, :, None] - centres[:, 1]
+        dx = (xs[:, None] - centres[:, 1]).abs()  # (w, N)
         if self.config.tile:  # the regions wrap with the output
-            dy = torch.minimum(dy.abs(), size[0] - dy.abs())
-            dx = torch.minimum(dx.abs(), size[1] - dx.abs())
-        nearest = (dy.pow(2) + dx.pow(2)).argmin(-1)
+            dx = torch.minimum(dx, size[1] - dx)
+        nearest = torch.empty(small, dtype=torch.long)
+        for i, y in enumerate(ys):  # a row at a time: thousands of regions fit too
+            dy = (y - centres[:, 0]).abs()
+            if self.config.tile:
+                dy = torch.minimum(dy, size[0] - dy)
+            nearest[i] = (dy.pow(2) + dx.pow(2)).argmin(-1)
         labels = kinds[nearest].float()[None, None]
         return F.interpolate(labels, size=shape, mode="nearest")[0, 0].long().to(self.device)
 
