@@ -240,8 +240,11 @@ def project_to_nearest(
         matched = index.patches[index.nearest(queries[0].T)].T[None]
     else:
         mode = "circular" if circular else "replicate"
-        grid = F.pad(turns[None, None].float(), (0, pw, 0, ph), mode=mode)
-        centre = F.unfold(grid, p, stride=stride)[0, p * p // 2].round().long()  # (M,)
+        grid = F.pad(turns[None, None].float(), (0, pw, 0, ph), mode=mode)[0, 0].long()
+        # each grid patch's centre pixel, in unfold's order (rows of patches, row-major)
+        rows, cols = (size[0] - p) // stride + 1, (size[1] - p) // stride + 1
+        c = p // 2
+        centre = grid[c : c + stride * rows : stride, c : c + stride * cols : stride].flatten()
         shaped = queries[0].T.reshape(-1, img.shape[1], p, p)
         matched = torch.empty_like(shaped)
         for k in centre.unique().tolist():

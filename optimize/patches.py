@@ -354,17 +354,16 @@ class PatchSynthesizer(PerImageSynthesizer):
         mode = self.config.exemplar_turns
         if mode == "on" and self.KEEPS_TURNS:
             raise UserError(f"--exemplar-turns on: {self.KEEPS_TURNS}")
-        if mode == "off" or self.KEEPS_TURNS:
+        if mode != "auto":
+            return mode == "on"
+        if self.KEEPS_TURNS or self.start_block:
             return False
-        if mode == "auto" and (
-            self.start_block or not symmetric([u.cpu() for u in self.exemplars])
-        ):
+        if not symmetric([u.cpu() for u in self.exemplars]):
             return False
-        if mode == "auto":
-            self.log(
-                "the exemplar looks the same turned and mirrored: its turned and mirrored "
-                "copies lay the output out too (--exemplar-turns off to disable)"
-            )
+        self.log(
+            "the exemplar looks the same turned and mirrored: its turned and mirrored "
+            "copies lay the output out too (--exemplar-turns off to disable)"
+        )
         return True
 
     def _lattice(self) -> bool:
