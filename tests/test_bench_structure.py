@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bench.structure import app
+from bench.structure import Row, app, summary, table_row
 from data.images import save_image
 from data.procedural import make
 
@@ -55,3 +55,17 @@ def test_synth_args_reach_every_run(tmp_path):
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code == 2 and "synth.py at 48 failed" in last, result.output
     assert "'sideways' is not one of" in last and "Traceback" not in result.output
+
+
+def test_over_the_target_where_a_fresh_sample_is_too_is_counted_apart():
+    def row(name, structure, floor):
+        return Row(name, "procedural", 512, 0, 1.0, "noise", structure, 1.0, floor)
+
+    rows = [row("cells", 1.4, 1.46), row("dots", 1.63, 1.67), row("knit", 1.55, None),
+            row("stripes", 1.7, 1.6)]  # fmt: skip
+    text = summary(rows)
+    assert text.startswith("1 of 4 within structure 1.5")
+    assert "no worse than a fresh sample of their process: dots 512 s0 1.63 (fresh 1.67)" in text
+    assert text.endswith("over: knit 512 s0 1.55, stripes 512 s0 1.70")  # worse than its sample
+    assert "(over 1.5, no worse than a fresh sample)" in table_row(rows[1])
+    assert "1.55 (over) |" in table_row(rows[2]) and "1.40 |" in table_row(rows[0])
