@@ -178,7 +178,7 @@ def ill_posed(r: Row) -> bool:
 def table_row(r: Row) -> str:
     mark = ""
     if ill_posed(r):
-        mark = " (over 1.5, no worse than a fresh sample)"
+        mark = f" (over {TARGET}, no worse than a fresh sample)"
     elif r.structure > TARGET:
         mark = " (over)"
     floor = "-" if r.floor is None else f"{r.floor:.2f}"
@@ -193,14 +193,14 @@ def summary(rows: list[Row]) -> str:
     """One line: how many rows meet the target, which are over it where a fresh sample of the
     process is too (``ill_posed``), which are over, and which the judge could not measure
     (nan: squares too small for its coarse octaves)."""
-    posed = [r for r in rows if ill_posed(r)]
+    ill = [r for r in rows if ill_posed(r)]
     over = [r for r in rows if r.structure > TARGET and not ill_posed(r)]
     unmeasured = [r for r in rows if math.isnan(r.structure)]
-    within = len(rows) - len(posed) - len(over) - len(unmeasured)
+    within = len(rows) - len(ill) - len(over) - len(unmeasured)
     text = f"{within} of {len(rows)} within structure {TARGET}"
-    if posed:
+    if ill:
         text += "; over it but no worse than a fresh sample of their process: " + ", ".join(
-            f"{r.name} {r.size} s{r.seed} {r.structure:.2f} (fresh {r.floor:.2f})" for r in posed
+            f"{r.name} {r.size} s{r.seed} {r.structure:.2f} (fresh {r.floor:.2f})" for r in ill
         )
     if over:
         text += "; over: " + ", ".join(f"{r.name} {r.size} s{r.seed} {r.structure:.2f}"
